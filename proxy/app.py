@@ -1,0 +1,198 @@
+"""The ASGI application: lifespan-owned state, operations endpoints, the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from config.handoff import settings_from_handoff
+from config.schema import CachePolicy, CacheSettings, Settings
+from proxy.access_log import AccessLog
+from proxy.cache.collapse import Inflight
+from proxy.cache.memory import MemoryTier
+from proxy.cache.store import Cache
+from proxy.deliver import Send, send_response
+from proxy.http.freshness import FreshnessPolicy
+from proxy.http.paths import normalize_path
+from proxy.metrics import Stats, build_registry
+from proxy.pipeline import Receive, handle
+from proxy.state import AppState
+from routing.origins import build_origin
+from routing.rules import Route, RouteTable
+
+FLUSH_INTERVAL = 1.0
+
+
+def freshness_policy(policy: CachePolicy, cache: CacheSettings) -> FreshnessPolicy:
+    return FreshnessPolicy(
+        default_ttl=policy.default_ttl,
+        override_ttl=policy.override_ttl,
+        negative_ttl=policy.negative_ttl,
+        heuristic_fraction=cache.heuristic_fraction,
+        heuristic_max=cache.heuristic_max,
+        stale_while_revalidate=policy.stale_while_revalidate,
+        stale_if_error=policy.stale_if_error,
+        targeted_fields=tuple(f.lower() for f in policy.targeted_fields),
+    )
+
+
+def build_state(settings: Settings) -> AppState:
+    origins = {name: build_origin(name, spec) for name, spec in settings.origins.items()}
+    routes = [
+        Route(
+            # Unique, readable metric label: host + prefix, with the rule's index on a repeat.
+            name=f"{r.host}{r.path_prefix}"
+            + (
+                f"#{i}"
+                if any(
+                    (o.host, o.path_prefix) == (r.host, r.path_prefix) for o in settings.routes[:i]
+                )
+                else ""
+            ),
+            host=r.host.lower(),
+            path_prefix=r.path_prefix,
+            origin=origins[r.origin],
+            read_only=r.read_only,
+            policy=r.cache,
+        )
+        for i, r in enumerate(settings.routes)
+    ]
+    memory = MemoryTier(settings.cache.memory_bytes, settings.cache.memory_max_object_bytes)
+    stats = Stats()
+    stats.sampled["edgeshield_cache_bytes"] = lambda: {("memory",): memory.stats()["bytes"]}
+    stats.sampled["edgeshield_cache_entries"] = lambda: {("memory",): memory.stats()["entries"]}
+    stats.sampled["edgeshield_cache_evictions"] = lambda: {("memory",): memory.stats()["evictions"]}
+    registry, collector = build_registry(stats, settings.server.metrics_dir)
+    inflight = Inflight()
+    stats.sampled["edgeshield_inflight_fetches"] = lambda: {(): len(inflight.fetches)}
+    return AppState(
+        settings=settings,
+        routes=RouteTable(routes),
+        origins=origins,
+        policies={route.name: freshness_policy(route.policy, settings.cache) for route in routes},
+        cache=Cache(memory, settings.cache.max_variants),
+        inflight=inflight,
+        stats=stats,
+        registry=registry,
+        collector=collector,
+        access_log=AccessLog(settings.server.access_log),
+        normalize=lru_cache(maxsize=16384)(normalize_path),
+        log=logging.getLogger("edgeshield"),
+    )
+
+
+class EdgeShield:
+    """The ASGI callable. Pure ASGI (no BaseHTTPMiddleware): the hot path is one dict
+    lookup for the operations paths, then the pipeline."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state: AppState | None = None
+        self._ops = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            state = self.state
+            if state is None:
+                await send_response(send, 503, [(b"content-length", b"0"), (b"retry-after", b"1")])
+                return
+            ops = self._ops.get(scope["path"])
+            if ops is not None:
+                await ops(state, send)
+            else:
+                await handle(state, scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.state = build_state(self.settings)
+                    self.state.spawn(_flusher(self.state))
+                    self.state.ready = True
+                except Exception as exc:  # a bad config never starts a half-working server
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.state is not None:
+                    await shutdown(self.state)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _healthz(self, state: AppState, send: Send) -> None:
+        await send_response(send, 200, _plain(b"ok\n"), b"ok\n")
+
+    async def _readyz(self, state: AppState, send: Send) -> None:
+        body = orjson.dumps(
+            {
+                "ready": state.ready,
+                "origins": sorted(state.origins),
+                "routes": [route.name for route in state.routes.routes],
+            }
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send_response(send, 200 if state.ready else 503, headers, body)
+
+    async def _metrics(self, state: AppState, send: Send) -> None:
+        body = generate_latest(state.registry)
+        headers = [
+            (b"content-type", CONTENT_TYPE_LATEST.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send_response(send, 200, headers, body)
+
+
+def _plain(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", b"text/plain"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+
+
+async def _flusher(state: AppState) -> None:
+    """Access log and metric snapshots leave the process here, never on a request."""
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        state.access_log.flush()
+        try:
+            state.collector.write_snapshot()
+        except OSError as exc:
+            state.log.warning("metrics snapshot failed: %s", exc)
+
+
+async def shutdown(state: AppState) -> None:
+    state.ready = False
+    for task in list(state.tasks):
+        task.cancel()
+    for task in list(state.tasks):
+        with contextlib.suppress(BaseException):
+            await task
+    for origin in state.origins.values():
+        await origin.aclose()
+    state.access_log.close()
+
+
+def app_from_environment() -> EdgeShield:
+    """Factory for `uvicorn --factory` worker processes: settings come from the parent."""
+    return EdgeShield(settings_from_handoff(os.environ))

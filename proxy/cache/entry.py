@@ -1,0 +1,70 @@
+"""A stored response and the absolute times that decide how it may be reused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proxy.http.freshness import Freshness
+
+# Fixed overhead charged per entry on top of body and headers, so that the byte budget
+# of the memory tier also bounds the number of tiny entries.
+ENTRY_OVERHEAD = 512
+
+
+@dataclass(slots=True)
+class Entry:
+    status: int
+    # Headers as sent to clients (lower-case names, hop-by-hop and per-hop fields removed,
+    # no content-length / age / cache-status: those are computed per response).
+    headers: list[tuple[bytes, bytes]]
+    # The origin's fields as received: what a 304 updates and freshness is computed from.
+    origin_headers: list[tuple[str, str]]
+    body: bytes
+    etag: str | None
+    last_modified: float | None
+    content_type: str | None
+    response_time: float
+    freshness: Freshness
+    vary: tuple[str, ...] = ()
+    # Absolute wall-clock times, derived once so a hit compares one float.
+    fresh_until: float = 0.0
+    stale_while_revalidate_until: float = 0.0
+    stale_if_error_until: float = 0.0
+    size: int = 0
+    # Headers of a full 200/other response, built once for the hot path.
+    full_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        f = self.freshness
+        self.fresh_until = self.response_time + f.lifetime - f.initial_age
+        self.stale_while_revalidate_until = self.fresh_until + f.stale_while_revalidate
+        self.stale_if_error_until = self.fresh_until + f.stale_if_error
+        self.size = len(self.body) + sum(len(k) + len(v) for k, v in self.headers) + ENTRY_OVERHEAD
+        self.full_headers = [
+            *self.headers,
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+        if self.status == 200:
+            self.full_headers.append((b"accept-ranges", b"bytes"))
+
+    def age(self, now: float) -> int:
+        return int(self.freshness.initial_age + max(0.0, now - self.response_time))
+
+
+@dataclass(slots=True)
+class VaryIndex:
+    """Stored under a URL's primary key when its responses vary: which request fields
+    select a variant, and the variant keys stored so far (bounded by max_variants)."""
+
+    names: tuple[str, ...]
+    variants: set[str] = field(default_factory=set)
+    size: int = 256
+
+
+@dataclass(slots=True)
+class Uncacheable:
+    """Hit-for-miss marker (Varnish): the last response for this key was not storable,
+    so requests until `until` go straight to the origin instead of queueing to collapse."""
+
+    until: float
+    size: int = 128

@@ -1,0 +1,129 @@
+"""`edgeshield` command line: serve, check-config, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from config.handoff import HANDOFF_VAR, handoff_value
+from config.loader import ConfigError, check_config, load_settings, origin_overrides
+from config.schema import FsOrigin, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="edgeshield", description="Edge delivery proxy and origin shield for media."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the proxy")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        help="TOML config file (default: $EDGESHIELD_CONFIG or the embedded demo)",
+    )
+    serve.add_argument(
+        "--origin",
+        help="proxy and cache one origin, an http(s) URL or a folder (like varnishd -b)",
+    )
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+
+    check = sub.add_parser("check-config", help="validate a config file and print every error")
+    check.add_argument("file", type=Path)
+
+    demo = sub.add_parser("demo", help="generate the demo media folder")
+    demo.add_argument("--out", type=Path, default=Path("var/demo"))
+    demo.add_argument("--force", action="store_true")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatter at INFO
+    if args.command == "check-config":
+        code, text = check_config(args.file, os.environ)
+        print(text, file=sys.stdout if code == 0 else sys.stderr)
+        return code
+    if args.command == "demo":
+        from proxy.demo import generate_demo
+
+        written = generate_demo(args.out, force=args.force)
+        print(f"demo media in {args.out}: {len(written)} file(s) written")
+        return 0
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    try:
+        if args.origin:
+            overrides.update(origin_overrides(args.origin))
+        server = {
+            k: v
+            for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+            if v is not None
+        }
+        if server:
+            overrides["server"] = server
+        path = args.config or (
+            Path(os.environ["EDGESHIELD_CONFIG"]) if os.environ.get("EDGESHIELD_CONFIG") else None
+        )
+        settings = load_settings(path, os.environ, overrides=overrides)
+    except ConfigError as exc:
+        print(exc.format(), file=sys.stderr)
+        return 2
+    _ensure_demo(settings, embedded=path is None and not args.origin)
+    return run(settings)
+
+
+def _ensure_demo(settings: Settings, *, embedded: bool) -> None:
+    """The embedded default serves demo media; make it on first start if missing."""
+    if not embedded:
+        return
+    for origin in settings.origins.values():
+        if isinstance(origin, FsOrigin) and not origin.root.exists():
+            from proxy.demo import generate_demo
+
+            generate_demo(origin.root)
+
+
+def run(settings: Settings) -> int:
+    import uvicorn
+
+    server = settings.server
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,  # edgeshield writes its own JSON access log
+        "server_header": False,
+        "date_header": False,  # Date comes from the stored response (RFC 9110 6.6.1)
+        "log_level": server.log_level,
+        "timeout_graceful_shutdown": 5,
+    }
+    if server.workers == 1:
+        from proxy.app import EdgeShield
+
+        uvicorn.run(EdgeShield(settings), **options)
+        return 0
+    if server.metrics_dir is None:
+        metrics_dir = Path(tempfile.mkdtemp(prefix="edgeshield-metrics-"))
+        settings = settings.model_copy(
+            update={"server": server.model_copy(update={"metrics_dir": metrics_dir})}
+        )
+    os.environ[HANDOFF_VAR] = handoff_value(settings)
+    uvicorn.run("proxy.app:app_from_environment", factory=True, workers=server.workers, **options)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""Deliver: the client-facing answer from a stored entry or an in-flight fetch.
+
+Ranges (RFC 9110 14), preconditions (RFC 9110 13) and HEAD are answered here, from
+whatever the cache holds, identically for hits and misses. Each function returns the
+status sent and the body bytes sent, for the log and the metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from proxy.cache.collapse import Fetch, Head
+from proxy.cache.entry import Entry
+from proxy.http.conditionals import evaluate_preconditions, if_range_matches
+from proxy.http.ranges import (
+    ByteRange,
+    content_range,
+    make_boundary,
+    multipart_byteranges,
+    parse_range,
+    unsatisfied_range,
+)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Header = tuple[bytes, bytes]
+
+PRECONDITION_FIELDS = ("if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
+# RFC 9110 15.4.5: what a 304 carries of the 200 it stands for.
+NOT_MODIFIED_FIELDS = frozenset(
+    {b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary", b"last-modified"}
+)
+
+
+async def send_response(
+    send: Send, status: int, headers: list[Header], body: bytes = b"", *, head_only: bool = False
+) -> int:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head_only else body})
+    return 0 if head_only else len(body)
+
+
+async def send_error(
+    send: Send, status: int, reason: str, extra: list[Header] | None = None
+) -> int:
+    body = f"{status} {reason}\n".encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *(extra or ()),
+    ]
+    return await send_response(send, status, headers, body)
+
+
+def _asks_locally(headers: Mapping[str, str]) -> bool:
+    return "range" in headers or any(name in headers for name in PRECONDITION_FIELDS)
+
+
+def _precondition(
+    method: str, headers: Mapping[str, str], etag: str | None, lm: float | None
+) -> int | None:
+    for name in PRECONDITION_FIELDS:
+        if name in headers:
+            return evaluate_preconditions(method, headers, etag, lm)
+    return None
+
+
+def _wanted_ranges(
+    headers: Mapping[str, str], size: int, etag: str | None, lm: float | None
+) -> list[ByteRange] | str | None:
+    value = headers.get("range")
+    if value is None:
+        return None
+    if "if-range" in headers and not if_range_matches(headers["if-range"], etag, lm):
+        return None
+    return parse_range(value, size)
+
+
+def _not_modified(
+    status: int, headers: list[Header], extra: list[Header]
+) -> tuple[int, list[Header]]:
+    kept = [(k, v) for k, v in headers if k in NOT_MODIFIED_FIELDS]
+    return status, kept + extra
+
+
+async def deliver_entry(
+    send: Send, method: str, req_headers: Mapping[str, str], entry: Entry, extra: list[Header]
+) -> tuple[int, int]:
+    """`extra` holds the per-response fields (Age, Cache-Status, Server-Timing)."""
+    head_only = method == "HEAD"
+    if entry.status == 200 and _asks_locally(req_headers):
+        pre = _precondition(method, req_headers, entry.etag, entry.last_modified)
+        if pre is not None:
+            status, headers = _not_modified(pre, entry.headers, extra)
+            if pre == 412:
+                return pre, await send_error(send, 412, "precondition failed", extra)
+            return status, await send_response(send, status, headers, head_only=True)
+        ranges = _wanted_ranges(req_headers, len(entry.body), entry.etag, entry.last_modified)
+        if ranges is not None:
+            return await _send_ranges(
+                send, entry.headers, entry.body, ranges, entry.content_type, extra, head_only
+            )
+    sent = await send_response(
+        send, entry.status, entry.full_headers + extra, entry.body, head_only=head_only
+    )
+    return entry.status, sent
+
+
+async def _send_ranges(
+    send: Send,
+    headers: list[Header],
+    body: bytes,
+    ranges: list[ByteRange] | str,
+    content_type: str | None,
+    extra: list[Header],
+    head_only: bool,
+) -> tuple[int, int]:
+    size = len(body)
+    if isinstance(ranges, str):  # "unsatisfiable"
+        fields = [(b"content-range", unsatisfied_range(size).encode()), *extra]
+        return 416, await send_error(send, 416, "range not satisfiable", fields)
+    base = [h for h in headers if h[0] != b"content-type"] if len(ranges) > 1 else headers
+    if len(ranges) == 1:
+        r = ranges[0]
+        fields = [
+            *base,
+            (b"content-range", content_range(r, size).encode()),
+            (b"content-length", str(r.length).encode()),
+            (b"accept-ranges", b"bytes"),
+            *extra,
+        ]
+        return 206, await send_response(
+            send, 206, fields, body[r.start : r.end + 1], head_only=head_only
+        )
+    boundary = make_boundary()
+    parts, total = multipart_byteranges(ranges, size, content_type, boundary)
+    payload = (
+        b"".join(p + body[r.start : r.end + 1] for p, r in zip(parts, ranges, strict=False))
+        + parts[-1]
+    )
+    fields = [
+        *base,
+        (b"content-type", f"multipart/byteranges; boundary={boundary}".encode()),
+        (b"content-length", str(total).encode()),
+        (b"accept-ranges", b"bytes"),
+        *extra,
+    ]
+    return 206, await send_response(send, 206, fields, payload, head_only=head_only)
+
+
+async def deliver_fetch(
+    send: Send,
+    method: str,
+    req_headers: Mapping[str, str],
+    fetch: Fetch,
+    head: Head,
+    extra: list[Header],
+    cid: int,
+    *,
+    local_semantics: bool = True,
+) -> tuple[int, int]:
+    """Stream an in-flight fetch. With `local_semantics`, ranges and preconditions are
+    answered here from the stream; otherwise (pass mode) the origin's answer is relayed."""
+    head_only = method == "HEAD"
+    if local_semantics and head.status == 200:
+        pre = _precondition(method, req_headers, head.etag, head.last_modified)
+        if pre == 412:
+            return pre, await send_error(send, 412, "precondition failed", extra)
+        if pre is not None:
+            status, headers = _not_modified(pre, head.headers, extra)
+            return status, await send_response(send, status, headers, head_only=True)
+        if "range" in req_headers:
+            served = await _stream_range(send, req_headers, fetch, head, extra, head_only, cid)
+            if served is not None:
+                return served
+    headers = list(head.headers)
+    if head.content_length is not None:
+        headers.append((b"content-length", str(head.content_length).encode()))
+    if local_semantics and head.status == 200:
+        headers.append((b"accept-ranges", b"bytes"))
+    await send({"type": "http.response.start", "status": head.status, "headers": headers + extra})
+    if head_only:
+        await send({"type": "http.response.body", "body": b""})
+        return head.status, 0
+    return head.status, await _stream(send, fetch, cid, 0, None)
+
+
+async def _stream_range(
+    send: Send,
+    req_headers: Mapping[str, str],
+    fetch: Fetch,
+    head: Head,
+    extra: list[Header],
+    head_only: bool,
+    cid: int,
+) -> tuple[int, int] | None:
+    """A single range with a known length streams at once; anything else needs the whole
+    body, which is only kept while the object is storable. None: serve the full body."""
+    size = head.content_length
+    if size is not None:
+        ranges = _wanted_ranges(req_headers, size, head.etag, head.last_modified)
+        if ranges is None:
+            return None
+        if isinstance(ranges, list) and len(ranges) == 1:
+            r = ranges[0]
+            fields = [
+                *head.headers,
+                (b"content-range", content_range(r, size).encode()),
+                (b"content-length", str(r.length).encode()),
+                (b"accept-ranges", b"bytes"),
+                *extra,
+            ]
+            await send({"type": "http.response.start", "status": 206, "headers": fields})
+            if head_only:
+                await send({"type": "http.response.body", "body": b""})
+                return 206, 0
+            return 206, await _stream(send, fetch, cid, r.start, r.end + 1)
+    if not fetch.keep_all:
+        return None
+    async for _ in fetch.stream(cid):
+        pass  # wait for the whole body (bounded: keep_all means it fits the cache)
+    if not fetch.keep_all:
+        return None
+    body = fetch.body()
+    ranges = _wanted_ranges(req_headers, len(body), head.etag, head.last_modified)
+    if ranges is None:
+        return None
+    return await _send_ranges(send, head.headers, body, ranges, head.content_type, extra, head_only)
+
+
+async def _stream(send: Send, fetch: Fetch, cid: int, start: int, end: int | None) -> int:
+    """Send bytes [start, end) of the fetch as they arrive. If the producer fails after
+    the head went out, FetchAborted propagates: the caller leaves the response
+    incomplete, so the client sees a broken transfer, never a silently short body."""
+    pos = sent = 0
+    async for chunk in fetch.stream(cid):
+        lo, hi = pos, pos + len(chunk)
+        pos = hi
+        if hi <= start:
+            continue
+        piece = chunk[
+            max(0, start - lo) : (len(chunk) if end is None else min(len(chunk), end - lo))
+        ]
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+        sent += len(piece)
+        if end is not None and hi >= end:
+            break
+    await send({"type": "http.response.body", "body": b""})
+    return sent

@@ -1,0 +1,300 @@
+"""Fetch: one origin exchange feeding a collapsed Fetch, and storing what may be stored."""
+
+from __future__ import annotations
+
+import time
+
+from proxy.cache.collapse import Fetch, Head
+from proxy.cache.entry import Entry
+from proxy.http.dates import parse_http_date
+from proxy.http.forwarding import client_response_headers, joined, merge_304, origin_request_headers
+from proxy.http.freshness import Freshness, FreshnessPolicy, response_freshness
+from proxy.http.vary import parse_vary, variant_key
+from proxy.request import Request
+from proxy.state import AppState
+from routing.origins.base import OriginError, OriginRequest, OriginResponse
+from routing.rules import Route
+
+# How long a key stays hit-for-miss after an unstorable response (Varnish uses 120 s).
+HIT_FOR_MISS_SECONDS = 120.0
+# Bytes a slow consumer may fall behind a pass-through stream before the origin waits.
+STREAM_WINDOW = 4 * 1024 * 1024
+STALE_IF_ERROR_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def new_fetch(key: str) -> Fetch:
+    return Fetch(key, window=STREAM_WINDOW)
+
+
+def origin_request(
+    req: Request, *, cacheable: bool, stale: Entry | None, body: bytes = b""
+) -> OriginRequest:
+    headers = origin_request_headers(
+        req.header_list,
+        client=req.client,
+        scheme=req.scheme,
+        host=req.host,
+        cacheable=cacheable,
+        etag=stale.etag if stale else None,
+        last_modified=stale.last_modified if stale and not stale.etag else None,
+    )
+    # A cache fetch is always a GET: a HEAD miss fills the cache too (Varnish does this).
+    method = "GET" if cacheable else req.method
+    return OriginRequest(method=method, path=req.path, query=req.query, headers=headers, body=body)
+
+
+def _head(
+    state: AppState,
+    route: Route,
+    resp: OriginResponse,
+    headers: list[tuple[str, str]],
+    freshness: Freshness | None,
+    *,
+    fwd: str,
+    origin_ms: float,
+    now: float,
+) -> Head:
+    fields = joined(headers)
+    vary = parse_vary(fields.get("vary"))
+    policy = route.policy
+    client_headers = client_response_headers(
+        headers,
+        strip=(f.lower() for f in policy.strip_fields),
+        downstream_cache_control=policy.downstream_cache_control,
+        now=now,
+    )
+    if freshness is not None and freshness.initial_age >= 1:
+        client_headers.append((b"age", str(int(freshness.initial_age)).encode()))
+    return Head(
+        status=resp.status,
+        headers=client_headers,
+        content_length=resp.content_length,
+        etag=fields.get("etag"),
+        last_modified=parse_http_date(fields.get("last-modified")),
+        content_type=fields.get("content-type"),
+        shareable=freshness is not None and freshness.storable and vary is not None,
+        vary=vary or (),
+        fwd=fwd,
+        fwd_status=resp.status,
+        origin_ms=origin_ms,
+    )
+
+
+def _entry(
+    head: Head,
+    origin_headers: list[tuple[str, str]],
+    body: bytes,
+    freshness: Freshness,
+    response_time: float,
+) -> Entry:
+    return Entry(
+        status=head.status,
+        headers=[h for h in head.headers if h[0] != b"age"],
+        origin_headers=origin_headers,
+        body=body,
+        etag=head.etag,
+        last_modified=head.last_modified,
+        content_type=head.content_type,
+        response_time=response_time,
+        freshness=freshness,
+        vary=head.vary,
+    )
+
+
+def _present_entry(
+    fetch: Fetch, entry: Entry, *, fwd: str, fwd_status: int | None, origin_ms: float
+) -> None:
+    """Feed a stored entry through the fetch (304 refresh, stale-if-error)."""
+    fetch.set_head(
+        Head(
+            status=entry.status,
+            headers=entry.headers,
+            content_length=len(entry.body),
+            etag=entry.etag,
+            last_modified=entry.last_modified,
+            content_type=entry.content_type,
+            shareable=True,
+            vary=entry.vary,
+            fwd=fwd,
+            fwd_status=fwd_status,
+            origin_ms=origin_ms,
+        )
+    )
+    fetch.chunks.append(entry.body)
+    fetch.received = fetch.buffered = len(entry.body)
+    fetch.finish()
+
+
+async def produce(
+    state: AppState, fetch: Fetch, route: Route, req: Request, stale: Entry | None
+) -> None:
+    """Fill `fetch` from the origin; store the complete body when RFC 9111 allows.
+    Never raises: failures reach consumers through the fetch."""
+    origin = route.origin
+    labels = (origin.name,)
+    policy = state.policies[route.name]
+    request_time = time.time()
+    started = time.perf_counter()
+    try:
+        resp = await origin.fetch(origin_request(req, cacheable=True, stale=stale))
+    except OriginError as exc:
+        state.stats.inc("edgeshield_origin_requests", (origin.name, "error"))
+        state.log.warning("origin %s failed for %s: %s", origin.name, req.target, exc.reason)
+        if stale is not None and time.time() < stale.stale_if_error_until:
+            _present_entry(fetch, stale, fwd="stale", fwd_status=None, origin_ms=0.0)
+        else:
+            fetch.fail(exc)
+        state.inflight.remove(fetch)
+        return
+    origin_ms = (time.perf_counter() - started) * 1000
+    response_time = time.time()
+    state.stats.inc("edgeshield_origin_requests", (origin.name, str(resp.status)))
+    state.stats.observe("edgeshield_origin_duration_seconds", labels, origin_ms / 1000)
+    try:
+        if stale is not None and resp.status == 304:
+            merged = merge_304(stale.origin_headers, resp.headers)
+            freshness = _freshness(req, stale.status, merged, policy, request_time, response_time)
+            head = _head(
+                state,
+                route,
+                resp,
+                merged,
+                freshness,
+                fwd="stale",
+                origin_ms=origin_ms,
+                now=response_time,
+            )
+            refreshed = Entry(
+                status=stale.status,
+                headers=[h for h in head.headers if h[0] != b"age"],
+                origin_headers=merged,
+                body=stale.body,
+                etag=head.etag or stale.etag,
+                last_modified=head.last_modified or stale.last_modified,
+                content_type=stale.content_type,
+                response_time=response_time,
+                freshness=freshness,
+                vary=stale.vary,
+            )
+            if freshness.storable:
+                state.cache.store(fetch.key, refreshed, req.headers)
+                fetch.stored = True
+            _present_entry(fetch, refreshed, fwd="stale", fwd_status=304, origin_ms=origin_ms)
+            return
+        if (
+            stale is not None
+            and resp.status in STALE_IF_ERROR_STATUSES
+            and response_time < stale.stale_if_error_until
+        ):
+            state.log.warning(
+                "origin %s answered %d for %s: serving stale", origin.name, resp.status, req.target
+            )
+            _present_entry(fetch, stale, fwd="stale", fwd_status=resp.status, origin_ms=origin_ms)
+            return
+        freshness = _freshness(req, resp.status, resp.headers, policy, request_time, response_time)
+        head = _head(
+            state,
+            route,
+            resp,
+            resp.headers,
+            freshness,
+            fwd="stale" if stale is not None else "miss",
+            origin_ms=origin_ms,
+            now=response_time,
+        )
+        if head.vary:
+            fetch.variant = variant_key(head.vary, req.headers)
+        memory = state.cache.memory
+        if not head.shareable:
+            # Waiters that joined before the head must fetch for themselves.
+            state.cache.mark_uncacheable(fetch.key, response_time + HIT_FOR_MISS_SECONDS)
+            state.inflight.remove(fetch)
+            fetch.stop_keeping()
+        elif resp.content_length is not None and not memory.fits(resp.content_length):
+            state.inflight.remove(fetch)
+            fetch.stop_keeping()
+        fetch.set_head(head)
+        await _pump(state, fetch, resp, origin.name)
+        if fetch.error is None and fetch.keep_all and head.shareable and fetch.done:
+            entry = _entry(head, resp.headers, fetch.body(), freshness, response_time)
+            if state.cache.store(fetch.key, entry, req.headers):
+                fetch.stored = True
+                state.stats.inc("edgeshield_cache_stores", ("memory",))
+    finally:
+        state.inflight.remove(fetch)
+        await resp.aclose()
+
+
+async def _pump(state: AppState, fetch: Fetch, resp: OriginResponse, origin_name: str) -> None:
+    memory = state.cache.memory
+    try:
+        async for chunk in resp.body():
+            state.stats.inc("edgeshield_origin_bytes", (origin_name,), len(chunk))
+            await fetch.append(chunk)
+            if fetch.keep_all and not memory.fits(fetch.received):
+                state.inflight.remove(fetch)
+                fetch.stop_keeping()
+            if fetch.abandoned:
+                state.log.info(
+                    "origin %s: every client left %s, fetch stopped", origin_name, fetch.key
+                )
+                fetch.fail(OriginError(origin_name, "abandoned"))
+                return
+    except OriginError as exc:
+        state.log.warning("origin %s body failed for %s: %s", origin_name, fetch.key, exc.reason)
+        fetch.fail(exc)
+        return
+    fetch.finish()
+
+
+async def produce_pass(
+    state: AppState, fetch: Fetch, route: Route, req: Request, body: bytes, cacheable: bool
+) -> None:
+    """Pass mode (Varnish `pass`): the origin's answer relayed as is, never stored."""
+    origin = route.origin
+    started = time.perf_counter()
+    fetch.stop_keeping()
+    try:
+        resp = await origin.fetch(origin_request(req, cacheable=False, stale=None, body=body))
+    except OriginError as exc:
+        state.stats.inc("edgeshield_origin_requests", (origin.name, "error"))
+        state.log.warning(
+            "origin %s failed for %s %s: %s", origin.name, req.method, req.target, exc.reason
+        )
+        fetch.fail(exc)
+        return
+    origin_ms = (time.perf_counter() - started) * 1000
+    state.stats.inc("edgeshield_origin_requests", (origin.name, str(resp.status)))
+    try:
+        head = _head(
+            state,
+            route,
+            resp,
+            resp.headers,
+            None,
+            fwd="bypass" if cacheable else "method",
+            origin_ms=origin_ms,
+            now=time.time(),
+        )
+        fetch.set_head(head)
+        await _pump(state, fetch, resp, origin.name)
+    finally:
+        await resp.aclose()
+
+
+def _freshness(
+    req: Request,
+    status: int,
+    headers: list[tuple[str, str]],
+    policy: FreshnessPolicy,
+    request_time: float,
+    response_time: float,
+) -> Freshness:
+    return response_freshness(
+        status,
+        joined(headers),
+        request_time=request_time,
+        response_time=response_time,
+        has_authorization="authorization" in req.headers,
+        policy=policy,
+    )

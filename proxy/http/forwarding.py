@@ -1,0 +1,115 @@
+"""Which header fields cross the proxy, in each direction (RFC 9110 7.6, RFC 9111 3.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from proxy.http.dates import format_http_date
+from proxy.http.headers import HOP_BY_HOP
+from proxy.http.vary import normalize_accept_encoding
+
+# Request fields the cache answers itself; the origin gets an unconditional full GET.
+LOCALLY_ANSWERED = frozenset(
+    {"range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
+)
+# Response fields this cache recomputes per response (RFC 9111 5.1 Age; RFC 9211).
+RECOMPUTED = frozenset({"age", "content-length", "cache-status", "server-timing"})
+# RFC 9111 3.2: fields of a 304 that must not replace the stored ones.
+NOT_UPDATED_BY_304 = frozenset(
+    {"content-length", "content-encoding", "content-range", "transfer-encoding"}
+)
+
+
+def _connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    listed: set[str] = set()
+    for name, value in headers:
+        if name == "connection":
+            listed.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return frozenset(listed)
+
+
+def origin_request_headers(
+    request_headers: Iterable[tuple[str, str]],
+    *,
+    client: str,
+    scheme: str,
+    host: str,
+    cacheable: bool,
+    etag: str | None = None,
+    last_modified: float | None = None,
+) -> list[tuple[str, str]]:
+    """Client fields to forward. For a cache fetch, range and conditional fields are the
+    cache's to answer; the validators of a stale entry are added instead (RFC 9111 4.3.1)."""
+    headers = list(request_headers)
+    drop = HOP_BY_HOP | _connection_listed(headers) | {"host"}
+    if cacheable:
+        drop |= LOCALLY_ANSWERED
+    out: list[tuple[str, str]] = []
+    forwarded_for = ""
+    for name, value in headers:
+        if name in drop:
+            continue
+        if name == "x-forwarded-for":
+            forwarded_for = value
+            continue
+        if name == "accept-encoding" and cacheable:
+            value = normalize_accept_encoding(value)
+            if not value:
+                continue
+        out.append((name, value))
+    out.append(("x-forwarded-for", f"{forwarded_for}, {client}" if forwarded_for else client))
+    out.append(("x-forwarded-proto", scheme))
+    out.append(("x-forwarded-host", host))
+    out.append(("via", "1.1 edgeshield"))
+    if cacheable and etag:
+        out.append(("if-none-match", etag))
+    if cacheable and last_modified is not None:
+        out.append(("if-modified-since", format_http_date(last_modified)))
+    return out
+
+
+def client_response_headers(
+    origin_headers: Iterable[tuple[str, str]],
+    *,
+    strip: Iterable[str],
+    downstream_cache_control: str | None,
+    now: float,
+) -> list[tuple[bytes, bytes]]:
+    """The stored/forwarded response's fields as clients see them (without the fields
+    computed per response: content-length, age, cache-status, server-timing)."""
+    headers = list(origin_headers)
+    drop = HOP_BY_HOP | _connection_listed(headers) | RECOMPUTED | frozenset(strip)
+    if downstream_cache_control is not None:
+        drop |= {"cache-control"}
+    out: list[tuple[bytes, bytes]] = []
+    has_date = False
+    for name, value in headers:
+        if name in drop:
+            continue
+        has_date = has_date or name == "date"
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    if downstream_cache_control is not None:
+        out.append((b"cache-control", downstream_cache_control.encode("latin-1")))
+    if not has_date:  # RFC 9110 6.6.1: a cache with a clock supplies Date
+        out.append((b"date", format_http_date(now).encode()))
+    return out
+
+
+def merge_304(
+    stored: Iterable[tuple[str, str]], update: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """RFC 9111 4.3.4: fields in the 304 replace the stored ones of the same name."""
+    fresh = [(n, v) for n, v in update if n not in NOT_UPDATED_BY_304 and n not in HOP_BY_HOP]
+    replaced = {n for n, _ in fresh}
+    return [(n, v) for n, v in stored if n not in replaced] + fresh
+
+
+def joined(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in headers:
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    return headers.get(name)

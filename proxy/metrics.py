@@ -1,0 +1,211 @@
+"""Metrics: plain counters on the hot path, Prometheus exposition at scrape time.
+
+prometheus-client's own metric objects take a threading.Lock on every update; the hot
+path must not, so requests bump plain ints here (one event loop per process owns them)
+and a custom collector turns them into metric families when /metrics is scraped.
+
+With `--workers N`, every worker writes its snapshot to `metrics_dir/<pid>.json` once a
+second and right before it answers a scrape; /metrics in any worker sums all snapshots
+(counters and histograms from every worker that ever ran, gauges from live ones only),
+which is what prometheus-client's multiprocess mode does with its mmap files."""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+Labels = tuple[str, ...]
+
+
+class Histogram:
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, value)] += 1
+        self.sum += value
+
+
+# name -> (type, help, label names)
+SPEC: dict[str, tuple[str, str, Labels]] = {
+    "edgeshield_requests": ("counter", "Client requests.", ("route", "status", "cache")),
+    "edgeshield_request_duration_seconds": (
+        "histogram",
+        "Time from request to the last byte sent to the client.",
+        ("route", "cache"),
+    ),
+    "edgeshield_client_bytes": ("counter", "Body bytes sent to clients.", ("route",)),
+    "edgeshield_origin_bytes": ("counter", "Body bytes received from origins.", ("origin",)),
+    "edgeshield_origin_requests": (
+        "counter",
+        "Requests sent to origins, by outcome (HTTP status or error).",
+        ("origin", "outcome"),
+    ),
+    "edgeshield_origin_duration_seconds": (
+        "histogram",
+        "Time until the origin's response head.",
+        ("origin",),
+    ),
+    "edgeshield_collapsed_requests": (
+        "counter",
+        "Requests that shared another request's origin fetch.",
+        (),
+    ),
+    "edgeshield_cache_stores": ("counter", "Responses stored in the cache.", ("tier",)),
+    "edgeshield_cache_evictions": ("counter", "Entries evicted for space.", ("tier",)),
+    "edgeshield_cache_bytes": ("gauge", "Bytes held by a cache tier.", ("tier",)),
+    "edgeshield_cache_entries": ("gauge", "Entries held by a cache tier.", ("tier",)),
+    "edgeshield_inflight_fetches": ("gauge", "Origin fetches under way.", ()),
+}
+
+
+class Stats:
+    """Per-process counters. Owned by the app state; no module-level instance."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[Labels, float]] = {
+            name: {} for name, (kind, _, _) in SPEC.items() if kind == "counter"
+        }
+        self.histograms: dict[str, dict[Labels, Histogram]] = {
+            name: {} for name, (kind, _, _) in SPEC.items() if kind == "histogram"
+        }
+        # Series read when scraped (gauges, and counters another object keeps, such as
+        # the LRU's evictions), from callables the app registers.
+        self.sampled: dict[str, Callable[[], dict[Labels, float]]] = {}
+
+    def inc(self, name: str, labels: Labels, amount: float = 1) -> None:
+        series = self.counters[name]
+        series[labels] = series.get(labels, 0) + amount
+
+    def observe(self, name: str, labels: Labels, value: float) -> None:
+        series = self.histograms[name]
+        hist = series.get(labels)
+        if hist is None:
+            hist = series[labels] = Histogram()
+        hist.observe(value)
+
+    def snapshot(self) -> dict[str, Any]:
+        counters = {n: [[list(k), v] for k, v in s.items()] for n, s in self.counters.items()}
+        gauges: dict[str, list[Any]] = {}
+        for name, read in self.sampled.items():
+            rows = [[list(k), v] for k, v in read().items()]
+            if SPEC[name][0] == "counter":
+                counters[name] = counters.get(name, []) + rows
+            else:
+                gauges[name] = rows
+        return {
+            "pid": os.getpid(),
+            "counters": counters,
+            "histograms": {
+                n: [[list(k), h.counts, h.sum] for k, h in s.items()]
+                for n, s in self.histograms.items()
+            },
+            "gauges": gauges,
+        }
+
+
+def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, dict[Labels, Any]]:
+    """Sum snapshots series by series; gauges only from processes still alive."""
+    out: dict[str, dict[Labels, Any]] = {name: {} for name in SPEC}
+    for snap in snapshots:
+        alive = snap.get("pid") == os.getpid() or psutil.pid_exists(snap.get("pid", -1))
+        for name, rows in snap.get("counters", {}).items():
+            for labels, value in rows:
+                key = tuple(labels)
+                out[name][key] = out[name].get(key, 0) + value
+        for name, rows in snap.get("histograms", {}).items():
+            for labels, counts, total in rows:
+                key = tuple(labels)
+                prev = out[name].get(key)
+                if prev is None:
+                    out[name][key] = (list(counts), total)
+                else:
+                    out[name][key] = (
+                        [a + b for a, b in zip(prev[0], counts, strict=True)],
+                        prev[1] + total,
+                    )
+        if alive:
+            for name, rows in snap.get("gauges", {}).items():
+                for labels, value in rows:
+                    key = tuple(labels)
+                    out[name][key] = out[name].get(key, 0) + value
+    return out
+
+
+class StatsCollector(Collector):
+    def __init__(self, stats: Stats, metrics_dir: Path | None) -> None:
+        self.stats = stats
+        self.metrics_dir = metrics_dir
+
+    def write_snapshot(self) -> None:
+        if self.metrics_dir is None:
+            return
+        tmp = self.metrics_dir / f".{os.getpid()}.tmp"
+        tmp.write_bytes(orjson.dumps(self.stats.snapshot()))
+        os.replace(tmp, self.metrics_dir / f"{os.getpid()}.json")
+
+    def _snapshots(self) -> list[dict[str, Any]]:
+        if self.metrics_dir is None:
+            return [self.stats.snapshot()]
+        self.write_snapshot()
+        snaps = []
+        for path in self.metrics_dir.glob("*.json"):
+            try:
+                snaps.append(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError):
+                continue  # a worker mid-write or gone: its next snapshot will count
+        return snaps
+
+    def collect(self) -> Iterator[Metric]:
+        merged = merge(self._snapshots())
+        for name, (kind, doc, label_names) in SPEC.items():
+            series = merged[name]
+            family: Metric
+            if kind == "counter":
+                family = CounterMetricFamily(name, doc, labels=label_names)
+                for labels, value in sorted(series.items()):
+                    family.add_metric(list(labels), value)
+            elif kind == "gauge":
+                family = GaugeMetricFamily(name, doc, labels=label_names)
+                for labels, value in sorted(series.items()):
+                    family.add_metric(list(labels), value)
+            else:
+                family = HistogramMetricFamily(name, doc, labels=label_names)
+                for labels, (counts, total) in sorted(series.items()):
+                    cumulative, buckets = 0, []
+                    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+                        cumulative += count
+                        buckets.append((_bound(bound), cumulative))
+                    family.add_metric(list(labels), buckets, total)
+            yield family
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(float(value))
+
+
+def build_registry(
+    stats: Stats, metrics_dir: Path | None
+) -> tuple[CollectorRegistry, StatsCollector]:
+    registry = CollectorRegistry(auto_describe=False)
+    collector = StatsCollector(stats, metrics_dir)
+    registry.register(collector)
+    return registry, collector

@@ -1,0 +1,360 @@
+"""The request state machine, Varnish-style: recv -> lookup -> hit | stale | miss | pass
+-> fetch (collapsed) -> deliver. Each step returns an explicit outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from proxy.cache.collapse import Fetch, FetchAborted, Head
+from proxy.cache.entry import Entry, Uncacheable
+from proxy.deliver import deliver_entry, deliver_fetch, send_error
+from proxy.fetch import new_fetch, produce, produce_pass
+from proxy.http import cache_status
+from proxy.http.vary import variant_key
+from proxy.request import Rejected, Request, parse_request
+from proxy.state import AppState
+from routing.origins.base import OriginError
+from routing.rules import Route
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Header = tuple[bytes, bytes]
+
+CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+PASS_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+MAX_PASS_BODY = 16 * 1024 * 1024
+
+
+async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    settings = state.settings.server
+    try:
+        req = parse_request(
+            scope,
+            normalize=state.normalize,
+            max_url_bytes=settings.max_url_bytes,
+            max_header_bytes=settings.max_header_bytes,
+        )
+    except Rejected as exc:
+        await send_error(send, exc.status, exc.reason)
+        _log(state, scope, None, exc.status, "deny", 0, time.perf_counter(), exc.reason)
+        return
+    # recv
+    route = state.routes.match(req.host, req.path)
+    if route is None:
+        status, sent, outcome, reason = (
+            404,
+            await send_error(send, 404, "no route"),
+            "deny",
+            "no route",
+        )
+    elif req.method in CACHEABLE_METHODS and route.policy.enabled:
+        status, sent, outcome, reason = await lookup(state, route, req, receive, send)
+    elif req.method in CACHEABLE_METHODS or req.method in PASS_METHODS:
+        status, sent, outcome, reason = await pass_(state, route, req, receive, send)
+    else:
+        status, sent, outcome, reason = (
+            501,
+            await send_error(send, 501, "method not implemented"),
+            "deny",
+            "method",
+        )
+    _record(state, req, route, status, outcome, sent, reason)
+
+
+async def lookup(
+    state: AppState, route: Route, req: Request, receive: Receive, send: Send
+) -> tuple[int, int, str, str]:
+    key = f"{req.host}{req.target}"
+    found = state.cache.lookup(key, req.headers)
+    now = req.now
+    stale: Entry | None = None
+    if type(found) is Entry:
+        if now < found.fresh_until and not found.freshness.no_cache:
+            # hit: the hot path
+            extra = [
+                (b"age", str(found.age(now)).encode()),
+                (b"cache-status", cache_status.hit(found.fresh_until - now, "memory").encode()),
+            ]
+            status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
+            return status, sent, "hit", ""
+        if now < found.stale_while_revalidate_until and not found.freshness.no_cache:
+            revalidate_in_background(state, route, req, key, found)
+            extra = [
+                (b"age", str(found.age(now)).encode()),
+                (
+                    b"cache-status",
+                    cache_status.hit(found.fresh_until - now, "memory", stale=True).encode(),
+                ),
+            ]
+            status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
+            return status, sent, "stale", ""
+        stale = found
+    elif type(found) is Uncacheable and now < found.until:
+        return await miss(state, route, req, key, None, receive, send, collapse=False)
+    return await miss(state, route, req, key, stale, receive, send, collapse=True)
+
+
+async def miss(
+    state: AppState,
+    route: Route,
+    req: Request,
+    key: str,
+    stale: Entry | None,
+    receive: Receive,
+    send: Send,
+    *,
+    collapse: bool,
+) -> tuple[int, int, str, str]:
+    collapse = collapse and "authorization" not in req.headers
+    fetch = state.inflight.get(key) if collapse else None
+    collapsed = fetch is not None
+    if fetch is None:
+        fetch = start_fetch(state, route, req, key, stale, register=collapse)
+    else:
+        fetch.joined += 1
+        state.stats.inc("edgeshield_collapsed_requests", ())
+    cid = fetch.subscribe()
+    try:
+        return await _deliver_miss(state, route, req, key, fetch, cid, collapsed, receive, send)
+    finally:
+        fetch.unsubscribe(cid)
+
+
+async def _deliver_miss(
+    state: AppState,
+    route: Route,
+    req: Request,
+    key: str,
+    fetch: Fetch,
+    cid: int,
+    collapsed: bool,
+    receive: Receive,
+    send: Send,
+) -> tuple[int, int, str, str]:
+    try:
+        head = await asyncio.shield(fetch.head)
+    except OriginError as exc:
+        reason = exc.reason
+        return (
+            exc.status,
+            await send_error(send, exc.status, reason, [_status_header(exc, collapsed)]),
+            "error",
+            reason,
+        )
+    if collapsed and (
+        not head.shareable or (head.vary and variant_key(head.vary, req.headers) != fetch.variant)
+    ):
+        # The shared answer turned out private or another variant: fetch our own.
+        fetch.unsubscribe(cid)
+        return await miss(state, route, req, key, None, receive, send, collapse=False)
+    stored = head.shareable and fetch.keep_all
+    status_value = cache_status.forward(
+        head.fwd,
+        fwd_status=head.fwd_status,
+        stored=stored,
+        collapsed=collapsed,
+        detail="stale-if-error" if head.fwd == "stale" and head.fwd_status != 304 else None,
+    )
+    extra = [(b"cache-status", status_value.encode()), _server_timing(head)]
+    status, sent = await _stream_guarded(
+        receive, deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid)
+    )
+    outcome = "collapsed" if collapsed else ("stale" if head.fwd == "stale" else "miss")
+    return status, sent, outcome, ""
+
+
+async def pass_(
+    state: AppState, route: Route, req: Request, receive: Receive, send: Send
+) -> tuple[int, int, str, str]:
+    if route.read_only and req.method not in CACHEABLE_METHODS:
+        return (
+            405,
+            await send_error(send, 405, "read-only route", [(b"allow", b"GET, HEAD")]),
+            "deny",
+            "read-only",
+        )
+    try:
+        body = await _read_body(receive)
+    except Rejected as exc:
+        return exc.status, await send_error(send, exc.status, exc.reason), "deny", exc.reason
+    fetch = new_fetch(f"{req.host}{req.target}")
+    cid = fetch.subscribe()
+    state.spawn(produce_pass(state, fetch, route, req, body, req.method in CACHEABLE_METHODS))
+    try:
+        return await _deliver_pass(state, req, fetch, cid, receive, send)
+    finally:
+        fetch.unsubscribe(cid)
+
+
+async def _deliver_pass(
+    state: AppState, req: Request, fetch: Fetch, cid: int, receive: Receive, send: Send
+) -> tuple[int, int, str, str]:
+    try:
+        head = await fetch.head
+    except OriginError as exc:
+        return exc.status, await send_error(send, exc.status, exc.reason), "error", exc.reason
+    if req.method not in CACHEABLE_METHODS and head.status < 400:
+        invalidate_after_unsafe(state, req, head)
+    extra = [
+        (
+            b"cache-status",
+            cache_status.forward(
+                head.fwd, fwd_status=head.status, stored=False, collapsed=False
+            ).encode(),
+        ),
+        _server_timing(head),
+    ]
+    status, sent = await _stream_guarded(
+        receive,
+        deliver_fetch(
+            send, req.method, req.headers, fetch, head, extra, cid, local_semantics=False
+        ),
+    )
+    return status, sent, "pass", ""
+
+
+def start_fetch(
+    state: AppState, route: Route, req: Request, key: str, stale: Entry | None, *, register: bool
+) -> Fetch:
+    fetch = new_fetch(key)
+    if register:
+        state.inflight.add(fetch)
+    fetch.producer = state.spawn(produce(state, fetch, route, req, stale))
+    return fetch
+
+
+def revalidate_in_background(
+    state: AppState, route: Route, req: Request, key: str, stale: Entry
+) -> None:
+    """stale-while-revalidate: one background refresh per key (it collapses too)."""
+    if state.inflight.get(key) is None:
+        start_fetch(state, route, req, key, stale, register=True)
+
+
+def invalidate_after_unsafe(state: AppState, req: Request, head: Head) -> None:
+    """RFC 9111 4.4: a successful unsafe request invalidates the target URI and the
+    same-host URIs in Location and Content-Location."""
+    state.cache.invalidate(f"{req.host}{req.target}")
+    for name, value in head.headers:
+        if name in (b"location", b"content-location"):
+            target = value.decode("latin-1")
+            if target.startswith("/"):
+                state.cache.invalidate(f"{req.host}{target}")
+
+
+async def _stream_guarded(
+    receive: Receive, delivery: Awaitable[tuple[int, int]]
+) -> tuple[int, int]:
+    """Run a streaming delivery, stopping it when the client disconnects (uvicorn drops
+    sends after a disconnect silently, so without this a gone client keeps reading)."""
+    task = asyncio.ensure_future(delivery)
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        return 499, 0
+    try:
+        return task.result()
+    except FetchAborted:
+        return 502, 0  # response left incomplete on purpose: the client sees a broken transfer
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Rejected(400, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_PASS_BODY:
+            raise Rejected(413, "request body too large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _server_timing(head: Head) -> Header:
+    return (b"server-timing", f"origin;dur={head.origin_ms:.1f}".encode())
+
+
+def _status_header(exc: OriginError, collapsed: bool) -> Header:
+    value = cache_status.forward(
+        "miss", fwd_status=None, stored=False, collapsed=collapsed, detail=exc.reason
+    )
+    return (b"cache-status", value.encode())
+
+
+def _record(
+    state: AppState,
+    req: Request,
+    route: Route | None,
+    status: int,
+    outcome: str,
+    sent: int,
+    reason: str,
+) -> None:
+    route_name = route.name if route else "-"
+    duration = time.perf_counter() - req.started
+    stats = state.stats
+    stats.inc("edgeshield_requests", (route_name, str(status), outcome))
+    stats.observe("edgeshield_request_duration_seconds", (route_name, outcome), duration)
+    if sent:
+        stats.inc("edgeshield_client_bytes", (route_name,), sent)
+    log = state.access_log
+    if log.enabled:
+        log.write(
+            {
+                "ts": req.now,
+                "client": req.client,
+                "method": req.method,
+                "host": req.host,
+                "path": req.target,
+                "status": status,
+                "cache": outcome,
+                "route": route_name,
+                "origin": route.origin.name if route else None,
+                "bytes": sent,
+                "ms": round(duration * 1000, 3),
+                **({"reason": reason} if reason else {}),
+            }
+        )
+
+
+def _log(
+    state: AppState,
+    scope: dict[str, Any],
+    route: Route | None,
+    status: int,
+    outcome: str,
+    sent: int,
+    started: float,
+    reason: str,
+) -> None:
+    state.stats.inc("edgeshield_requests", ("-", str(status), outcome))
+    if state.access_log.enabled:
+        client = scope.get("client") or ("", 0)
+        state.access_log.write(
+            {
+                "ts": time.time(),
+                "client": client[0],
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status,
+                "cache": outcome,
+                "bytes": sent,
+                "reason": reason,
+            }
+        )

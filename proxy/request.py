@@ -1,0 +1,86 @@
+"""The client request as the pipeline needs it, parsed once from the ASGI scope."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.http.paths import BadPath
+from routing.rules import host_of
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str  # normalised, percent-encoded
+    query: str
+    headers: dict[str, str]  # lower-case names, repeated fields joined
+    header_list: list[tuple[str, str]]
+    host: str
+    client: str
+    scheme: str
+    now: float
+    started: float
+
+    @property
+    def target(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+def parse_request(
+    scope: dict[str, Any],
+    *,
+    normalize: Callable[[str], str],
+    max_url_bytes: int,
+    max_header_bytes: int,
+) -> Request:
+    started = time.perf_counter()
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    if len(raw_path) + len(query) > max_url_bytes:
+        raise Rejected(414, "uri too long")
+    headers: dict[str, str] = {}
+    header_list: list[tuple[str, str]] = []
+    size = 0
+    for k, v in scope["headers"]:
+        size += len(k) + len(v) + 4
+        name = k.decode("latin-1").lower()
+        value = v.decode("latin-1")
+        header_list.append((name, value))
+        if name in headers:
+            headers[name] = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
+        else:
+            headers[name] = value
+    if size > max_header_bytes:
+        raise Rejected(431, "request header fields too large")
+    try:
+        path = normalize(raw_path.decode("latin-1"))
+        query_text = query.decode("ascii")
+    except BadPath as exc:
+        raise Rejected(400, f"bad path: {exc.reason}") from None
+    except UnicodeDecodeError:
+        raise Rejected(400, "bad query: non-ascii bytes") from None
+    server = scope.get("server") or ("", 0)
+    authority = headers.get("host") or str(server[0])
+    client = scope.get("client") or ("", 0)
+    return Request(
+        method=scope["method"],
+        path=path,
+        query=query_text,
+        headers=headers,
+        header_list=header_list,
+        host=host_of(authority),
+        client=str(client[0]),
+        scheme=scope.get("scheme", "http"),
+        now=time.time(),
+        started=started,
+    )

@@ -1,0 +1,45 @@
+"""Everything that outlives a request, created in the app lifespan and closed there."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.registry import CollectorRegistry
+
+from config.schema import Settings
+from proxy.access_log import AccessLog
+from proxy.cache.collapse import Inflight
+from proxy.cache.store import Cache
+from proxy.http.freshness import FreshnessPolicy
+from proxy.metrics import Stats, StatsCollector
+from routing.origins.base import Origin
+from routing.rules import RouteTable
+
+
+@dataclass(eq=False)
+class AppState:
+    settings: Settings
+    routes: RouteTable
+    origins: dict[str, Origin]
+    policies: dict[str, FreshnessPolicy]  # by route name
+    cache: Cache
+    inflight: Inflight
+    stats: Stats
+    registry: CollectorRegistry
+    collector: StatsCollector
+    access_log: AccessLog
+    normalize: Callable[[str], str]
+    log: logging.Logger
+    ready: bool = False
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Background work the state keeps a reference to (asyncio holds tasks weakly)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task

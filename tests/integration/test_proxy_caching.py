@@ -1,0 +1,318 @@
+"""RFC 9111 behaviour of the whole proxy, against a real origin process on loopback."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.support.origin_server import OriginServer, gen_bytes
+from tests.support.proxy_server import ProxyServer
+
+
+def unique(prefix: str = "/t") -> str:
+    return f"{prefix}/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def client(proxy: ProxyServer):
+    with httpx.Client(base_url=proxy.url, timeout=10) as c:
+        yield c
+
+
+def test_miss_then_hit_with_age_and_cache_status(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(path, body="hello", headers={"cache-control": "max-age=60", "etag": '"v1"'})
+    first = client.get(path)
+    assert first.status_code == 200 and first.text == "hello"
+    assert first.headers["cache-status"].startswith("edgeshield; fwd=miss; fwd-status=200; stored")
+    assert "origin;dur=" in first.headers["server-timing"]
+    second = client.get(path)
+    assert second.text == "hello"
+    assert second.headers["cache-status"].startswith("edgeshield; hit; ttl=")
+    assert second.headers["cache-status"].endswith("detail=memory")
+    assert int(second.headers["age"]) >= 0
+    assert second.headers["etag"] == '"v1"'
+    assert second.headers["accept-ranges"] == "bytes"
+    assert origin.requests(path) == 1
+
+
+def test_head_miss_fills_the_cache_with_a_get(origin: OriginServer, client: httpx.Client) -> None:
+    path = unique()
+    origin.script(path, body="abcdef", headers={"cache-control": "max-age=60"})
+    head = client.head(path)
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == "6"
+    assert client.get(path).text == "abcdef"
+    assert origin.requests(path) == 1 and origin.requests(path, "HEAD") == 0
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["miss", "hit"])
+def test_ranges_answered_locally(origin: OriginServer, client: httpx.Client, warm: bool) -> None:
+    path = unique()
+    origin.script(
+        path, size=1000, headers={"cache-control": "max-age=60", "content-type": "video/mp4"}
+    )
+    data = gen_bytes(0, 1000)
+    if warm:
+        client.get(path)
+    single = client.get(path, headers={"range": "bytes=10-19"})
+    assert single.status_code == 206
+    assert single.headers["content-range"] == "bytes 10-19/1000"
+    assert single.content == data[10:20]
+    suffix = client.get(path, headers={"range": "bytes=-5"})
+    assert suffix.status_code == 206 and suffix.content == data[-5:]
+    multi = client.get(path, headers={"range": "bytes=0-1,100-102"})
+    assert multi.status_code == 206
+    assert multi.headers["content-type"].startswith("multipart/byteranges; boundary=")
+    assert data[0:2] in multi.content and data[100:103] in multi.content
+    assert b"Content-Range: bytes 100-102/1000" in multi.content
+    assert int(multi.headers["content-length"]) == len(multi.content)
+    bad = client.get(path, headers={"range": "bytes=5000-6000"})
+    assert bad.status_code == 416 and bad.headers["content-range"] == "bytes */1000"
+    garbage = client.get(path, headers={"range": "bytes=abc"})
+    assert garbage.status_code == 200 and garbage.content == data
+    assert origin.requests(path) == 1
+    assert "range" not in origin.stats()["last_headers"][path]
+
+
+def test_if_range_mismatch_serves_full(origin: OriginServer, client: httpx.Client) -> None:
+    path = unique()
+    origin.script(path, size=100, headers={"cache-control": "max-age=60", "etag": '"a"'})
+    client.get(path)
+    assert client.get(path, headers={"range": "bytes=0-9", "if-range": '"a"'}).status_code == 206
+    assert client.get(path, headers={"range": "bytes=0-9", "if-range": '"b"'}).status_code == 200
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["miss", "hit"])
+def test_conditionals_answered_locally(
+    origin: OriginServer, client: httpx.Client, warm: bool
+) -> None:
+    path = unique()
+    lm = "Tue, 01 Sep 2026 10:00:00 GMT"
+    origin.script(
+        path,
+        body="x" * 50,
+        headers={"cache-control": "max-age=60", "etag": '"e1"', "last-modified": lm},
+    )
+    if warm:
+        client.get(path)
+    inm = client.get(path, headers={"if-none-match": 'W/"e1", "zz"'})
+    assert inm.status_code == 304 and inm.content == b"" and inm.headers["etag"] == '"e1"'
+    assert client.get(path, headers={"if-none-match": '"other"'}).status_code == 200
+    assert client.get(path, headers={"if-modified-since": lm}).status_code == 304
+    assert (
+        client.get(path, headers={"if-modified-since": "Mon, 01 Jan 2024 00:00:00 GMT"}).status_code
+        == 200
+    )
+    assert client.get(path, headers={"if-match": '"nope"'}).status_code == 412
+    assert origin.requests(path) == 1
+    assert origin.stats()["conditional"].get(path, 0) == 0
+
+
+def test_stale_entry_is_revalidated_and_a_304_refreshes_it(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(path, body="payload", headers={"cache-control": "max-age=1", "etag": '"r1"'})
+    assert client.get(path).text == "payload"
+    time.sleep(1.2)
+    again = client.get(path)
+    assert again.text == "payload"
+    assert again.headers["cache-status"].startswith("edgeshield; fwd=stale; fwd-status=304")
+    assert origin.stats()["not_modified"].get(path) == 1
+    third = client.get(path)
+    assert third.headers["cache-status"].startswith("edgeshield; hit")
+    assert origin.requests(path) == 2
+
+
+def test_stale_while_revalidate_serves_stale_and_refreshes_once(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(
+        path, body="v1", headers={"cache-control": "max-age=1, stale-while-revalidate=30"}
+    )
+    client.get(path)
+    time.sleep(1.2)
+    origin.script(path, body="v2", headers={"cache-control": "max-age=60"}, delay=0.3)
+    stale = [client.get(path) for _ in range(5)]
+    assert all(r.text == "v1" for r in stale)
+    assert all("hit; ttl=-" in r.headers["cache-status"] for r in stale)
+    origin.wait_for(lambda s: s["requests"].get(f"GET {path}") == 2)
+    time.sleep(0.5)
+    assert client.get(path).text == "v2"
+    assert origin.requests(path) == 2
+
+
+def test_negative_caching_of_404(origin: OriginServer, client: httpx.Client) -> None:
+    path = unique("/missing")
+    for _ in range(3):
+        assert client.get(path).status_code == 404
+    assert origin.requests(path) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "request_headers"),
+    [
+        ({"cache-control": "no-store"}, {}),
+        ({"cache-control": "private, max-age=60"}, {}),
+        ({"cache-control": "max-age=60", "set-cookie": "a=b"}, {}),
+        ({"cache-control": "max-age=60"}, {"authorization": "Bearer x"}),
+        ({"cache-control": "max-age=60", "vary": "*"}, {}),
+    ],
+    ids=["no-store", "private", "set-cookie", "authorization", "vary-star"],
+)
+def test_not_stored(
+    origin: OriginServer,
+    client: httpx.Client,
+    headers: dict[str, str],
+    request_headers: dict[str, str],
+) -> None:
+    path = unique()
+    origin.script(path, body="secret", headers=headers)
+    for _ in range(3):
+        r = client.get(path, headers=request_headers)
+        assert r.status_code == 200 and r.text == "secret"
+        assert "; hit" not in r.headers["cache-status"]
+    assert origin.requests(path) == 3
+
+
+def test_authorization_with_public_response_is_stored(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(path, body="pub", headers={"cache-control": "public, max-age=60"})
+    client.get(path, headers={"authorization": "Bearer x"})
+    assert client.get(path).headers["cache-status"].startswith("edgeshield; hit")
+    assert origin.requests(path) == 1
+
+
+def test_vary_keeps_variants_apart(origin: OriginServer, client: httpx.Client) -> None:
+    path = unique()
+    origin.script(
+        path, body="same", headers={"cache-control": "max-age=60", "vary": "Accept-Language"}
+    )
+    client.get(path, headers={"accept-language": "en"})
+    client.get(path, headers={"accept-language": "fr"})
+    assert (
+        client.get(path, headers={"accept-language": "en"})
+        .headers["cache-status"]
+        .startswith("edgeshield; hit")
+    )
+    assert (
+        client.get(path, headers={"accept-language": "fr"})
+        .headers["cache-status"]
+        .startswith("edgeshield; hit")
+    )
+    assert origin.requests(path) == 2
+
+
+def test_cdn_cache_control_takes_precedence_and_surrogate_control_is_stripped(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(
+        path,
+        body="x",
+        headers={
+            "cache-control": "no-store",
+            "cdn-cache-control": "max-age=60",
+            "surrogate-control": "max-age=5",
+        },
+    )
+    first = client.get(path)
+    assert "surrogate-control" not in first.headers
+    assert first.headers["cache-control"] == "no-store"  # what browsers should do is unchanged
+    assert client.get(path).headers["cache-status"].startswith("edgeshield; hit")
+    assert origin.requests(path) == 1
+
+
+def test_unsafe_request_invalidates(origin: OriginServer, client: httpx.Client) -> None:
+    path = unique()
+    origin.script(path, body="doc", headers={"cache-control": "max-age=60"})
+    client.get(path)
+    assert client.post(path, content=b"update").status_code == 200
+    assert origin.requests(path, "POST") == 1
+    assert client.get(path).headers["cache-status"].startswith("edgeshield; fwd=miss")
+    assert origin.requests(path) == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("GET", "/a/%zz", {}, 400),
+        ("GET", "/a/%00b", {}, 400),
+        ("GET", "/" + "a" * 9000, {}, 414),
+        ("GET", "/big-headers", {"x-big": "y" * 40000}, 431),
+        ("TRACE", "/a", {}, 501),
+        ("PROPFIND", "/a", {}, 501),
+        ("BREW", "/coffee", {}, 400),  # unknown to the HTTP parser itself
+    ],
+)
+def test_bad_requests_get_clear_4xx(
+    client: httpx.Client, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    r = client.request(method, path, headers=headers)
+    assert r.status_code == status
+    assert r.headers.get("content-type", "text/plain").startswith("text/plain")
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"),
+    [("hang", 504), ("reset", 502)],
+)
+def test_origin_failures_before_head(
+    origin: OriginServer, client: httpx.Client, mode: str, status: int
+) -> None:
+    path = unique()
+    origin.script(path, body="x", mode=mode, headers={"cache-control": "max-age=60"})
+    r = client.get(path)
+    assert r.status_code == status
+    assert "fwd=miss" in r.headers["cache-status"]
+
+
+@pytest.mark.parametrize("mode", ["short", "close-mid"])
+def test_truncated_origin_body_is_never_stored(
+    origin: OriginServer, client: httpx.Client, mode: str
+) -> None:
+    path = unique()
+    origin.script(path, size=200_000, mode=mode, headers={"cache-control": "max-age=60"})
+    for _ in range(2):
+        with pytest.raises(httpx.HTTPError):
+            client.get(path)
+    assert origin.requests(path) == 2
+
+
+def test_stale_if_error_when_origin_answers_500(origin: OriginServer, client: httpx.Client) -> None:
+    path = unique()
+    origin.script(path, body="good", headers={"cache-control": "max-age=1, stale-if-error=60"})
+    client.get(path)
+    time.sleep(1.2)
+    origin.script(path, status=500, body="boom", headers={"cache-control": "no-store"})
+    r = client.get(path)
+    assert r.status_code == 200 and r.text == "good"
+    assert "fwd=stale; fwd-status=500" in r.headers["cache-status"]
+
+
+def test_metrics_expose_requests_and_offload(origin: OriginServer, client: httpx.Client) -> None:
+    path = unique()
+    origin.script(path, size=5000, headers={"cache-control": "max-age=60"})
+    for _ in range(3):
+        client.get(path)
+    text = client.get("/metrics").text
+    assert 'edgeshield_requests_total{cache="hit"' in text or "edgeshield_requests_total{" in text
+    assert "edgeshield_client_bytes_total" in text
+    assert 'edgeshield_origin_bytes_total{origin="main"}' in text
+    assert 'edgeshield_cache_bytes{tier="memory"}' in text
+    assert "edgeshield_request_duration_seconds_bucket" in text
+
+
+def test_ops_endpoints(client: httpx.Client) -> None:
+    assert client.get("/healthz").text == "ok\n"
+    ready = client.get("/readyz").json()
+    assert ready["ready"] is True and ready["origins"] == ["main"]

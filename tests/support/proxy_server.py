@@ -1,0 +1,126 @@
+"""A real `edgeshield serve` process on loopback, for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.ports import free_port, wait_for_port
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
+
+
+def proxy_config(
+    origin_url: str,
+    *,
+    cache: Mapping[str, Any] | None = None,
+    route: Mapping[str, Any] | None = None,
+    server: Mapping[str, Any] | None = None,
+    cache_settings: Mapping[str, Any] | None = None,
+    origin: Mapping[str, Any] | None = None,
+) -> str:
+    """TOML for one http origin behind one catch-all route."""
+    lines = ["[server]", 'access_log = "off"']
+    lines += [f"{k} = {toml_value(v)}" for k, v in (server or {}).items()]
+    lines += ["[cache]"] + [f"{k} = {toml_value(v)}" for k, v in (cache_settings or {}).items()]
+    lines += ["[origins.main]", 'kind = "http"', f"url = {toml_value(origin_url)}"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in (origin or {}).items()]
+    lines += ["[[routes]]", 'origin = "main"'] + [
+        f"{k} = {toml_value(v)}" for k, v in (route or {}).items()
+    ]
+    lines += ["[routes.cache]"] + [f"{k} = {toml_value(v)}" for k, v in (cache or {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+class ProxyServer:
+    def __init__(
+        self, config_text: str, *, workers: int = 1, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.config_text = config_text
+        self.workers = workers
+        self.env = dict(env or {})
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._dir = Path(tempfile.mkdtemp(prefix="edgeshield-test-"))
+        self.log_path = self._dir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ProxyServer:
+        self.port = free_port()
+        config = self._dir / "edgeshield.toml"
+        config.write_text(self.config_text)
+        env = {**os.environ, **self.env}
+        env.pop("EDGESHIELD_CONFIG", None)
+        cmd = [
+            sys.executable,
+            "-m",
+            "proxy.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(self.port),
+        ]
+        if self.workers != 1:
+            cmd += ["--workers", str(self.workers)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            wait_for_port(self.port, timeout)
+            with httpx.Client() as client:
+                for _ in range(200):
+                    if client.get(f"{self.url}/readyz").status_code == 200:
+                        break
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"edgeshield did not start:\n{self.log()}") from None
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+
+@contextmanager
+def running_proxy(config_text: str, **kw: Any) -> Iterator[ProxyServer]:
+    server = ProxyServer(config_text, **kw).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -316,3 +316,52 @@ def test_ops_endpoints(client: httpx.Client) -> None:
     assert client.get("/healthz").text == "ok\n"
     ready = client.get("/readyz").json()
     assert ready["ready"] is True and ready["origins"] == ["main"]
+
+
+def test_variants_beyond_the_cap_are_served_but_not_stored(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(path, body="v", headers={"cache-control": "max-age=60", "vary": "x-variant"})
+    for i in range(16):  # the default cap
+        client.get(path, headers={"x-variant": str(i)})
+    assert (
+        client.get(path, headers={"x-variant": "3"})
+        .headers["cache-status"]
+        .startswith("edgeshield; hit")
+    )
+    for _ in range(2):
+        r = client.get(path, headers={"x-variant": "overflow"})
+        assert r.status_code == 200 and "hit" not in r.headers["cache-status"]
+    assert origin.requests(path) == 18
+
+
+def test_invalid_cache_control_from_the_origin_is_treated_as_stale(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(path, body="v", headers={"cache-control": "max-age=abc"})
+    for _ in range(2):
+        r = client.get(path)
+        assert r.status_code == 200 and "hit" not in r.headers["cache-status"]
+    assert origin.requests(path) == 2
+
+
+def test_never_an_open_relay(origin: OriginServer, proxy: ProxyServer) -> None:
+    """An absolute-form target naming another host still goes to the configured origin."""
+    import socket
+
+    path = unique()
+    origin.script(path, body="configured origin", headers={"cache-control": "max-age=60"})
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        elsewhere = "198.51.100.7:81"  # TEST-NET-2: never contacted, only named
+        request = f"GET http://{elsewhere}{path} HTTP/1.1\r\nHost: {elsewhere}\r\n"
+        request += "Connection: close\r\n\r\n"
+        sock.sendall(request.encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"configured origin")
+    assert origin.requests(path) == 1
+    connect = httpx.Client(base_url=proxy.url).request("CONNECT", "/")
+    assert connect.status_code in (400, 501)

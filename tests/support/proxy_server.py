@@ -17,6 +17,8 @@ import httpx
 
 from tests.support.ports import free_port, wait_for_port
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
@@ -54,9 +56,19 @@ def proxy_config(
 
 class ProxyServer:
     def __init__(
-        self, config_text: str, *, workers: int = 1, env: Mapping[str, str] | None = None
+        self,
+        config_text: str | None,
+        *,
+        workers: int = 1,
+        env: Mapping[str, str] | None = None,
+        args: list[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
+        """`config_text` is written to a file for --config; None runs without one
+        (`args` then carries e.g. --origin). `cwd` matters for the embedded default."""
         self.config_text = config_text
+        self.args = list(args or [])
+        self.cwd = cwd
         self.workers = workers
         self.env = dict(env or {})
         self.port = 0
@@ -70,25 +82,19 @@ class ProxyServer:
 
     def start(self, timeout: float = 20.0) -> ProxyServer:
         self.port = free_port()
-        config = self._dir / "edgeshield.toml"
-        config.write_text(self.config_text)
         env = {**os.environ, **self.env}
         env.pop("EDGESHIELD_CONFIG", None)
-        cmd = [
-            sys.executable,
-            "-m",
-            "proxy.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(self.port),
-        ]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        cmd = [sys.executable, "-m", "proxy.cli", "serve", "--port", str(self.port), *self.args]
+        if self.config_text is not None:
+            config = self._dir / "edgeshield.toml"
+            config.write_text(self.config_text)
+            cmd += ["--config", str(config)]
         if self.workers != 1:
             cmd += ["--workers", str(self.workers)]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd, start_new_session=True
         )
         try:
             wait_for_port(self.port, timeout)
@@ -118,7 +124,7 @@ class ProxyServer:
 
 
 @contextmanager
-def running_proxy(config_text: str, **kw: Any) -> Iterator[ProxyServer]:
+def running_proxy(config_text: str | None, **kw: Any) -> Iterator[ProxyServer]:
     server = ProxyServer(config_text, **kw).start()
     try:
         yield server

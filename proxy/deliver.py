@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from proxy.cache.collapse import Fetch, Head
+from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry
 from proxy.http.conditionals import evaluate_preconditions, if_range_matches
 from proxy.http.ranges import (
@@ -106,6 +106,11 @@ async def deliver_entry(
     return entry.status, sent
 
 
+async def _unsatisfiable(send: Send, size: int, extra: list[Header]) -> tuple[int, int]:
+    fields = [(b"content-range", unsatisfied_range(size).encode()), *extra]
+    return 416, await send_error(send, 416, "range not satisfiable", fields)
+
+
 async def _send_ranges(
     send: Send,
     headers: list[Header],
@@ -117,8 +122,7 @@ async def _send_ranges(
 ) -> tuple[int, int]:
     size = len(body)
     if isinstance(ranges, str):  # "unsatisfiable"
-        fields = [(b"content-range", unsatisfied_range(size).encode()), *extra]
-        return 416, await send_error(send, 416, "range not satisfiable", fields)
+        return await _unsatisfiable(send, size, extra)
     base = [h for h in headers if h[0] != b"content-type"] if len(ranges) > 1 else headers
     if len(ranges) == 1:
         r = ranges[0]
@@ -194,37 +198,39 @@ async def _stream_range(
     head_only: bool,
     cid: int,
 ) -> tuple[int, int] | None:
-    """A single range with a known length streams at once; anything else needs the whole
-    body, which is only kept while the object is storable. None: serve the full body."""
+    """Ranges on a response still arriving. None: ignore Range and send the full body,
+    which RFC 9110 14.2 allows; done when the length is unknown (chunked origin), or for
+    several ranges of an object too large to keep whole."""
     size = head.content_length
-    if size is not None:
-        ranges = _wanted_ranges(req_headers, size, head.etag, head.last_modified)
-        if ranges is None:
-            return None
-        if isinstance(ranges, list) and len(ranges) == 1:
-            r = ranges[0]
-            fields = [
-                *head.headers,
-                (b"content-range", content_range(r, size).encode()),
-                (b"content-length", str(r.length).encode()),
-                (b"accept-ranges", b"bytes"),
-                *extra,
-            ]
-            await send({"type": "http.response.start", "status": 206, "headers": fields})
-            if head_only:
-                await send({"type": "http.response.body", "body": b""})
-                return 206, 0
-            return 206, await _stream(send, fetch, cid, r.start, r.end + 1)
-    if not fetch.keep_all:
+    if size is None:
         return None
-    async for _ in fetch.stream(cid):
-        pass  # wait for the whole body (bounded: keep_all means it fits the cache)
-    if not fetch.keep_all:
-        return None
-    body = fetch.body()
-    ranges = _wanted_ranges(req_headers, len(body), head.etag, head.last_modified)
+    ranges = _wanted_ranges(req_headers, size, head.etag, head.last_modified)
     if ranges is None:
         return None
+    if isinstance(ranges, str):
+        return await _unsatisfiable(send, size, extra)
+    if len(ranges) == 1:
+        r = ranges[0]
+        fields = [
+            *head.headers,
+            (b"content-range", content_range(r, size).encode()),
+            (b"content-length", str(r.length).encode()),
+            (b"accept-ranges", b"bytes"),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": 206, "headers": fields})
+        if head_only:
+            await send({"type": "http.response.body", "body": b""})
+            return 206, 0
+        return 206, await _stream(send, fetch, cid, r.start, r.end + 1)
+    if not fetch.keep_all:
+        return None
+    try:
+        async for _ in fetch.stream(cid):
+            pass  # wait for the whole body: bounded, its declared length fits the cache
+    except FetchAborted as exc:
+        return 502, await send_error(send, 502, f"origin failed: {exc}", extra)
+    body = fetch.body()
     return await _send_ranges(send, head.headers, body, ranges, head.content_type, extra, head_only)
 
 

@@ -365,3 +365,36 @@ def test_never_an_open_relay(origin: OriginServer, proxy: ProxyServer) -> None:
     assert origin.requests(path) == 1
     connect = httpx.Client(base_url=proxy.url).request("CONNECT", "/")
     assert connect.status_code in (400, 501)
+
+
+def test_unsatisfiable_range_on_a_miss(origin: OriginServer, client: httpx.Client) -> None:
+    path = unique()
+    origin.script(path, size=1000, headers={"cache-control": "max-age=60"})
+    r = client.get(path, headers={"range": "bytes=2000-"})
+    assert r.status_code == 416 and r.headers["content-range"] == "bytes */1000"
+    assert client.get(path).headers["cache-status"].startswith("edgeshield; hit")
+
+
+def test_range_on_a_chunked_miss_is_ignored_then_answered_from_cache(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(path, size=1000, chunked=True, headers={"cache-control": "max-age=60"})
+    first = client.get(path, headers={"range": "bytes=0-9"})
+    assert first.status_code == 200 and first.content == gen_bytes(0, 1000)
+    second = client.get(path, headers={"range": "bytes=0-9"})
+    assert second.status_code == 206 and second.content == gen_bytes(0, 10)
+
+
+def test_ranges_of_an_object_too_large_to_keep(origin: OriginServer, client: httpx.Client) -> None:
+    """Above the per-object memory limit (16 MiB): a single range streams at once, several
+    ranges are ignored (full body), and nothing is stored."""
+    path = unique()
+    size = 20 * 1024 * 1024
+    origin.script(path, size=size, headers={"cache-control": "max-age=60"})
+    single = client.get(path, headers={"range": f"bytes={size - 10}-"})
+    assert single.status_code == 206 and single.content == gen_bytes(size - 10, 10)
+    multi = client.get(path, headers={"range": "bytes=0-0,5-5"})
+    assert multi.status_code == 200 and len(multi.content) == size
+    assert "stored" not in multi.headers["cache-status"]
+    assert origin.requests(path) == 2

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -18,16 +20,20 @@ from proxy.access_log import AccessLog
 from proxy.cache.collapse import Inflight
 from proxy.cache.memory import MemoryTier
 from proxy.cache.store import Cache
-from proxy.deliver import Send, send_response
+from proxy.deliver import Send, send_error, send_response
+from proxy.http.dates import format_http_date
 from proxy.http.freshness import FreshnessPolicy
 from proxy.http.paths import normalize_path
+from proxy.logs import configure_logging
 from proxy.metrics import Stats, build_registry
+from proxy.observe import record, scope_host
 from proxy.pipeline import Receive, handle
 from proxy.state import AppState
 from routing.origins import build_origin
 from routing.rules import Route, RouteTable
 
 FLUSH_INTERVAL = 1.0
+OpsHandler = Callable[[AppState], tuple[int, bytes, bytes]]
 
 
 def freshness_policy(policy: CachePolicy, cache: CacheSettings) -> FreshnessPolicy:
@@ -95,7 +101,7 @@ class EdgeShield:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state: AppState | None = None
-        self._ops = {
+        self._ops: dict[str, OpsHandler] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/metrics": self._metrics,
@@ -106,15 +112,46 @@ class EdgeShield:
         if kind == "http":
             state = self.state
             if state is None:
-                await send_response(send, 503, [(b"content-length", b"0"), (b"retry-after", b"1")])
+                await send_error(send, 503, "starting", [(b"retry-after", b"1")])
                 return
             ops = self._ops.get(scope["path"])
-            if ops is not None:
-                await ops(state, send)
-            else:
+            if ops is None:
                 await handle(state, scope, receive, send)
+            else:
+                await self._operations(state, scope, send, ops)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _operations(
+        self, state: AppState, scope: dict[str, Any], send: Send, ops: OpsHandler
+    ) -> None:
+        started = time.perf_counter()
+        if scope["method"] in ("GET", "HEAD"):
+            status, body, content_type = ops(state)
+            headers = [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"date", format_http_date(time.time()).encode()),
+            ]
+            sent = await send_response(
+                send, status, headers, body, head_only=scope["method"] == "HEAD"
+            )
+        else:
+            status = 405
+            sent = await send_error(send, 405, "method not allowed", [(b"allow", b"GET, HEAD")])
+        record(
+            state,
+            scope,
+            host=scope_host(scope),
+            status=status,
+            outcome="ops",
+            route="-",
+            origin=None,
+            sent=sent,
+            started=started,
+            now=time.time(),
+        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -134,10 +171,12 @@ class EdgeShield:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _healthz(self, state: AppState, send: Send) -> None:
-        await send_response(send, 200, _plain(b"ok\n"), b"ok\n")
+    @staticmethod
+    def _healthz(state: AppState) -> tuple[int, bytes, bytes]:
+        return 200, b"ok\n", b"text/plain; charset=utf-8"
 
-    async def _readyz(self, state: AppState, send: Send) -> None:
+    @staticmethod
+    def _readyz(state: AppState) -> tuple[int, bytes, bytes]:
         body = orjson.dumps(
             {
                 "ready": state.ready,
@@ -145,29 +184,11 @@ class EdgeShield:
                 "routes": [route.name for route in state.routes.routes],
             }
         )
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        await send_response(send, 200 if state.ready else 503, headers, body)
+        return (200 if state.ready else 503), body, b"application/json"
 
-    async def _metrics(self, state: AppState, send: Send) -> None:
-        body = generate_latest(state.registry)
-        headers = [
-            (b"content-type", CONTENT_TYPE_LATEST.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        await send_response(send, 200, headers, body)
-
-
-def _plain(body: bytes) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"content-type", b"text/plain"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
+    @staticmethod
+    def _metrics(state: AppState) -> tuple[int, bytes, bytes]:
+        return 200, generate_latest(state.registry), CONTENT_TYPE_LATEST.encode()
 
 
 async def _flusher(state: AppState) -> None:
@@ -195,4 +216,6 @@ async def shutdown(state: AppState) -> None:
 
 def app_from_environment() -> EdgeShield:
     """Factory for `uvicorn --factory` worker processes: settings come from the parent."""
-    return EdgeShield(settings_from_handoff(os.environ))
+    settings = settings_from_handoff(os.environ)
+    configure_logging(settings.server.log_level)
+    return EdgeShield(settings)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib.metadata
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -13,12 +14,14 @@ from typing import Any
 from config.handoff import HANDOFF_VAR, handoff_value
 from config.loader import ConfigError, check_config, load_settings, origin_overrides
 from config.schema import FsOrigin, Settings
+from proxy.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="edgeshield", description="Edge delivery proxy and origin shield for media."
     )
+    parser.add_argument("--version", action="version", version=f"edgeshield {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the proxy")
@@ -43,10 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--force", action="store_true")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatter at INFO
+    configure_logging()
     if args.command == "check-config":
         code, text = check_config(args.file, os.environ)
         print(text, file=sys.stdout if code == 0 else sys.stderr)
@@ -79,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.format(), file=sys.stderr)
         return 2
+    configure_logging(settings.server.log_level)
     _ensure_demo(settings, embedded=path is None and not args.origin)
     return run(settings)
 
@@ -115,14 +116,28 @@ def run(settings: Settings) -> int:
 
         uvicorn.run(EdgeShield(settings), **options)
         return 0
+    owned_dir: Path | None = None
     if server.metrics_dir is None:
-        metrics_dir = Path(tempfile.mkdtemp(prefix="edgeshield-metrics-"))
+        owned_dir = Path(tempfile.mkdtemp(prefix="edgeshield-metrics-"))
         settings = settings.model_copy(
-            update={"server": server.model_copy(update={"metrics_dir": metrics_dir})}
+            update={"server": server.model_copy(update={"metrics_dir": owned_dir})}
         )
     os.environ[HANDOFF_VAR] = handoff_value(settings)
-    uvicorn.run("proxy.app:app_from_environment", factory=True, workers=server.workers, **options)
+    try:
+        uvicorn.run(
+            "proxy.app:app_from_environment", factory=True, workers=server.workers, **options
+        )
+    finally:
+        if owned_dir is not None:
+            shutil.rmtree(owned_dir, ignore_errors=True)
     return 0
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("edgeshield")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 if __name__ == "__main__":

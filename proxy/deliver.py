@@ -6,12 +6,14 @@ status sent and the body bytes sent, for the log and the metrics."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry
 from proxy.http.conditionals import evaluate_preconditions, if_range_matches
+from proxy.http.dates import format_http_date
 from proxy.http.ranges import (
     ByteRange,
     content_range,
@@ -47,6 +49,7 @@ async def send_error(
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
+        (b"date", format_http_date(time.time()).encode()),
         *(extra or ()),
     ]
     return await send_response(send, status, headers, body)

@@ -57,11 +57,13 @@ def _head(
     fields = joined(headers)
     vary = parse_vary(fields.get("vary"))
     policy = route.policy
+    upstream = fields.get("cache-status")
     client_headers = client_response_headers(
         headers,
         strip=(f.lower() for f in policy.strip_fields),
         downstream_cache_control=policy.downstream_cache_control,
         now=now,
+        answers_ranges=freshness is not None,
     )
     if freshness is not None and freshness.initial_age >= 1:
         client_headers.append((b"age", str(int(freshness.initial_age)).encode()))
@@ -77,6 +79,7 @@ def _head(
         fwd=fwd,
         fwd_status=resp.status,
         origin_ms=origin_ms,
+        upstream_status=upstream.encode("latin-1") if upstream else None,
     )
 
 
@@ -98,11 +101,18 @@ def _entry(
         response_time=response_time,
         freshness=freshness,
         vary=head.vary,
+        upstream_status=head.upstream_status,
     )
 
 
 def _present_entry(
-    fetch: Fetch, entry: Entry, *, fwd: str, fwd_status: int | None, origin_ms: float
+    fetch: Fetch,
+    entry: Entry,
+    *,
+    fwd: str,
+    fwd_status: int | None,
+    origin_ms: float,
+    detail: str | None = None,
 ) -> None:
     """Feed a stored entry through the fetch (304 refresh, stale-if-error)."""
     fetch.set_head(
@@ -118,6 +128,8 @@ def _present_entry(
             fwd=fwd,
             fwd_status=fwd_status,
             origin_ms=origin_ms,
+            detail=detail,
+            upstream_status=entry.upstream_status,
         )
     )
     fetch.chunks.append(entry.body)
@@ -141,7 +153,9 @@ async def produce(
         state.stats.inc("edgeshield_origin_requests", (origin.name, "error"))
         state.log.warning("origin %s failed for %s: %s", origin.name, req.target, exc.reason)
         if stale is not None and time.time() < stale.stale_if_error_until:
-            _present_entry(fetch, stale, fwd="stale", fwd_status=None, origin_ms=0.0)
+            _present_entry(
+                fetch, stale, fwd="stale", fwd_status=None, origin_ms=0.0, detail="stale-if-error"
+            )
         else:
             fetch.fail(exc)
         state.inflight.remove(fetch)
@@ -175,6 +189,7 @@ async def produce(
                 response_time=response_time,
                 freshness=freshness,
                 vary=stale.vary,
+                upstream_status=head.upstream_status or stale.upstream_status,
             )
             if freshness.storable:
                 state.cache.store(fetch.key, refreshed, req.headers)
@@ -189,7 +204,14 @@ async def produce(
             state.log.warning(
                 "origin %s answered %d for %s: serving stale", origin.name, resp.status, req.target
             )
-            _present_entry(fetch, stale, fwd="stale", fwd_status=resp.status, origin_ms=origin_ms)
+            _present_entry(
+                fetch,
+                stale,
+                fwd="stale",
+                fwd_status=resp.status,
+                origin_ms=origin_ms,
+                detail="stale-if-error",
+            )
             return
         freshness = _freshness(req, resp.status, resp.headers, policy, request_time, response_time)
         head = _head(

@@ -14,6 +14,7 @@ from proxy.deliver import deliver_entry, deliver_fetch, send_error
 from proxy.fetch import new_fetch, produce, produce_pass
 from proxy.http import cache_status
 from proxy.http.vary import variant_key
+from proxy.observe import record, scope_host
 from proxy.request import Rejected, Request, parse_request
 from proxy.state import AppState
 from routing.origins.base import OriginError
@@ -29,6 +30,7 @@ MAX_PASS_BODY = 16 * 1024 * 1024
 
 
 async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    started = time.perf_counter()
     settings = state.settings.server
     try:
         req = parse_request(
@@ -38,8 +40,20 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
             max_header_bytes=settings.max_header_bytes,
         )
     except Rejected as exc:
-        await send_error(send, exc.status, exc.reason)
-        _log(state, scope, None, exc.status, "deny", 0, time.perf_counter(), exc.reason)
+        sent = await send_error(send, exc.status, exc.reason)
+        record(
+            state,
+            scope,
+            host=scope_host(scope),
+            status=exc.status,
+            outcome="deny",
+            route="-",
+            origin=None,
+            sent=sent,
+            started=started,
+            now=time.time(),
+            reason=exc.reason,
+        )
         return
     # recv
     route = state.routes.match(req.host, req.path)
@@ -61,7 +75,19 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
             "deny",
             "method",
         )
-    _record(state, req, route, status, outcome, sent, reason)
+    record(
+        state,
+        scope,
+        host=req.host,
+        status=status,
+        outcome=outcome,
+        route=route.name if route else "-",
+        origin=route.origin.name if route else None,
+        sent=sent,
+        started=started,
+        now=req.now,
+        reason=reason,
+    )
 
 
 async def lookup(
@@ -76,18 +102,18 @@ async def lookup(
             # hit: the hot path
             extra = [
                 (b"age", str(found.age(now)).encode()),
-                (b"cache-status", cache_status.hit(found.fresh_until - now, "memory").encode()),
+                _cache_status(
+                    found.upstream_status, cache_status.hit(found.fresh_until - now, "memory")
+                ),
             ]
             status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
             return status, sent, "hit", ""
         if now < found.stale_while_revalidate_until and not found.freshness.no_cache:
             revalidate_in_background(state, route, req, key, found)
+            ttl = found.fresh_until - now
             extra = [
                 (b"age", str(found.age(now)).encode()),
-                (
-                    b"cache-status",
-                    cache_status.hit(found.fresh_until - now, "memory", stale=True).encode(),
-                ),
+                _cache_status(found.upstream_status, cache_status.hit(ttl, "memory", stale=True)),
             ]
             status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
             return status, sent, "stale", ""
@@ -156,9 +182,9 @@ async def _deliver_miss(
         fwd_status=head.fwd_status,
         stored=stored,
         collapsed=collapsed,
-        detail="stale-if-error" if head.fwd == "stale" and head.fwd_status != 304 else None,
+        detail=head.detail,
     )
-    extra = [(b"cache-status", status_value.encode()), _server_timing(head)]
+    extra = [_cache_status(head.upstream_status, status_value), _server_timing(head)]
     status, sent = await _stream_guarded(
         receive, deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid)
     )
@@ -198,15 +224,8 @@ async def _deliver_pass(
         return exc.status, await send_error(send, exc.status, exc.reason), "error", exc.reason
     if req.method not in CACHEABLE_METHODS and head.status < 400:
         invalidate_after_unsafe(state, req, head)
-    extra = [
-        (
-            b"cache-status",
-            cache_status.forward(
-                head.fwd, fwd_status=head.status, stored=False, collapsed=False
-            ).encode(),
-        ),
-        _server_timing(head),
-    ]
+    ours = cache_status.forward(head.fwd, fwd_status=head.status, stored=False, collapsed=False)
+    extra = [_cache_status(head.upstream_status, ours), _server_timing(head)]
     status, sent = await _stream_guarded(
         receive,
         deliver_fetch(
@@ -286,6 +305,12 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+def _cache_status(upstream: bytes | None, ours: str) -> Header:
+    """RFC 9211 2: each cache appends its member to what the caches before it said."""
+    value = ours.encode()
+    return (b"cache-status", upstream + b", " + value if upstream else value)
+
+
 def _server_timing(head: Head) -> Header:
     return (b"server-timing", f"origin;dur={head.origin_ms:.1f}".encode())
 
@@ -295,66 +320,3 @@ def _status_header(exc: OriginError, collapsed: bool) -> Header:
         "miss", fwd_status=None, stored=False, collapsed=collapsed, detail=exc.reason
     )
     return (b"cache-status", value.encode())
-
-
-def _record(
-    state: AppState,
-    req: Request,
-    route: Route | None,
-    status: int,
-    outcome: str,
-    sent: int,
-    reason: str,
-) -> None:
-    route_name = route.name if route else "-"
-    duration = time.perf_counter() - req.started
-    stats = state.stats
-    stats.inc("edgeshield_requests", (route_name, str(status), outcome))
-    stats.observe("edgeshield_request_duration_seconds", (route_name, outcome), duration)
-    if sent:
-        stats.inc("edgeshield_client_bytes", (route_name,), sent)
-    log = state.access_log
-    if log.enabled:
-        log.write(
-            {
-                "ts": req.now,
-                "client": req.client,
-                "method": req.method,
-                "host": req.host,
-                "path": req.target,
-                "status": status,
-                "cache": outcome,
-                "route": route_name,
-                "origin": route.origin.name if route else None,
-                "bytes": sent,
-                "ms": round(duration * 1000, 3),
-                **({"reason": reason} if reason else {}),
-            }
-        )
-
-
-def _log(
-    state: AppState,
-    scope: dict[str, Any],
-    route: Route | None,
-    status: int,
-    outcome: str,
-    sent: int,
-    started: float,
-    reason: str,
-) -> None:
-    state.stats.inc("edgeshield_requests", ("-", str(status), outcome))
-    if state.access_log.enabled:
-        client = scope.get("client") or ("", 0)
-        state.access_log.write(
-            {
-                "ts": time.time(),
-                "client": client[0],
-                "method": scope.get("method"),
-                "path": scope.get("path"),
-                "status": status,
-                "cache": outcome,
-                "bytes": sent,
-                "reason": reason,
-            }
-        )

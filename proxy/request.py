@@ -29,7 +29,6 @@ class Request:
     client: str
     scheme: str
     now: float
-    started: float
 
     @property
     def target(self) -> str:
@@ -43,7 +42,6 @@ def parse_request(
     max_url_bytes: int,
     max_header_bytes: int,
 ) -> Request:
-    started = time.perf_counter()
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     query: bytes = scope.get("query_string", b"")
     if len(raw_path) + len(query) > max_url_bytes:
@@ -69,8 +67,12 @@ def parse_request(
         raise Rejected(400, f"bad path: {exc.reason}") from None
     except UnicodeDecodeError:
         raise Rejected(400, "bad query: non-ascii bytes") from None
-    server = scope.get("server") or ("", 0)
-    authority = headers.get("host") or str(server[0])
+    authority = headers.get("host")
+    if authority is None:
+        if scope.get("http_version") == "1.1":
+            raise Rejected(400, "missing host")  # RFC 9112 3.2
+        server = scope.get("server") or ("", 0)
+        authority = str(server[0])
     client = scope.get("client") or ("", 0)
     return Request(
         method=scope["method"],
@@ -82,5 +84,4 @@ def parse_request(
         client=str(client[0]),
         scheme=scope.get("scheme", "http"),
         now=time.time(),
-        started=started,
     )

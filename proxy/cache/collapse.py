@@ -30,6 +30,10 @@ class Head:
     fwd: str
     fwd_status: int | None
     origin_ms: float
+    # Cache-Status detail, e.g. "stale-if-error" when a stored copy stood in for the origin.
+    detail: str | None = None
+    # The Cache-Status an upstream cache sent: ours is listed after it (RFC 9211 2).
+    upstream_status: bytes | None = None
 
 
 class FetchAborted(Exception):

@@ -26,6 +26,8 @@ class Entry:
     response_time: float
     freshness: Freshness
     vary: tuple[str, ...] = ()
+    # The Cache-Status an upstream cache sent with this response (RFC 9211 2).
+    upstream_status: bytes | None = None
     # Absolute wall-clock times, derived once so a hit compares one float.
     fresh_until: float = 0.0
     stale_while_revalidate_until: float = 0.0

@@ -12,7 +12,8 @@ from proxy.http.vary import normalize_accept_encoding
 LOCALLY_ANSWERED = frozenset(
     {"range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
 )
-# Response fields this cache recomputes per response (RFC 9111 5.1 Age; RFC 9211).
+# Response fields this cache recomputes per response (RFC 9111 5.1 Age; RFC 9211: the
+# upstream Cache-Status is kept separately and listed before ours).
 RECOMPUTED = frozenset({"age", "content-length", "cache-status", "server-timing"})
 # RFC 9111 3.2: fields of a 304 that must not replace the stored ones.
 NOT_UPDATED_BY_304 = frozenset(
@@ -74,11 +75,15 @@ def client_response_headers(
     strip: Iterable[str],
     downstream_cache_control: str | None,
     now: float,
+    answers_ranges: bool,
 ) -> list[tuple[bytes, bytes]]:
     """The stored/forwarded response's fields as clients see them (without the fields
-    computed per response: content-length, age, cache-status, server-timing)."""
+    computed per response: content-length, age, cache-status, server-timing; and without
+    Accept-Ranges when this cache answers ranges itself)."""
     headers = list(origin_headers)
     drop = HOP_BY_HOP | _connection_listed(headers) | RECOMPUTED | frozenset(strip)
+    if answers_ranges:
+        drop |= {"accept-ranges"}
     if downstream_cache_control is not None:
         drop |= {"cache-control"}
     out: list[tuple[bytes, bytes]] = []

@@ -398,3 +398,57 @@ def test_ranges_of_an_object_too_large_to_keep(origin: OriginServer, client: htt
     assert multi.status_code == 200 and len(multi.content) == size
     assert "stored" not in multi.headers["cache-status"]
     assert origin.requests(path) == 2
+
+
+def test_http11_without_host_is_refused(proxy: ProxyServer) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400") and b"missing host" in data
+
+
+def test_operations_endpoints_take_get_and_head_only(client: httpx.Client) -> None:
+    for path in ("/metrics", "/healthz", "/readyz"):
+        r = client.post(path)
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        assert "date" in r.headers
+    assert client.head("/healthz").status_code == 200
+
+
+def test_upstream_cache_status_is_kept_as_a_list(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    """Chained caches (RFC 9211 2): the upstream member first, ours appended; and the
+    upstream's Accept-Ranges does not duplicate ours."""
+    path = unique()
+    origin.script(
+        path,
+        body="chained",
+        headers={
+            "cache-control": "max-age=60",
+            "cache-status": "upstream; hit",
+            "accept-ranges": "bytes",
+        },
+    )
+    for expected in ("upstream; hit, edgeshield; fwd=miss", "upstream; hit, edgeshield; hit"):
+        r = client.get(path)
+        assert r.headers["cache-status"].startswith(expected)
+        assert r.headers.get_list("accept-ranges") == ["bytes"]
+
+
+def test_revalidated_200_is_not_labelled_stale_if_error(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    path = unique()
+    origin.script(path, body="one", headers={"cache-control": "max-age=1"})
+    client.get(path)
+    time.sleep(1.2)
+    origin.script(path, body="two", headers={"cache-control": "max-age=60"})
+    r = client.get(path)
+    assert r.text == "two"
+    assert r.headers["cache-status"].startswith("edgeshield; fwd=stale; fwd-status=200; stored")
+    assert "stale-if-error" not in r.headers["cache-status"]

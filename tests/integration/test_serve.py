@@ -81,12 +81,13 @@ def test_workers_share_metrics_and_write_an_access_log(
             )
         )
         assert total == n, text
-        pids = set()
-        for line in log.read_bytes().splitlines():
-            record = orjson.loads(line)
-            pids.add(record["path"])
-            assert {"status", "cache", "bytes", "ms", "origin", "client"} <= record.keys()
-        assert len(log.read_bytes().splitlines()) == n
+        records = [orjson.loads(line) for line in log.read_bytes().splitlines()]
+        proxied = [r for r in records if r["path"] == "/w"]
+        assert len(proxied) == n
+        for r in proxied:
+            assert {"status", "cache", "bytes", "ms", "origin", "client", "host"} <= r.keys()
+            assert r["bytes"] == 100 and r["host"] == "127.0.0.1"
+        assert any(r["path"] == "/readyz" and r["cache"] == "ops" for r in records)
         client_bytes = re.search(
             r'^edgeshield_client_bytes_total\{route="\*/"\} (\S+)$', text, re.M
         )

@@ -1,0 +1,72 @@
+"""Recording a finished request: metrics and one JSON access-log line, for every request
+(proxied, rejected before routing, and the operations endpoints alike)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from proxy.state import AppState
+from routing.rules import host_of
+
+# Long targets are cut in the log: the line stays bounded, the start is what identifies.
+MAX_LOGGED_TARGET = 2048
+
+
+def raw_target(scope: dict[str, Any]) -> str:
+    """The request target as the client sent it (not the normalised cache-key form)."""
+    path: bytes = scope.get("raw_path") or scope.get("path", "").encode()
+    query: bytes = scope.get("query_string", b"")
+    target = (path + b"?" + query if query else path).decode("latin-1")
+    return target if len(target) <= MAX_LOGGED_TARGET else target[:MAX_LOGGED_TARGET] + "..."
+
+
+def scope_host(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return host_of(value.decode("latin-1"))
+    return ""
+
+
+def record(
+    state: AppState,
+    scope: dict[str, Any],
+    *,
+    host: str,
+    status: int,
+    outcome: str,
+    route: str,
+    origin: str | None,
+    sent: int,
+    started: float,
+    now: float,
+    reason: str = "",
+) -> None:
+    method = scope.get("method", "")
+    if method == "HEAD":
+        sent = 0  # the server never sends a body for HEAD, whatever was passed to send
+    duration = time.perf_counter() - started
+    stats = state.stats
+    stats.inc("edgeshield_requests", (route, str(status), outcome))
+    stats.observe("edgeshield_request_duration_seconds", (route, outcome), duration)
+    if sent:
+        stats.inc("edgeshield_client_bytes", (route,), sent)
+    log = state.access_log
+    if log.enabled:
+        client = scope.get("client") or ("", 0)
+        line: dict[str, Any] = {
+            "ts": now,
+            "client": client[0],
+            "method": method,
+            "host": host,
+            "path": raw_target(scope),
+            "status": status,
+            "cache": outcome,
+            "route": route,
+            "origin": origin,
+            "bytes": sent,
+            "ms": round(duration * 1000, 3),
+        }
+        if reason:
+            line["reason"] = reason
+        log.write(line)

@@ -1,8 +1,25 @@
 """A local folder as an origin (also the embedded default that serves the demo media).
 
 The pipeline hands over a normalised, percent-encoded path, but this origin does not
-trust it: it decodes the path itself, refuses NUL bytes, backslashes and `..` segments,
-and refuses any file whose real path (after symlinks) lies outside the real root.
+trust it: it decodes the path itself and
+
+- refuses NUL bytes, backslashes and `..` segments as malformed (BadOriginPath, 400);
+- answers 404 for hidden names: any segment starting with "." (`/.env`, `/.git/config`,
+  `/a/.htpasswd`, also when spelled `%2e`), so dotfiles and VCS folders that happen to
+  live in the served folder never leak. The one exception is a leading `/.well-known/`
+  (RFC 8615); hidden names below it are still refused. 404 rather than 403, so a probe
+  cannot tell a hidden file from a missing one. Only the request path is checked: a
+  visible symlink that the folder's owner points at a hidden name is served;
+- answers 404 (logged at debug level only) for a file whose real path (after symlinks)
+  lies outside the real root, again without revealing that the link exists.
+
+A directory requested without its trailing slash redirects (301) to the slash form when
+it has an `index.html`, as nginx does, so relative links in the index resolve; with the
+slash the index is served. Conditional GET/HEAD (`If-None-Match`, `If-Modified-Since`,
+`If-Match`, `If-Unmodified-Since`) are evaluated per RFC 9110 13.2.2 against the file's
+ETag and Last-Modified, answering 304 (validators only, no body) or 412, so a cache
+revalidating a stale entry does not re-read the whole file. Text types (`text/*`,
+`application/javascript`, `application/json`) are labelled `charset=utf-8`.
 
 All filesystem calls run in worker threads, so a slow disk never blocks the event loop.
 Small files are read whole while the file is opened; larger ones stream in 256 KiB
@@ -12,21 +29,29 @@ chunks, one thread hop per chunk.
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
+from proxy.http.conditionals import evaluate_preconditions
 from routing.origins.base import BadOriginPath, OriginBodyError, OriginRequest
+
+log = logging.getLogger("edgeshield.origins.fs")
 
 CHUNK_SIZE = 256 * 1024
 # Files up to this size are read in one go, in the same thread hop that opens them.
 SMALL_FILE = 64 * 1024
 INDEX_FILE = "index.html"
+# RFC 8615: the one hidden name allowed, and only as the first path segment.
+WELL_KNOWN = ".well-known"
+# The directory-slash redirect is as stable as the folder layout.
+REDIRECT_CACHE_CONTROL = "max-age=3600"
 
 # Checked before the platform's mimetypes table, which differs between systems.
 _TYPES = {
@@ -58,19 +83,33 @@ _TYPES = {
     ".gz": "application/gzip",
 }
 _DEFAULT_TYPE = "application/octet-stream"
+# Labelled UTF-8 besides text/*. Not image/svg+xml (XML declares its own encoding) nor
+# HLS playlists (RFC 8216 makes them UTF-8 by definition).
+_UTF8_TYPES = frozenset({"application/javascript", "application/json"})
+_CHARSET = "; charset=utf-8"
 _NOT_FOUND = b"not found\n"
 _NOT_ALLOWED = b"method not allowed\n"
+_PRECONDITION_FAILED = b"precondition failed\n"
+# RFC 9110 15.4.5: the fields of the 200 that a 304 repeats.
+_NOT_MODIFIED_FIELDS = frozenset(
+    {"cache-control", "content-location", "date", "etag", "expires", "last-modified", "vary"}
+)
+# RFC 3986 pchar (minus "%", re-encoded) and query characters, for the Location field.
+_PCHAR_SAFE = "!$&'()*+,;=:@"
+_QUERY_SAFE = _PCHAR_SAFE + "/?%"
 
 
 def content_type_for(name: str) -> str:
-    """The Content-Type for a file name (by extension, case-insensitive)."""
+    """The Content-Type for a file name (by extension, case-insensitive); text types get
+    `; charset=utf-8`."""
     ext = os.path.splitext(name)[1].lower()
-    if ext in _TYPES:
-        return _TYPES[ext]
-    guessed, encoding = mimetypes.guess_type("x" + ext, strict=False)
-    if guessed is None or encoding is not None:
-        return _DEFAULT_TYPE
-    return guessed
+    ctype = _TYPES.get(ext)
+    if ctype is None:
+        guessed, encoding = mimetypes.guess_type("x" + ext, strict=False)
+        ctype = _DEFAULT_TYPE if guessed is None or encoding is not None else guessed
+    if ctype.startswith("text/") or ctype in _UTF8_TYPES:
+        return ctype + _CHARSET
+    return ctype
 
 
 def make_etag(size: int, mtime_ns: int) -> str:
@@ -149,10 +188,26 @@ class _Found:
     st: os.stat_result
     fd: int | None  # open for GET of larger files; closed otherwise
     data: bytes  # whole content for GET of small files
+    status: int = 200  # or 304/412 from the request's preconditions (nothing read then)
+
+
+class _Redirect:
+    """A directory with an index, asked for without its trailing slash."""
+
+
+_REDIRECT = _Redirect()
 
 
 class FsOrigin:
-    """Serves files below `root`. GET and HEAD only."""
+    """Serves files below `root`. GET and HEAD only.
+
+    Answers 404, exactly as for a missing file, for hidden names (any path segment
+    starting with ".", raw or percent-encoded as `%2e`, except a leading `/.well-known/`
+    per RFC 8615) and for files whose real path leaves the root through a symlink.
+    Malformed paths (NUL byte, backslash, `..` segment) raise BadOriginPath (400).
+    `/dir` with a `dir/index.html` redirects (301) to `/dir/`, which serves the index.
+    Conditional GET/HEAD get 304 or 412 per RFC 9110 13.2.2.
+    """
 
     def __init__(self, name: str, root: Path | str) -> None:
         self.name = name
@@ -163,17 +218,30 @@ class FsOrigin:
         method = request.method.upper()
         if method not in ("GET", "HEAD"):
             return self._text(405, _NOT_ALLOWED, head=False, extra=[("allow", "GET, HEAD")])
+        head = method == "HEAD"
         parts = self._segments(request.path)
-        found = await asyncio.to_thread(self._open, parts, method == "GET")
+        if _hidden(parts):
+            log.debug("%s: hidden name refused: %r", self.name, request.path)
+            return self._text(404, _NOT_FOUND, head=head)
+        fields = _joined(request.headers)
+        slash = request.path.endswith("/")
+        found = await asyncio.to_thread(self._open, parts, method, fields, slash)
         if found is None:
-            return self._text(404, _NOT_FOUND, head=method == "HEAD")
+            return self._text(404, _NOT_FOUND, head=head)
+        if isinstance(found, _Redirect):
+            return self._redirect(parts, request.query)
+        if found.status == 412:
+            return self._text(412, _PRECONDITION_FAILED, head=head)
         st = found.st
         headers = [
             ("content-type", content_type_for(found.name)),
             ("content-length", str(st.st_size)),
-            ("last-modified", formatdate(st.st_mtime, usegmt=True)),
+            ("last-modified", formatdate(_mtime_seconds(st), usegmt=True)),
             ("etag", make_etag(st.st_size, st.st_mtime_ns)),
         ]
+        if found.status == 304:
+            kept = [(n, v) for n, v in headers if n in _NOT_MODIFIED_FIELDS]
+            return FsResponse(304, kept, None, origin=self.name)
         if found.fd is not None:
             file = _OpenFile(found.fd, st.st_size)
             return FsResponse(200, headers, st.st_size, file=file, origin=self.name)
@@ -209,12 +277,16 @@ class FsOrigin:
         root = self._real_root
         return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
-    def _open(self, parts: list[str], read: bool) -> _Found | None:
+    def _open(
+        self, parts: list[str], method: str, fields: Mapping[str, str], slash: bool
+    ) -> _Found | _Redirect | None:
         """Runs in a worker thread: resolve, check and open the file (None = 404)."""
         candidate = os.path.join(self._real_root, *parts)
         real = os.path.realpath(candidate)
         if not self._inside(real):
-            raise BadOriginPath(self.name, "path escapes the root")
+            # 404 like a missing file: the answer must not tell that the link exists.
+            log.debug("%s: symlink leaves the root: %r", self.name, candidate)
+            return None
         name = parts[-1] if parts else ""
         fd = self._open_regular(real)
         if fd is None:
@@ -224,18 +296,23 @@ class FsOrigin:
             os.close(fd)
             index = os.path.realpath(os.path.join(real, INDEX_FILE))
             if not self._inside(index):
-                raise BadOriginPath(self.name, "path escapes the root")
+                log.debug("%s: index symlink leaves the root: %r", self.name, candidate)
+                return None
             fd = self._open_regular(index)
             if fd is None:
                 return None
             st = os.fstat(fd)
             name = INDEX_FILE
+            if stat.S_ISREG(st.st_mode) and not slash:
+                os.close(fd)
+                return _REDIRECT
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             return None
-        if not read:
+        status = _preconditions(method, fields, st)
+        if status is not None or method != "GET":
             os.close(fd)
-            return _Found(name, st, None, b"")
+            return _Found(name, st, None, b"", status or 200)
         if st.st_size <= SMALL_FILE:
             try:
                 # A file rewritten between fstat and read: take a fresh stat and retry.
@@ -258,6 +335,24 @@ class FsOrigin:
             return os.open(real, flags)
         except (OSError, ValueError):
             return None
+
+    def _redirect(self, parts: list[str], query: str) -> FsResponse:
+        """301 to the directory's slash form, so relative links in its index resolve.
+
+        The Location is rebuilt from the decoded segments rather than echoed from the
+        request, so it is always a clean path-absolute reference (`//host/dir` cannot
+        turn into a redirect to another site)."""
+        location = "/" + "".join(
+            quote_from_bytes(os.fsencode(seg), safe=_PCHAR_SAFE) + "/" for seg in parts
+        )
+        if query:
+            location += "?" + quote(query, safe=_QUERY_SAFE)
+        headers = [
+            ("location", location),
+            ("content-length", "0"),
+            ("cache-control", REDIRECT_CACHE_CONTROL),
+        ]
+        return FsResponse(301, headers, 0, origin=self.name)
 
     def _text(
         self,
@@ -285,3 +380,30 @@ def _read_exact(fd: int, size: int) -> bytes | None:
         chunks.append(chunk)
         offset += len(chunk)
     return b"".join(chunks)
+
+
+def _hidden(parts: list[str]) -> bool:
+    """A segment names a hidden file or folder (only a leading `.well-known` is allowed)."""
+    return any(
+        seg.startswith(".") and not (i == 0 and seg == WELL_KNOWN) for i, seg in enumerate(parts)
+    )
+
+
+def _joined(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Request fields by lower-case name, repeated fields joined with ", "."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+def _mtime_seconds(st: os.stat_result) -> int:
+    """The modification time at Last-Modified's one-second resolution (floored)."""
+    return st.st_mtime_ns // 1_000_000_000
+
+
+def _preconditions(method: str, fields: Mapping[str, str], st: os.stat_result) -> int | None:
+    """304, 412 or None (serve the file) for the request's conditional fields."""
+    etag = make_etag(st.st_size, st.st_mtime_ns)
+    return evaluate_preconditions(method, fields, etag, float(_mtime_seconds(st)))

@@ -1,0 +1,175 @@
+"""Akamai EdgeAuth tokens, with expected values computed here step by step from the
+EdgeAuth-Token-Python description (fields joined with "~", HMAC keyed with the
+hex-decoded key, lower-case hex digest appended as hmac=)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from proxy.auth.akamai import AkamaiVerifier, acl_allows, generate_token
+from proxy.auth.common import AuthInput, AuthResult
+
+KEY_HEX = "52a152a152a152a152a152a152a152a1"
+KEY = bytes.fromhex(KEY_HEX)
+NOW = 1_700_000_000
+CLIENT = "198.51.100.7"
+
+
+def edgeauth(body: str, extra: str = "", algorithm: str = "sha256") -> str:
+    """The published algorithm: HMAC(hexdecode(key), body [+ ~url=... / ~salt=...])."""
+    digest = hmac.new(KEY, (body + extra).encode(), getattr(hashlib, algorithm)).hexdigest()
+    return f"{body}~hmac={digest}"
+
+
+def run(
+    verifier: AkamaiVerifier,
+    *,
+    path: str,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    now: float = NOW,
+    client: str = CLIENT,
+) -> AuthResult | None:
+    inp = AuthInput(path=path, query=query, headers=headers or {}, client_ip=client, now=now)
+    return verifier.verify(inp)
+
+
+def test_acl_token_vector() -> None:
+    token = edgeauth(f"st={NOW - 10}~exp={NOW + 300}~acl=/videos/abc/*")
+    assert generate_token(KEY_HEX, st=NOW - 10, exp=NOW + 300, acl="/videos/abc/*") == token
+    result = run(AkamaiVerifier(KEY), path="/videos/abc/master.m3u8", query=f"__token__={token}")
+    assert result is not None and result.ok, result
+    assert result.claims["acl"] == ("/videos/abc/*",)
+
+
+def test_url_token_vector_hashes_the_path_but_does_not_carry_it() -> None:
+    token = edgeauth(f"exp={NOW + 300}", "~url=/videos/a.mp4")
+    assert "url=" not in token
+    assert generate_token(KEY_HEX, exp=NOW + 300, url="/videos/a.mp4") == token
+    verifier = AkamaiVerifier(KEY)
+    assert run(verifier, path="/videos/a.mp4", query=f"__token__={token}").ok
+    other = run(verifier, path="/videos/b.mp4", query=f"__token__={token}")
+    assert other is not None and other.reason == "bad-signature"
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha1", "md5"])
+def test_algorithms(algorithm: str) -> None:
+    token = edgeauth(f"exp={NOW + 300}~acl=/*", algorithm=algorithm)
+    ok = run(AkamaiVerifier(KEY, algorithm=algorithm), path="/x", query=f"__token__={token}")
+    assert ok is not None and ok.ok
+    wrong = "md5" if algorithm != "md5" else "sha1"
+    bad = run(AkamaiVerifier(KEY, algorithm=wrong), path="/x", query=f"__token__={token}")
+    assert bad is not None and bad.reason == "bad-signature"
+
+
+def test_ip_id_data_fields_in_order() -> None:
+    body = f"ip=203.0.113.7~st={NOW}~exp={NOW + 60}~acl=/a/*~id=session-1~data=hello"
+    token = edgeauth(body)
+    assert (
+        generate_token(
+            KEY_HEX,
+            ip="203.0.113.7",
+            st=NOW,
+            exp=NOW + 60,
+            acl="/a/*",
+            session_id="session-1",
+            data="hello",
+        )
+        == token
+    )
+    verifier = AkamaiVerifier(KEY)
+    good = run(verifier, path="/a/b", query=f"__token__={token}", client="203.0.113.7")
+    assert good is not None and good.ok
+    assert good.claims["id"] == "session-1" and good.claims["data"] == "hello"
+    bad = run(verifier, path="/a/b", query=f"__token__={token}", client="203.0.113.8")
+    assert bad is not None and bad.reason == "ip-mismatch"
+
+
+def test_salt_and_escape_early() -> None:
+    path = "/videos/a%20b.mp4"
+    escaped = "%2fvideos%2fa%2520b.mp4"  # quote_plus, escapes in lower case
+    token = edgeauth(f"exp={NOW + 60}~data=a%20b", f"~url={escaped}~salt=pepper")
+    verifier = AkamaiVerifier(KEY, escape_early=True, salt="pepper")
+    result = run(verifier, path=path, query=f"__token__={token}")
+    assert result is not None and result.ok, result
+    assert result.claims["data"] == "a b"
+    unsalted = run(AkamaiVerifier(KEY, escape_early=True), path=path, query=f"__token__={token}")
+    assert unsalted is not None and unsalted.reason == "bad-signature"
+
+
+def test_token_name_and_sources() -> None:
+    token = edgeauth(f"exp={NOW + 60}~acl=/*")
+    hdnts = AkamaiVerifier(KEY, token_name="hdnts", sources=("query", "cookie", "header"))
+    assert run(hdnts, path="/a", query=f"hdnts={token}").ok
+    assert run(hdnts, path="/a", headers={"cookie": f"hdnts={token}"}).ok
+    assert run(hdnts, path="/a", headers={"hdnts": token}).ok
+    assert run(hdnts, path="/a", query=f"__token__={token}") is None
+    # Percent-encoded as a whole in the query.
+    encoded = token.replace("=", "%3D").replace("~", "%7E").replace("/", "%2F").replace("*", "%2A")
+    assert run(hdnts, path="/a", query=f"hdnts={encoded}").ok
+    query_only = AkamaiVerifier(KEY, sources=("query",))
+    assert run(query_only, path="/a", headers={"cookie": f"__token__={token}"}) is None
+
+
+@pytest.mark.parametrize(
+    ("now", "reason"),
+    [(NOW + 59, ""), (NOW + 60, "expired"), (NOW - 1, "not-yet-valid"), (NOW, "")],
+)
+def test_window(now: float, reason: str) -> None:
+    token = edgeauth(f"st={NOW}~exp={NOW + 60}~acl=/*")
+    result = run(AkamaiVerifier(KEY), path="/a", query=f"__token__={token}", now=now)
+    assert result is not None and result.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("acl", "path", "allowed"),
+    [
+        ("/videos/abc/*", "/videos/abc/master.m3u8", True),
+        ("/videos/abc/*", "/videos/abc/", True),
+        ("/videos/abc/*", "/videos/abcd/x", False),
+        ("/videos/abc/*", "/videos/abc/../secret", False),  # normalised to /videos/secret
+        ("/videos/abc/*", "/videos/abc/%2e%2e/secret", False),
+        ("/videos/abc/*", "/videos//abc/x", True),  # normalised to /videos/abc/x
+        ("/videos/abc/*", "/videos/abc/%2Fsecret", False),  # encoded slash refused
+        ("/a/*!/b/*", "/b/x", True),  # "!" separates ACLs
+        ("/a/*!/b/*", "/c/x", False),
+        ("/a/*/master.m3u8", "/a/x/y/master.m3u8", True),  # "*" crosses segments
+        ("/a/file.mp4", "/a/file.mp4", True),
+        ("/a/file.mp4", "/a/file.mp4x", False),
+        ("/*", "/anything/at/all", True),
+    ],
+)
+def test_acl_wildcards_and_normalisation(acl: str, path: str, allowed: bool) -> None:
+    token = edgeauth(f"exp={NOW + 60}~acl={acl}")
+    result = run(AkamaiVerifier(KEY), path=path, query=f"__token__={token}")
+    assert result is not None and result.ok is allowed, result
+    if not allowed:
+        assert result.reason == "acl-mismatch"
+
+
+def test_acl_allows_is_literal_except_for_the_star() -> None:
+    assert acl_allows("/a.b/*", "/a.b/x")
+    assert not acl_allows("/a.b/*", "/axb/x")  # "." is not a regex wildcard
+    assert not acl_allows("", "/x")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "exp=1~hmac=zz",
+        f"exp={NOW + 60}~acl=/*~hmac=" + "A" * 64,  # upper-case hex is not EdgeAuth's
+        f"acl=/*~exp={NOW + 60}~hmac=" + "0" * 64,  # fields out of order
+        f"exp={NOW + 60}~exp={NOW + 60}~hmac=" + "0" * 64,
+        f"exp={NOW + 60}~foo=1~hmac=" + "0" * 64,
+        "hmac=" + "0" * 64,
+        f"exp={NOW + 60}~acl=/*~hmac=" + "0" * 63,  # odd-length hex
+        "garbage",
+        "",
+    ],
+)
+def test_malformed(token: str) -> None:
+    result = run(AkamaiVerifier(KEY), path="/a", query=f"__token__={token}")
+    assert result is not None and result.reason == "bad-signature"

@@ -28,6 +28,7 @@ _DEFAULT_CONFIG: Final[dict[str, Any]] = {
             "host": "*",
             "path_prefix": "/",
             "origin": "demo",
+            "images": True,
             "cache": {"default_ttl": 300, "stale_while_revalidate": 60},
         },
     ],

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from config.defaults import default_config
+from config.images import AvifSettings, ImageLimits, ImageSettings
 from config.schema import (
     CachePolicy,
     CacheSettings,
@@ -37,6 +38,7 @@ from config.schema import (
     RouteSettings,
     ServerSettings,
     Settings,
+    reference_problems,
 )
 
 ENV_PREFIX = "EDGESHIELD_"
@@ -377,6 +379,9 @@ _SECTIONS: tuple[tuple[type[BaseModel], str], ...] = (
     (HttpOrigin, '[origins.<name>] with kind = "http"'),
     (RouteSettings, "[[routes]]"),
     (CachePolicy, "[routes.cache]"),
+    (ImageSettings, "[images]"),
+    (ImageLimits, "[images.limits]"),
+    (AvifSettings, "[images.avif]"),
 )
 _NO_INPUT_SHOWN = frozenset({"missing", "extra_forbidden", "union_tag_not_found"})
 
@@ -504,19 +509,11 @@ def _cross_references(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     """The checks ``Settings``' model validator makes, done on the raw data so that they
     are reported together with field errors (pydantic skips model validators then)."""
     problems: list[tuple[Loc, str]] = []
-    origins, routes = data.get("origins"), data.get("routes")
-    if not isinstance(routes, list | tuple):
-        return problems
-    if not routes:
+    routes = data.get("routes")
+    if isinstance(routes, list | tuple) and not routes:
         problems.append((("routes",), "at least one route is required"))
-    if isinstance(origins, dict):
-        known = ", ".join(sorted(str(name) for name in origins)) or "none"
-        for i, route in enumerate(routes):
-            target = route.get("origin") if isinstance(route, dict) else None
-            if isinstance(target, str) and target not in origins:
-                problems.append(
-                    (("routes", i, "origin"), f"unknown origin {target!r} (known: {known})")
-                )
+    # Route targets, group members, steering CDNs: the same function the model uses.
+    problems += reference_problems(data)
     return problems
 
 

@@ -24,13 +24,15 @@ from proxy.deliver import Send, send_error, send_response
 from proxy.http.dates import format_http_date
 from proxy.http.freshness import FreshnessPolicy
 from proxy.http.paths import normalize_path
+from proxy.images import build_images
 from proxy.logs import configure_logging
 from proxy.metrics import Stats, build_registry
 from proxy.observe import record, scope_host
 from proxy.pipeline import Receive, handle
 from proxy.state import AppState
+from routing.groups import build_router
 from routing.origins import build_origin
-from routing.rules import Route, RouteTable
+from routing.rules import build_route_table
 
 FLUSH_INTERVAL = 1.0
 OpsHandler = Callable[[AppState], tuple[int, bytes, bytes]]
@@ -51,37 +53,26 @@ def freshness_policy(policy: CachePolicy, cache: CacheSettings) -> FreshnessPoli
 
 def build_state(settings: Settings) -> AppState:
     origins = {name: build_origin(name, spec) for name, spec in settings.origins.items()}
-    routes = [
-        Route(
-            # Unique, readable metric label: host + prefix, with the rule's index on a repeat.
-            name=f"{r.host}{r.path_prefix}"
-            + (
-                f"#{i}"
-                if any(
-                    (o.host, o.path_prefix) == (r.host, r.path_prefix) for o in settings.routes[:i]
-                )
-                else ""
-            ),
-            host=r.host.lower(),
-            path_prefix=r.path_prefix,
-            origin=origins[r.origin],
-            read_only=r.read_only,
-            policy=r.cache,
-        )
-        for i, r in enumerate(settings.routes)
-    ]
     memory = MemoryTier(settings.cache.memory_bytes, settings.cache.memory_max_object_bytes)
     stats = Stats()
+    router = build_router(settings, origins, stats)
+    table = build_route_table(settings, origins, router.groups)
+    routes = list(table.routes)
     stats.sampled["edgeshield_cache_bytes"] = lambda: {("memory",): memory.stats()["bytes"]}
     stats.sampled["edgeshield_cache_entries"] = lambda: {("memory",): memory.stats()["entries"]}
     stats.sampled["edgeshield_cache_evictions"] = lambda: {("memory",): memory.stats()["evictions"]}
     registry, collector = build_registry(stats, settings.server.metrics_dir)
     inflight = Inflight()
     stats.sampled["edgeshield_inflight_fetches"] = lambda: {(): len(inflight.fetches)}
+    images = build_images(settings, routes)
+    if images is not None:
+        pool = images.workers
+        stats.sampled["edgeshield_image_workers_busy"] = lambda: {(): pool.admitted}
     return AppState(
         settings=settings,
-        routes=RouteTable(routes),
+        routes=table,
         origins=origins,
+        router=router,
         policies={route.name: freshness_policy(route.policy, settings.cache) for route in routes},
         cache=Cache(memory, settings.cache.max_variants),
         inflight=inflight,
@@ -91,6 +82,7 @@ def build_state(settings: Settings) -> AppState:
         access_log=AccessLog(settings.server.access_log),
         normalize=lru_cache(maxsize=16384)(normalize_path),
         log=logging.getLogger("edgeshield"),
+        images=images,
     )
 
 
@@ -105,6 +97,7 @@ class EdgeShield:
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/metrics": self._metrics,
+            "/_admin/origins": self._admin_origins,
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -159,6 +152,7 @@ class EdgeShield:
             if message["type"] == "lifespan.startup":
                 try:
                     self.state = build_state(self.settings)
+                    self.state.router.start()
                     self.state.spawn(_flusher(self.state))
                     self.state.ready = True
                 except Exception as exc:  # a bad config never starts a half-working server
@@ -187,6 +181,10 @@ class EdgeShield:
         return (200 if state.ready else 503), body, b"application/json"
 
     @staticmethod
+    def _admin_origins(state: AppState) -> tuple[int, bytes, bytes]:
+        return 200, orjson.dumps(state.router.snapshot()), b"application/json"
+
+    @staticmethod
     def _metrics(state: AppState) -> tuple[int, bytes, bytes]:
         return 200, generate_latest(state.registry), CONTENT_TYPE_LATEST.encode()
 
@@ -209,8 +207,11 @@ async def shutdown(state: AppState) -> None:
     for task in list(state.tasks):
         with contextlib.suppress(BaseException):
             await task
+    await state.router.stop()
     for origin in state.origins.values():
         await origin.aclose()
+    if state.images is not None:
+        state.images.close()
     state.access_log.close()
 
 

@@ -81,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.server.log_level)
     _ensure_demo(settings, embedded=path is None and not args.origin)
-    return run(settings)
+    return run(settings, path, overrides)
 
 
 def _ensure_demo(settings: Settings, *, embedded: bool) -> None:
@@ -95,7 +95,8 @@ def _ensure_demo(settings: Settings, *, embedded: bool) -> None:
             generate_demo(origin.root)
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int:
+    """Serve. With several workers, each loads `path` + `overrides` again itself."""
     import uvicorn
 
     server = settings.server
@@ -119,10 +120,11 @@ def run(settings: Settings) -> int:
     owned_dir: Path | None = None
     if server.metrics_dir is None:
         owned_dir = Path(tempfile.mkdtemp(prefix="edgeshield-metrics-"))
-        settings = settings.model_copy(
-            update={"server": server.model_copy(update={"metrics_dir": owned_dir})}
-        )
-    os.environ[HANDOFF_VAR] = handoff_value(settings)
+        overrides = {
+            **overrides,
+            "server": {**overrides.get("server", {}), "metrics_dir": str(owned_dir)},
+        }
+    os.environ[HANDOFF_VAR] = handoff_value(path, overrides)
     try:
         uvicorn.run(
             "proxy.app:app_from_environment", factory=True, workers=server.workers, **options

@@ -1,4 +1,8 @@
-"""Fetch: one origin exchange feeding a collapsed Fetch, and storing what may be stored."""
+"""Fetch: one origin exchange feeding a collapsed Fetch, and storing what may be stored.
+
+Per-request origin failures are logged at debug level only: the access log line carries
+the reason for every request, and origin state changes are logged where origin health is
+kept, so an origin outage never becomes a log storm."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from proxy.http.vary import parse_vary, variant_key
 from proxy.request import Request
 from proxy.state import AppState
 from routing.origins.base import OriginError, OriginRequest, OriginResponse
-from routing.rules import Route
+from routing.rules import Route, rewrite
 
 # How long a key stays hit-for-miss after an unstorable response (Varnish uses 120 s).
 HIT_FOR_MISS_SECONDS = 120.0
@@ -26,8 +30,16 @@ def new_fetch(key: str) -> Fetch:
     return Fetch(key, window=STREAM_WINDOW)
 
 
+async def send(route: Route, request: OriginRequest) -> tuple[OriginResponse, str]:
+    """Through the route's origin group: health-aware selection, retries, failover and
+    hedging live in routing/groups.py. Returns the response and the origin that answered."""
+    if route.group is None:
+        return await route.origin.fetch(request), route.origin.name
+    return await route.group.fetch(request)
+
+
 def origin_request(
-    req: Request, *, cacheable: bool, stale: Entry | None, body: bytes = b""
+    route: Route, req: Request, *, cacheable: bool, stale: Entry | None, body: bytes = b""
 ) -> OriginRequest:
     headers = origin_request_headers(
         req.header_list,
@@ -40,7 +52,8 @@ def origin_request(
     )
     # A cache fetch is always a GET: a HEAD miss fills the cache too (Varnish does this).
     method = "GET" if cacheable else req.method
-    return OriginRequest(method=method, path=req.path, query=req.query, headers=headers, body=body)
+    path = rewrite(route, req.path)
+    return OriginRequest(method=method, path=path, query=req.query, headers=headers, body=body)
 
 
 def _head(
@@ -142,16 +155,15 @@ async def produce(
 ) -> None:
     """Fill `fetch` from the origin; store the complete body when RFC 9111 allows.
     Never raises: failures reach consumers through the fetch."""
-    origin = route.origin
-    labels = (origin.name,)
     policy = state.policies[route.name]
     request_time = time.time()
     started = time.perf_counter()
     try:
-        resp = await origin.fetch(origin_request(req, cacheable=True, stale=stale))
+        resp, origin_name = await send(
+            route, origin_request(route, req, cacheable=True, stale=stale)
+        )
     except OriginError as exc:
-        state.stats.inc("edgeshield_origin_requests", (origin.name, "error"))
-        state.log.warning("origin %s failed for %s: %s", origin.name, req.target, exc.reason)
+        state.log.debug("origin %s failed for %s: %s", exc.origin, req.target, exc.reason)
         if stale is not None and time.time() < stale.stale_if_error_until:
             _present_entry(
                 fetch, stale, fwd="stale", fwd_status=None, origin_ms=0.0, detail="stale-if-error"
@@ -162,8 +174,6 @@ async def produce(
         return
     origin_ms = (time.perf_counter() - started) * 1000
     response_time = time.time()
-    state.stats.inc("edgeshield_origin_requests", (origin.name, str(resp.status)))
-    state.stats.observe("edgeshield_origin_duration_seconds", labels, origin_ms / 1000)
     try:
         if stale is not None and resp.status == 304:
             merged = merge_304(stale.origin_headers, resp.headers)
@@ -201,8 +211,8 @@ async def produce(
             and resp.status in STALE_IF_ERROR_STATUSES
             and response_time < stale.stale_if_error_until
         ):
-            state.log.warning(
-                "origin %s answered %d for %s: serving stale", origin.name, resp.status, req.target
+            state.log.debug(
+                "origin %s answered %d for %s: serving stale", origin_name, resp.status, req.target
             )
             _present_entry(
                 fetch,
@@ -236,7 +246,7 @@ async def produce(
             state.inflight.remove(fetch)
             fetch.stop_keeping()
         fetch.set_head(head)
-        await _pump(state, fetch, resp, origin.name)
+        await _pump(state, fetch, resp, route, origin_name)
         if fetch.error is None and fetch.keep_all and head.shareable and fetch.done:
             entry = _entry(head, resp.headers, fetch.body(), freshness, response_time)
             if state.cache.store(fetch.key, entry, req.headers):
@@ -247,7 +257,9 @@ async def produce(
         await resp.aclose()
 
 
-async def _pump(state: AppState, fetch: Fetch, resp: OriginResponse, origin_name: str) -> None:
+async def _pump(
+    state: AppState, fetch: Fetch, resp: OriginResponse, route: Route, origin_name: str
+) -> None:
     memory = state.cache.memory
     try:
         async for chunk in resp.body():
@@ -257,13 +269,15 @@ async def _pump(state: AppState, fetch: Fetch, resp: OriginResponse, origin_name
                 state.inflight.remove(fetch)
                 fetch.stop_keeping()
             if fetch.abandoned:
-                state.log.info(
+                state.log.debug(
                     "origin %s: every client left %s, fetch stopped", origin_name, fetch.key
                 )
                 fetch.fail(OriginError(origin_name, "abandoned"))
                 return
     except OriginError as exc:
-        state.log.warning("origin %s body failed for %s: %s", origin_name, fetch.key, exc.reason)
+        state.log.debug("origin %s body failed for %s: %s", origin_name, fetch.key, exc.reason)
+        if route.group is not None:
+            route.group.report_body_failure(origin_name)  # passive health
         fetch.fail(exc)
         return
     fetch.finish()
@@ -273,20 +287,18 @@ async def produce_pass(
     state: AppState, fetch: Fetch, route: Route, req: Request, body: bytes, cacheable: bool
 ) -> None:
     """Pass mode (Varnish `pass`): the origin's answer relayed as is, never stored."""
-    origin = route.origin
     started = time.perf_counter()
     fetch.stop_keeping()
+    oreq = origin_request(route, req, cacheable=False, stale=None, body=body)
     try:
-        resp = await origin.fetch(origin_request(req, cacheable=False, stale=None, body=body))
+        resp, origin_name = await send(route, oreq)
     except OriginError as exc:
-        state.stats.inc("edgeshield_origin_requests", (origin.name, "error"))
-        state.log.warning(
-            "origin %s failed for %s %s: %s", origin.name, req.method, req.target, exc.reason
+        state.log.debug(
+            "origin %s failed for %s %s: %s", exc.origin, req.method, req.target, exc.reason
         )
         fetch.fail(exc)
         return
     origin_ms = (time.perf_counter() - started) * 1000
-    state.stats.inc("edgeshield_origin_requests", (origin.name, str(resp.status)))
     try:
         head = _head(
             state,
@@ -299,7 +311,7 @@ async def produce_pass(
             now=time.time(),
         )
         fetch.set_head(head)
-        await _pump(state, fetch, resp, origin.name)
+        await _pump(state, fetch, resp, route, origin_name)
     finally:
         await resp.aclose()
 

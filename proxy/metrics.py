@@ -74,6 +74,51 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
     "edgeshield_cache_bytes": ("gauge", "Bytes held by a cache tier.", ("tier",)),
     "edgeshield_cache_entries": ("gauge", "Entries held by a cache tier.", ("tier",)),
     "edgeshield_inflight_fetches": ("gauge", "Origin fetches under way.", ()),
+    "edgeshield_origin_up": (
+        "gauge",
+        "1 when the origin passes its health probes and no group has it ejected, else 0.",
+        ("origin",),
+    ),
+    "edgeshield_origin_probes": (
+        "counter",
+        "Active health probes, by result (pass or fail).",
+        ("origin", "result"),
+    ),
+    "edgeshield_origin_ejections": (
+        "counter",
+        "Times passive outlier detection ejected an origin from a group.",
+        ("group", "origin"),
+    ),
+    "edgeshield_group_failovers": (
+        "counter",
+        "Further attempts made after a failed one, by the failure that caused them.",
+        ("group", "reason"),
+    ),
+    "edgeshield_group_hedges": (
+        "counter",
+        "Hedged requests: sent (a second attempt started early) and won (it answered first).",
+        ("group", "result"),
+    ),
+    "edgeshield_group_unavailable": (
+        "counter",
+        "Requests refused because no member of the group was available.",
+        ("group",),
+    ),
+    "edgeshield_image_transforms": (
+        "counter",
+        "Image transforms run, by result: the output format, or rejected / overloaded.",
+        ("result",),
+    ),
+    "edgeshield_image_transform_duration_seconds": (
+        "histogram",
+        "Time of one image transform, queueing on the worker pool included.",
+        (),
+    ),
+    "edgeshield_image_workers_busy": (
+        "gauge",
+        "Image transforms running or queued on the worker pool.",
+        (),
+    ),
 }
 
 

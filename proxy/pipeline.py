@@ -10,15 +10,17 @@ from typing import Any
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry, Uncacheable
-from proxy.deliver import deliver_entry, deliver_fetch, send_error
+from proxy.deliver import deliver_entry, deliver_fetch, send_error, send_response
 from proxy.fetch import new_fetch, produce, produce_pass
 from proxy.http import cache_status
 from proxy.http.vary import variant_key
+from proxy.images import image_request, routing_path
 from proxy.observe import record, scope_host
 from proxy.request import Rejected, Request, parse_request
 from proxy.state import AppState
 from routing.origins.base import OriginError
-from routing.rules import Route
+from routing.rules import Route, rewrite
+from routing.steering import Redirect, steer
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -55,8 +57,10 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
             reason=exc.reason,
         )
         return
-    # recv
-    route = state.routes.match(req.host, req.path)
+    # recv (with images on, /cdn-cgi/image/<options>/<source> is routed by its source path)
+    route = state.routes.match(
+        req.host, req.path if state.images is None else routing_path(req.path)
+    )
     if route is None:
         status, sent, outcome, reason = (
             404,
@@ -64,8 +68,21 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
             "deny",
             "no route",
         )
+    elif (
+        route.steering is not None
+        and req.method in CACHEABLE_METHODS
+        and (
+            redirect := steer(
+                route.steering, rewrite(route, req.path), req.query, req.headers, state.router.is_up
+            )
+        )
+    ):
+        # steer: answer with the best CDN instead of proxying (no healthy CDN: proxy)
+        status, sent, outcome, reason = 302, await _redirect(send, redirect), "steer", ""
     elif req.method in CACHEABLE_METHODS and route.policy.enabled:
-        status, sent, outcome, reason = await lookup(state, route, req, receive, send)
+        # variant: image options on an `images` route; None = not an image request
+        answer = await image_request(state, route, req, send) if route.images else None
+        status, sent, outcome, reason = answer or await lookup(state, route, req, receive, send)
     elif req.method in CACHEABLE_METHODS or req.method in PASS_METHODS:
         status, sent, outcome, reason = await pass_(state, route, req, receive, send)
     else:
@@ -166,7 +183,9 @@ async def _deliver_miss(
         reason = exc.reason
         return (
             exc.status,
-            await send_error(send, exc.status, reason, [_status_header(exc, collapsed)]),
+            await send_error(
+                send, exc.status, reason, [_status_header(exc, collapsed), *_retry_after(exc)]
+            ),
             "error",
             reason,
         )
@@ -221,7 +240,12 @@ async def _deliver_pass(
     try:
         head = await fetch.head
     except OriginError as exc:
-        return exc.status, await send_error(send, exc.status, exc.reason), "error", exc.reason
+        return (
+            exc.status,
+            await send_error(send, exc.status, exc.reason, _retry_after(exc)),
+            "error",
+            exc.reason,
+        )
     if req.method not in CACHEABLE_METHODS and head.status < 400:
         invalidate_after_unsafe(state, req, head)
     ours = cache_status.forward(head.fwd, fwd_status=head.status, stored=False, collapsed=False)
@@ -309,6 +333,21 @@ def _cache_status(upstream: bytes | None, ours: str) -> Header:
     """RFC 9211 2: each cache appends its member to what the caches before it said."""
     value = ours.encode()
     return (b"cache-status", upstream + b", " + value if upstream else value)
+
+
+def _retry_after(exc: OriginError) -> list[Header]:
+    """Every origin of the group is down: say when to come back (RFC 9110 10.2.3)."""
+    seconds = getattr(exc, "retry_after", None)
+    return [(b"retry-after", str(seconds).encode())] if seconds is not None else []
+
+
+async def _redirect(send: Send, redirect: Redirect) -> int:
+    headers = [
+        (b"location", redirect.location.encode("latin-1")),
+        (b"cache-control", redirect.cache_control.encode("latin-1")),
+        (b"content-length", b"0"),
+    ]
+    return await send_response(send, redirect.status, headers)
 
 
 def _server_timing(head: Head) -> Header:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.registry import CollectorRegistry
 
@@ -16,8 +16,12 @@ from proxy.cache.collapse import Inflight
 from proxy.cache.store import Cache
 from proxy.http.freshness import FreshnessPolicy
 from proxy.metrics import Stats, StatsCollector
+from routing.groups import OriginRouter
 from routing.origins.base import Origin
 from routing.rules import RouteTable
+
+if TYPE_CHECKING:
+    from proxy.images import Images
 
 
 @dataclass(eq=False)
@@ -25,6 +29,7 @@ class AppState:
     settings: Settings
     routes: RouteTable
     origins: dict[str, Origin]
+    router: OriginRouter
     policies: dict[str, FreshnessPolicy]  # by route name
     cache: Cache
     inflight: Inflight
@@ -35,6 +40,8 @@ class AppState:
     normalize: Callable[[str], str]
     log: logging.Logger
     ready: bool = False
+    # The image step's pool and URL memo; None unless some route has `images = true`.
+    images: Images | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

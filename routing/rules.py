@@ -1,22 +1,47 @@
-"""Route rules: host + path prefix -> origin and cache policy. First match wins."""
+"""Route rules: host + path -> origin group and cache policy. First match wins.
+
+Hosts: "*" (any), an exact name, or "*.example.com" (any subdomain at any depth:
+a.example.com, a.b.example.com; never example.com itself). Paths: a prefix matched on
+whole segments ("/img" matches "/img" and "/img/a", never "/imgx"), or an fnmatch-style
+glob matched against the whole path ("*" also crosses "/": "/v/*.m3u8" matches
+"/v/a/b.m3u8"; "?" one character; "[abc]" a set; case-sensitive).
+A route may rewrite the path sent upstream: strip a prefix, then add one (`rewrite`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from config.schema import CachePolicy
+from config.schema import CachePolicy, Settings
 from routing.origins.base import Origin
+
+if TYPE_CHECKING:
+    from routing.groups import OriginGroup
+    from routing.steering import Steering
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     name: str
-    host: str  # "*" or a lower-case host name without port
+    host: str  # "*", "*.domain", or a lower-case host name without port
     path_prefix: str
     origin: Origin
     read_only: bool
     policy: CachePolicy
+    # fnmatch-style pattern; when set it replaces path_prefix for matching.
+    path_glob: str | None = None
+    strip_prefix: str | None = None
+    add_prefix: str | None = None
+    # The group `origin` names (an implicit group of one for a bare origin).
+    group: OriginGroup | None = None
+    mode: str = "proxy"  # or "steer"
+    steering: Steering | None = None
+    # Image transforms on (proxy/images.py); only when the [images] engine is enabled.
+    images: bool = False
 
 
 def prefix_matches(prefix: str, path: str) -> bool:
@@ -24,6 +49,15 @@ def prefix_matches(prefix: str, path: str) -> bool:
     if prefix.endswith("/"):
         return path.startswith(prefix)
     return path == prefix or path.startswith(prefix + "/")
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """`pattern` is "*", "*.domain" (subdomains only) or an exact lower-case host."""
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return pattern == host
 
 
 def host_of(authority: str) -> str:
@@ -35,14 +69,91 @@ def host_of(authority: str) -> str:
     return authority.split(":", 1)[0]
 
 
+def compile_glob(pattern: str) -> Callable[[str], Any]:
+    """A matcher for an fnmatch-style pattern over the whole path."""
+    return re.compile(fnmatch.translate(pattern), re.DOTALL).match
+
+
+def rewrite(route: Route, path: str) -> str:
+    """The path to fetch upstream: `strip_prefix` removed when the path starts with it
+    (whole segments), then `add_prefix` prepended. Always starts with "/"; the query is
+    not part of it and is passed on unchanged."""
+    strip, add = route.strip_prefix, route.add_prefix
+    if strip and strip != "/" and prefix_matches(strip, path):
+        path = path[len(strip.rstrip("/")) :]
+        if not path.startswith("/"):
+            path = "/" + path
+    if add and add != "/":
+        path = add.rstrip("/") + path
+    return path
+
+
+# Host kinds, checked in this order per rule.
+_ANY, _EXACT, _SUFFIX = 0, 1, 2
+
+
 class RouteTable:
     def __init__(self, routes: Iterable[Route]) -> None:
         self.routes = tuple(routes)
+        # Pre-digested rules for the hot path: (host kind, host key, prefix, glob matcher).
+        self._rules: list[tuple[Route, int, str, str, Callable[[str], Any] | None]] = []
+        for route in self.routes:
+            host = route.host
+            if host == "*":
+                kind, key = _ANY, ""
+            elif host.startswith("*."):
+                kind, key = _SUFFIX, host[1:]
+            else:
+                kind, key = _EXACT, host
+            glob = compile_glob(route.path_glob) if route.path_glob is not None else None
+            self._rules.append((route, kind, key, route.path_prefix, glob))
 
     def match(self, host: str, path: str) -> Route | None:
-        for route in self.routes:
-            if (route.host == "*" or route.host == host) and prefix_matches(
-                route.path_prefix, path
-            ):
+        for route, kind, key, prefix, glob in self._rules:
+            if kind == _EXACT:
+                if host != key:
+                    continue
+            elif kind == _SUFFIX and not (host.endswith(key) and len(host) > len(key)):
+                continue
+            if glob is None:
+                if prefix_matches(prefix, path):
+                    return route
+            elif glob(path):
                 return route
         return None
+
+
+def build_route_table(
+    settings: Settings, origins: Mapping[str, Origin], groups: Mapping[str, OriginGroup]
+) -> RouteTable:
+    """The route table for `settings`, every route resolved to its group (`groups` from
+    routing.groups.build_router). `Route.origin` is the named origin, or for a group its
+    first member (kept for code that still reads `route.origin.name`). Route names are
+    host + prefix (or glob), with "#<index>" on a repeat."""
+    from routing.steering import build_steering
+
+    routes: list[Route] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(settings.routes):
+        base = f"{spec.host}{spec.path_glob or spec.path_prefix}"
+        name = f"{base}#{i}" if base in seen else base
+        seen.add(base)
+        group = groups[spec.origin]
+        routes.append(
+            Route(
+                name=name,
+                host=spec.host.lower(),
+                path_prefix=spec.path_prefix,
+                origin=origins.get(spec.origin) or group.members[0].origin,
+                read_only=spec.read_only,
+                policy=spec.cache,
+                path_glob=spec.path_glob,
+                strip_prefix=spec.strip_prefix,
+                add_prefix=spec.add_prefix,
+                group=group,
+                mode=spec.mode,
+                steering=build_steering(spec.steer, settings) if spec.steer else None,
+                images=spec.images and settings.images.enabled,
+            )
+        )
+    return RouteTable(routes)

@@ -4,17 +4,24 @@ Tiers below L1 (Redis, disk) plug in behind this facade; the pipeline does not c
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 from proxy.cache.memory import MemoryTier
 from proxy.http.vary import variant_key
 
+# Bounds of the derived-entry index (image variants per source URL), see `link`.
+MAX_LINKED_SOURCES = 65536
+MAX_DERIVED_PER_SOURCE = 256
+
 
 class Cache:
     def __init__(self, memory: MemoryTier, max_variants: int) -> None:
         self.memory = memory
         self.max_variants = max_variants
+        # source key -> keys of entries derived from it (image variants), oldest first.
+        self.derived: OrderedDict[str, dict[str, None]] = OrderedDict()
 
     def lookup(self, key: str, request_headers: Mapping[str, str]) -> Entry | Uncacheable | None:
         found = self.memory.get(key)
@@ -45,8 +52,33 @@ class Cache:
             self.memory.put(key, Uncacheable(until))
 
     def invalidate(self, key: str) -> int:
-        """Remove a URL and every variant of it; returns how many entries went."""
-        return self._drop(key)
+        """Remove a URL, every variant of it and every entry derived from it (image
+        variants, see `link`); returns how many entries went."""
+        removed = self._drop(key)
+        for derived in self.derived.pop(key, ()):
+            removed += self._drop(derived)
+        return removed
+
+    def link(self, source_key: str, key: str) -> None:
+        """Record that the entry at `key` is derived from the one at `source_key`, so that
+        invalidating the source drops it too. Call it before storing the derived entry.
+        The index is bounded: beyond MAX_LINKED_SOURCES sources (or MAX_DERIVED_PER_SOURCE
+        keys of one source) the oldest links go, and their entries are dropped with them,
+        so no derived entry is ever cached without a link. A minimal stand-in for
+        surrogate keys (issue 4)."""
+        keys = self.derived.get(source_key)
+        if keys is None:
+            if len(self.derived) >= MAX_LINKED_SOURCES:
+                for old in self.derived.popitem(last=False)[1]:
+                    self._drop(old)
+            keys = self.derived[source_key] = {}
+        else:
+            self.derived.move_to_end(source_key)
+        keys[key] = None
+        if len(keys) > MAX_DERIVED_PER_SOURCE:
+            oldest = next(iter(keys))
+            del keys[oldest]
+            self._drop(oldest)
 
     def _drop(self, key: str) -> int:
         found = self.memory.get(key)

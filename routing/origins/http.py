@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from config.schema import HttpOrigin as HttpOriginSettings
+from config.schema import _HttpClientSettings
 from routing.origins.base import (
     BadOriginPath,
     OriginBodyError,
@@ -181,6 +182,90 @@ class HttpResponse:
         await self._response.aclose()
 
 
+def new_client(
+    settings: _HttpClientSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The pooled client of one origin (http and s3 kinds). `transport` is for tests."""
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
+    return httpx.AsyncClient(
+        verify=settings.verify_tls,
+        limits=limits,
+        follow_redirects=False,
+        trust_env=False,
+        transport=transport,
+    )
+
+
+async def send_streaming(
+    client: httpx.AsyncClient,
+    origin: str,
+    settings: _HttpClientSettings,
+    method: str,
+    url: httpx.URL,
+    headers: list[tuple[bytes, bytes]],
+    content: bytes | None = None,
+) -> HttpResponse:
+    """Send one request with the origin's timeouts (module docstring) and return once the
+    response head is in; failures become OriginError subclasses. Shared by the http and
+    s3 kinds. `headers` are sent exactly as given (httpx adds only Host when missing)."""
+    s = settings
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    total_deadline = start + s.total_timeout if s.total_timeout else None
+    head_deadline = (
+        start + s.connect_timeout + s.first_byte_timeout if s.first_byte_timeout else None
+    )
+    deadlines = [d for d in (head_deadline, total_deadline) if d is not None]
+    deadline = min(deadlines) if deadlines else None
+
+    timeouts: dict[str, Any] = {
+        "connect": _limit(s.connect_timeout),
+        "read": _limit(s.first_byte_timeout),
+        "write": _limit(s.read_timeout),
+        "pool": _limit(s.first_byte_timeout),
+    }
+    req = httpx.Request(
+        method,
+        url,
+        headers=headers,
+        content=content,
+        extensions={"timeout": timeouts},
+    )
+    try:
+        async with asyncio.timeout_at(deadline):
+            response = await client.send(req, stream=True)
+    except TimeoutError:
+        if deadline == total_deadline:
+            raise OriginTimeout(origin, "total timeout") from None
+        raise OriginTimeout(origin, "first byte timeout") from None
+    except httpx.HTTPError as exc:
+        raise _head_error(origin, exc) from None
+
+    # From now on the per-read limit is the body's between-bytes timeout; httpcore
+    # reads this dict when the body starts streaming.
+    timeouts["read"] = _limit(s.read_timeout)
+    response_headers = strip_hop_by_hop(response.headers.raw)
+    try:
+        content_length = parse_content_length(response_headers)
+    except ValueError:
+        await response.aclose()
+        raise OriginUnavailable(origin, "invalid content-length") from None
+    status = response.status_code
+    expects_body = method != "HEAD" and status >= 200 and status not in (204, 304)
+    return HttpResponse(
+        origin,
+        response,
+        response_headers,
+        content_length,
+        expects_body=expects_body,
+        deadline=total_deadline,
+    )
+
+
 class HttpOrigin:
     def __init__(self, name: str, settings: HttpOriginSettings) -> None:
         self.name = name
@@ -193,17 +278,7 @@ class HttpOrigin:
         self._host = settings.host_header or next((v for k, v in extra if k == "host"), None)
         self._extra = [(k, v) for k, v in extra if k not in _REQUEST_DROP]
         self._extra_names = {k for k, _ in self._extra}
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-        )
-        self._client = httpx.AsyncClient(
-            verify=settings.verify_tls,
-            limits=limits,
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._client = new_client(settings)
 
     def _url(self, request: OriginRequest) -> httpx.URL:
         path = request.path if request.path.startswith("/") else "/" + request.path
@@ -229,58 +304,14 @@ class HttpOrigin:
         return out
 
     async def fetch(self, request: OriginRequest) -> HttpResponse:
-        s = self.settings
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        total_deadline = start + s.total_timeout if s.total_timeout else None
-        head_deadline = (
-            start + s.connect_timeout + s.first_byte_timeout if s.first_byte_timeout else None
-        )
-        deadlines = [d for d in (head_deadline, total_deadline) if d is not None]
-        deadline = min(deadlines) if deadlines else None
-
-        method = request.method.upper()
-        timeouts: dict[str, Any] = {
-            "connect": _limit(s.connect_timeout),
-            "read": _limit(s.first_byte_timeout),
-            "write": _limit(s.read_timeout),
-            "pool": _limit(s.first_byte_timeout),
-        }
-        req = httpx.Request(
-            method,
-            self._url(request),
-            headers=self._headers(request),
-            content=request.body or None,
-            extensions={"timeout": timeouts},
-        )
-        try:
-            async with asyncio.timeout_at(deadline):
-                response = await self._client.send(req, stream=True)
-        except TimeoutError:
-            if deadline == total_deadline:
-                raise OriginTimeout(self.name, "total timeout") from None
-            raise OriginTimeout(self.name, "first byte timeout") from None
-        except httpx.HTTPError as exc:
-            raise _head_error(self.name, exc) from None
-
-        # From now on the per-read limit is the body's between-bytes timeout; httpcore
-        # reads this dict when the body starts streaming.
-        timeouts["read"] = _limit(s.read_timeout)
-        headers = strip_hop_by_hop(response.headers.raw)
-        try:
-            content_length = parse_content_length(headers)
-        except ValueError:
-            await response.aclose()
-            raise OriginUnavailable(self.name, "invalid content-length") from None
-        status = response.status_code
-        expects_body = method != "HEAD" and status >= 200 and status not in (204, 304)
-        return HttpResponse(
+        return await send_streaming(
+            self._client,
             self.name,
-            response,
-            headers,
-            content_length,
-            expects_body=expects_body,
-            deadline=total_deadline,
+            self.settings,
+            request.method.upper(),
+            self._url(request),
+            self._headers(request),
+            request.body or None,
         )
 
     async def aclose(self) -> None:

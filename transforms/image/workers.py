@@ -61,6 +61,8 @@ class ImageWorkers:
         self._admitted = 0
         self._job_seconds = INITIAL_JOB_SECONDS
         self._closed = False
+        # Jobs finished (succeeded or failed) since start: for metrics, tests, benchmarks.
+        self.transforms_done = 0
 
     @property
     def admitted(self) -> int:
@@ -120,6 +122,7 @@ class ImageWorkers:
             elapsed = time.perf_counter() - started
             with self._lock:
                 self._admitted -= 1
+                self.transforms_done += 1
                 self._job_seconds += (elapsed - self._job_seconds) * 0.2
 
         future.add_done_callback(done)

@@ -125,7 +125,10 @@ class S3Error(OriginUnavailable):
 
 class S3AccessDenied(S3Error):
     """The credentials were refused, or may not read the object (AccessDenied,
-    SignatureDoesNotMatch, InvalidAccessKeyId, ExpiredToken, ...)."""
+    SignatureDoesNotMatch, InvalidAccessKeyId, ExpiredToken, ...). A group with
+    `failover_on = ["403"]` fails over on it (moving between buckets)."""
+
+    failover_kind = "403"
 
 
 class S3WrongEndpoint(S3Error):

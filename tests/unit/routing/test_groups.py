@@ -411,3 +411,11 @@ class _AccessDenied(OriginUnavailable):
 )
 def test_failure_kind(status: int | None, error: Exception | None, kind: str | None) -> None:
     assert failure_kind(status, error) == kind  # type: ignore[arg-type]
+
+
+def test_s3_access_denied_fails_over_only_as_a_403() -> None:
+    from routing.groups import failure_kind
+    from routing.origins.s3 import S3AccessDenied, S3SlowDown
+
+    assert failure_kind(None, S3AccessDenied("bucket", "s3 AccessDenied", "AccessDenied")) == "403"
+    assert failure_kind(None, S3SlowDown("bucket", "s3 SlowDown", "SlowDown")) == "connect"

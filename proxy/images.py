@@ -214,6 +214,9 @@ class VariantFetch(Fetch):
         self.source_status: int | None = None  # origin status when the source was fetched
         self.origin_ms = 0.0
         self.transform_ms = 0.0
+        # The stored variant this one replaces, if any (stale): when the source comes
+        # back only as stale-if-error, the stale variant is served instead of a new one.
+        self.stale: Entry | None = None
 
 
 async def image_request(state: AppState, route: Route, req: Request, send: Send) -> Answer | None:
@@ -231,26 +234,27 @@ async def image_request(state: AppState, route: Route, req: Request, send: Send)
     source_key = url.source_key(req.host)
     key = f"{source_key}{SEPARATOR}{image.variant}"
     found = state.cache.lookup(key, NO_HEADERS)
+    stored = found if type(found) is Entry else None
     now = req.now
-    if type(found) is Entry and not found.freshness.no_cache:
-        if now < found.fresh_until:
+    if stored is not None and not stored.freshness.no_cache:
+        if now < stored.fresh_until:
             extra = [
-                (b"age", str(found.age(now)).encode()),
-                (b"cache-status", cache_status.hit(found.fresh_until - now, "memory").encode()),
+                (b"age", str(stored.age(now)).encode()),
+                (b"cache-status", cache_status.hit(stored.fresh_until - now, "memory").encode()),
             ]
-            status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
+            status, sent = await deliver_entry(send, req.method, req.headers, stored, extra)
             return status, sent, "hit", ""
-        if now < found.stale_while_revalidate_until:
+        if now < stored.stale_while_revalidate_until:
             if state.inflight.get(key) is None:
-                start_variant(state, route, req, image, source_key, key)
-            ttl = found.fresh_until - now
+                start_variant(state, route, req, image, source_key, key, stored)
+            ttl = stored.fresh_until - now
             extra = [
-                (b"age", str(found.age(now)).encode()),
+                (b"age", str(stored.age(now)).encode()),
                 (b"cache-status", cache_status.hit(ttl, "memory", stale=True).encode()),
             ]
-            status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
+            status, sent = await deliver_entry(send, req.method, req.headers, stored, extra)
             return status, sent, "stale", ""
-    return await _miss(state, route, req, image, source_key, key, send)
+    return await _miss(state, route, req, image, source_key, key, stored, send)
 
 
 async def _miss(
@@ -260,12 +264,13 @@ async def _miss(
     image: ImageRequest,
     source_key: str,
     key: str,
+    stale: Entry | None,
     send: Send,
 ) -> Answer:
     fetch = state.inflight.get(key)
     collapsed = isinstance(fetch, VariantFetch)
     if not isinstance(fetch, VariantFetch):
-        fetch = start_variant(state, route, req, image, source_key, key)
+        fetch = start_variant(state, route, req, image, source_key, key, stale)
     else:
         fetch.joined += 1
         state.stats.inc("edgeshield_collapsed_requests", ())
@@ -274,6 +279,8 @@ async def _miss(
         try:
             head = await asyncio.shield(fetch.head)
         except VariantError as exc:
+            if exc.status >= 500 and stale is not None and req.now < stale.stale_if_error_until:
+                return await _stale_if_error(req, stale, collapsed, send)
             sent = await send_error(send, exc.status, exc.reason, exc.headers)
             return exc.status, sent, exc.outcome, exc.reason
         value = cache_status.forward(
@@ -293,6 +300,16 @@ async def _miss(
         fetch.unsubscribe(cid)
 
 
+async def _stale_if_error(req: Request, stale: Entry, collapsed: bool, send: Send) -> Answer:
+    """RFC 5861 stale-if-error for a variant: its source could not be had."""
+    value = cache_status.forward(
+        "stale", fwd_status=None, stored=False, collapsed=collapsed, detail="stale-if-error"
+    )
+    extra = [(b"age", str(stale.age(req.now)).encode()), (b"cache-status", value.encode())]
+    status, sent = await deliver_entry(send, req.method, req.headers, stale, extra)
+    return status, sent, "stale", "stale-if-error"
+
+
 def start_variant(
     state: AppState,
     route: Route,
@@ -300,9 +317,11 @@ def start_variant(
     image: ImageRequest,
     source_key: str,
     key: str,
+    stale: Entry | None,
 ) -> VariantFetch:
     """One producer per variant key: every concurrent request for it waits on this."""
     fetch = VariantFetch(key)
+    fetch.stale = stale
     state.inflight.add(fetch)
     fetch.producer = state.spawn(produce_variant(state, route, req, image, source_key, fetch))
     return fetch
@@ -400,6 +419,10 @@ async def _source(
             fetch.source_detail = "source-collapsed" if shared is not None else "source-miss"
             if head.fwd == "stale":
                 fetch.source_detail = "source-stale"
+            if head.detail == "stale-if-error" and fetch.stale is not None:
+                # The origin failed and the source is only a stale copy: the stale
+                # variant made from it is as good, and costs no transform.
+                raise VariantError(502, "origin failed (stale-if-error)", "error")
             fetch.source_status = head.fwd_status if shared is None else None
             fetch.origin_ms = head.origin_ms
             _check_source(head.status, head.headers)

@@ -13,7 +13,7 @@ consecutive requests are the same variant; the libvips operation cache is off an
 3. the engine through ``ImageWorkers`` (one thread per core): throughput;
 4. AVIF effort 0..6 for the 400 px output: ms and bytes (the default's evidence).
 
-The through-the-proxy comparison is added by the pipeline integration.
+Through the running proxy, against this in-process figure: image_proxy_bench.py.
 """
 
 from __future__ import annotations

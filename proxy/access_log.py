@@ -1,8 +1,10 @@
-"""One JSON line per request (orjson), buffered in memory and flushed by a background
-task: like nginx's `access_log ... buffer= flush=`, the request path never does I/O."""
+"""One JSON line per request (orjson), buffered in memory, like nginx's
+`access_log ... buffer=64k flush=1s`: written when 64 KiB are buffered (scheduled right
+after the current request, never inside it) or after a second at the latest."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import IO, Any
 
@@ -23,22 +25,25 @@ class AccessLog:
             self._owned = True
         self._buffer: list[bytes] = []
         self._size = 0
+        self._flush_scheduled = False
+        self.dropped = 0
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        if self._size > FLUSH_BYTES * 16:
+            # Never unbounded: if writing falls behind (a stalled pipe), count and drop.
+            self.dropped += 1
+            return
         self._buffer.append(line)
         self._size += len(line)
-        if self._size > FLUSH_BYTES * 16:
-            # Never unbounded: if the flusher falls behind, drop and count the line.
-            self._buffer.pop()
-            self._size -= len(line)
-            self.dropped += 1
-
-    dropped = 0
+        if self._size >= FLUSH_BYTES and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
+        self._flush_scheduled = False
         if not self._buffer or self._stream is None:
             return
         data = b"".join(self._buffer)

@@ -64,6 +64,8 @@ def build_state(settings: Settings) -> AppState:
     registry, collector = build_registry(stats, settings.server.metrics_dir)
     inflight = Inflight()
     stats.sampled["edgeshield_inflight_fetches"] = lambda: {(): len(inflight.fetches)}
+    access_log = AccessLog(settings.server.access_log)
+    stats.sampled["edgeshield_access_log_dropped"] = lambda: {(): access_log.dropped}
     images = build_images(settings, routes)
     if images is not None:
         pool = images.workers
@@ -79,7 +81,7 @@ def build_state(settings: Settings) -> AppState:
         stats=stats,
         registry=registry,
         collector=collector,
-        access_log=AccessLog(settings.server.access_log),
+        access_log=access_log,
         normalize=lru_cache(maxsize=16384)(normalize_path),
         log=logging.getLogger("edgeshield"),
         images=images,

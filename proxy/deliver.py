@@ -55,8 +55,7 @@ async def send_error(
     return await send_response(send, status, headers, body)
 
 
-def _asks_locally(headers: Mapping[str, str]) -> bool:
-    return "range" in headers or any(name in headers for name in PRECONDITION_FIELDS)
+LOCAL_FIELDS = frozenset({"range", *PRECONDITION_FIELDS})
 
 
 def _precondition(
@@ -91,7 +90,7 @@ async def deliver_entry(
 ) -> tuple[int, int]:
     """`extra` holds the per-response fields (Age, Cache-Status, Server-Timing)."""
     head_only = method == "HEAD"
-    if entry.status == 200 and _asks_locally(req_headers):
+    if entry.status == 200 and not LOCAL_FIELDS.isdisjoint(req_headers):
         pre = _precondition(method, req_headers, entry.etag, entry.last_modified)
         if pre is not None:
             status, headers = _not_modified(pre, entry.headers, extra)

@@ -74,6 +74,11 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
     "edgeshield_cache_bytes": ("gauge", "Bytes held by a cache tier.", ("tier",)),
     "edgeshield_cache_entries": ("gauge", "Entries held by a cache tier.", ("tier",)),
     "edgeshield_inflight_fetches": ("gauge", "Origin fetches under way.", ()),
+    "edgeshield_access_log_dropped": (
+        "counter",
+        "Access-log lines dropped because writing fell behind.",
+        (),
+    ),
     "edgeshield_origin_up": (
         "gauge",
         "1 when the origin passes its health probes and no group has it ejected, else 0.",

@@ -115,17 +115,19 @@ async def lookup(
     now = req.now
     stale: Entry | None = None
     if type(found) is Entry:
-        if now < found.fresh_until and not found.freshness.no_cache:
+        # (a no-cache entry is stored with lifetime 0: it is never fresh here)
+        if now < found.fresh_until:
             # hit: the hot path
+            status_value = cache_status.fresh_hit(found.fresh_until - now, b"memory")
             extra = [
-                (b"age", str(found.age(now)).encode()),
-                _cache_status(
-                    found.upstream_status, cache_status.hit(found.fresh_until - now, "memory")
-                ),
+                (b"age", b"%d" % found.age(now)),
+                (b"cache-status", found.upstream_status + b", " + status_value)
+                if found.upstream_status
+                else (b"cache-status", status_value),
             ]
             status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
             return status, sent, "hit", ""
-        if now < found.stale_while_revalidate_until and not found.freshness.no_cache:
+        if now < found.stale_while_revalidate_until:
             revalidate_in_background(state, route, req, key, found)
             ttl = found.fresh_until - now
             extra = [

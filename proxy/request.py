@@ -42,23 +42,25 @@ def parse_request(
     max_url_bytes: int,
     max_header_bytes: int,
 ) -> Request:
+    """Runs on every request, hits included, so the common case is kept to a few C-level
+    operations. ASGI servers hand over lower-case header names (uvicorn does)."""
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     query: bytes = scope.get("query_string", b"")
     if len(raw_path) + len(query) > max_url_bytes:
         raise Rejected(414, "uri too long")
-    headers: dict[str, str] = {}
-    header_list: list[tuple[str, str]] = []
-    size = 0
-    for k, v in scope["headers"]:
-        size += len(k) + len(v) + 4
-        name = k.decode("latin-1").lower()
-        value = v.decode("latin-1")
-        header_list.append((name, value))
-        if name in headers:
-            headers[name] = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
-        else:
-            headers[name] = value
-    if size > max_header_bytes:
+    raw = scope["headers"]
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+    if len(headers) == len(raw):
+        header_list = list(headers.items())
+    else:  # a repeated field: keep every line, join the values (RFC 9110 5.3)
+        header_list = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        headers = {}
+        for name, value in header_list:
+            if name in headers:
+                headers[name] = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
+            else:
+                headers[name] = value
+    if sum(map(len, headers.values())) + sum(map(len, headers)) + 4 * len(raw) > max_header_bytes:
         raise Rejected(431, "request header fields too large")
     try:
         path = normalize(raw_path.decode("latin-1"))

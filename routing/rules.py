@@ -62,11 +62,11 @@ def host_matches(pattern: str, host: str) -> bool:
 
 def host_of(authority: str) -> str:
     """Lower-case host without port; brackets of an IPv6 literal kept."""
-    authority = authority.strip().lower()
     if authority.startswith("["):
+        authority = authority.strip().lower()
         end = authority.find("]")
         return authority[: end + 1] if end > 0 else authority
-    return authority.split(":", 1)[0]
+    return authority.partition(":")[0].strip().lower()
 
 
 def compile_glob(pattern: str) -> Callable[[str], Any]:

@@ -38,7 +38,10 @@ class Entry:
 
     def __post_init__(self) -> None:
         f = self.freshness
-        self.fresh_until = self.response_time + f.lifetime - f.initial_age
+        # no-cache: stored, but every reuse needs validation, so it is never fresh here
+        # (the hit path compares fresh_until alone).
+        lifetime = 0.0 if f.no_cache else f.lifetime
+        self.fresh_until = self.response_time + lifetime - f.initial_age
         self.stale_while_revalidate_until = self.fresh_until + f.stale_while_revalidate
         self.stale_if_error_until = self.fresh_until + f.stale_if_error
         self.size = len(self.body) + sum(len(k) + len(v) for k, v in self.headers) + ENTRY_OVERHEAD

@@ -6,7 +6,7 @@ import math
 import re
 from functools import lru_cache
 
-__all__ = ["CACHE_NAME", "FWD_REASONS", "forward", "hit"]
+__all__ = ["CACHE_NAME", "FWD_REASONS", "forward", "fresh_hit", "hit"]
 
 CACHE_NAME = "edgeshield"
 # RFC 9211 2.2.
@@ -44,6 +44,12 @@ def hit(ttl: float, detail: str, *, stale: bool = False) -> str:
             secs = -1
         t = f"; ttl={secs}"
     return f"{CACHE_NAME}; hit{t}{_detail(detail) if detail else ''}"
+
+
+def fresh_hit(ttl: float, tier: bytes) -> bytes:
+    """hit() for the hot path, already encoded: a fresh entry (finite ttl >= 0) served
+    from `tier` (a token such as b"memory"). Same text as hit(ttl, tier)."""
+    return b"edgeshield; hit; ttl=%d; detail=%s" % (ttl, tier)
 
 
 def forward(

@@ -64,3 +64,28 @@ def test_variant_cap_and_invalidate_all_variants() -> None:
     assert cache.lookup("u", {"accept-language": "it"}) is None
     assert cache.invalidate("u") == 4  # three variants and the index
     assert cache.lookup("u", {"accept-language": "en"}) is None
+
+
+def test_no_cache_entry_is_never_fresh_nor_stale_servable() -> None:
+    fresh = Freshness(
+        storable=True,
+        reason="",
+        lifetime=60,
+        initial_age=0,
+        stale_while_revalidate=30,
+        stale_if_error=0,
+        must_revalidate=False,
+        no_cache=True,
+    )
+    e = Entry(
+        status=200,
+        headers=[],
+        origin_headers=[],
+        body=b"x",
+        etag='"a"',
+        last_modified=None,
+        content_type=None,
+        response_time=1000.0,
+        freshness=fresh,
+    )
+    assert e.fresh_until <= 1000.0

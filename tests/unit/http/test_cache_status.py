@@ -2,6 +2,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.http.cache_status import CACHE_NAME, forward, hit
 
@@ -92,3 +94,13 @@ def test_forward(fwd: str, kwargs: dict[str, Any], expected: str) -> None:
 def test_forward_rejects_unknown_reason(fwd: str) -> None:
     with pytest.raises(ValueError):
         forward(fwd, fwd_status=200, stored=False, collapsed=False)
+
+
+@given(
+    st.floats(min_value=0, max_value=2**31, allow_nan=False),
+    st.sampled_from(["memory", "disk", "redis"]),
+)
+def test_fresh_hit_is_hit_encoded(ttl: float, tier: str) -> None:
+    from proxy.http.cache_status import fresh_hit
+
+    assert fresh_hit(ttl, tier.encode()) == hit(ttl, tier).encode()

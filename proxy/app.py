@@ -21,6 +21,7 @@ from proxy.cache.collapse import Inflight
 from proxy.cache.memory import MemoryTier
 from proxy.cache.store import Cache
 from proxy.deliver import Send, send_error, send_response
+from proxy.fastpath import HitFastPath
 from proxy.http.dates import format_http_date
 from proxy.http.freshness import FreshnessPolicy
 from proxy.http.paths import normalize_path
@@ -95,6 +96,7 @@ class EdgeShield:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state: AppState | None = None
+        self.fast: HitFastPath | None = None
         self._ops: dict[str, OpsHandler] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -105,10 +107,12 @@ class EdgeShield:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            state = self.state
-            if state is None:
+            state, fast = self.state, self.fast
+            if state is None or fast is None:
                 await send_error(send, 503, "starting", [(b"retry-after", b"1")])
                 return
+            if scope["method"] == "GET" and await fast.serve(scope, send):
+                return  # a fresh memory hit (proxy/fastpath.py)
             ops = self._ops.get(scope["path"])
             if ops is None:
                 await handle(state, scope, receive, send)
@@ -154,6 +158,7 @@ class EdgeShield:
             if message["type"] == "lifespan.startup":
                 try:
                     self.state = build_state(self.settings)
+                    self.fast = HitFastPath(self.state, frozenset(self._ops))
                     self.state.router.start()
                     self.state.spawn(_flusher(self.state))
                     self.state.ready = True

@@ -35,6 +35,9 @@ class Entry:
     size: int = 0
     # Headers of a full 200/other response, built once for the hot path.
     full_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # proxy/fastpath.py: (age, ttl, full headers with Age and Cache-Status) for the
+    # current second; lives and dies with the entry.
+    hit_head: tuple[int, int, list[tuple[bytes, bytes]]] | None = None
 
     def __post_init__(self) -> None:
         f = self.freshness

@@ -1,0 +1,143 @@
+"""The fresh-memory-hit fast path: the one request shape that dominates an origin
+shield's traffic, answered straight from the raw ASGI scope.
+
+A plain GET (no range, no precondition, no credentials) for a URL whose fresh entry sits
+in the memory tier is answered here without building a Request: the raw (host, path,
+query) bytes map to a memoised plan (cache key and route, computed once by the same
+functions the full pipeline uses), and the entry carries its client headers memoised
+per (age, ttl) second. Anything else, or anything unusual, returns False and the full
+pipeline handles the request, so the answers are the same bytes either way (a test
+compares them). Varnish keeps its hit path short for the same reason."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.cache.entry import Entry
+from proxy.deliver import Send
+from proxy.http import cache_status
+from proxy.http.paths import BadPath
+from proxy.observe import record
+from proxy.state import AppState
+from routing.rules import Route, host_of
+
+# Request fields that need the full pipeline: answered locally from the entry (ranges,
+# preconditions) or changing what may be served (credentials, RFC 9111 3.5).
+SLOW_FIELDS = frozenset(
+    {
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"authorization",
+    }
+)
+MAX_PLANS = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    key: str
+    route: Route
+    host: str
+
+
+class HitFastPath:
+    def __init__(self, state: AppState, reserved_paths: frozenset[str]) -> None:
+        self.state = state
+        self.reserved = reserved_paths
+        # (host, raw path, query) -> Plan, or None when the route needs the full pipeline.
+        self.plans: dict[tuple[bytes, bytes, bytes], Plan | None] = {}
+        server = state.settings.server
+        self.max_url = server.max_url_bytes
+        self.max_headers = server.max_header_bytes
+
+    async def serve(self, scope: dict[str, Any], send: Send) -> bool:
+        """True when the request was answered here."""
+        started = time.perf_counter()
+        host = b""
+        size = 0
+        for name, value in scope["headers"]:
+            size += len(name) + len(value) + 4
+            if name == b"host":
+                host = value
+            elif name in SLOW_FIELDS:
+                return False
+        raw_path: bytes | None = scope.get("raw_path")
+        query: bytes = scope["query_string"]
+        if not host or raw_path is None or size > self.max_headers:
+            return False
+        if len(raw_path) + len(query) > self.max_url:
+            return False
+        plan_key = (host, raw_path, query)
+        try:
+            plan = self.plans[plan_key]
+        except KeyError:
+            plan = self._plan(scope, host, raw_path, query)
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.clear()  # bounded; plans are cheap to rebuild
+            self.plans[plan_key] = plan
+        if plan is None:
+            return False
+        state = self.state
+        found = state.cache.memory.get(plan.key)
+        now = time.time()
+        if type(found) is not Entry or not now < found.fresh_until:
+            return False
+        headers = _hit_headers(found, now)
+        await send({"type": "http.response.start", "status": found.status, "headers": headers})
+        await send({"type": "http.response.body", "body": found.body})
+        route = plan.route
+        record(
+            state,
+            scope,
+            host=plan.host,
+            status=found.status,
+            outcome="hit",
+            route=route.name,
+            origin=route.origin.name,
+            sent=len(found.body),
+            started=started,
+            now=now,
+        )
+        return True
+
+    def _plan(
+        self, scope: dict[str, Any], host: bytes, raw_path: bytes, query: bytes
+    ) -> Plan | None:
+        if scope["path"] in self.reserved:
+            return None
+        state = self.state
+        try:
+            path = state.normalize(raw_path.decode("latin-1"))
+            query_text = query.decode("ascii")
+        except (BadPath, UnicodeDecodeError):
+            return None
+        hostname = host_of(host.decode("latin-1"))
+        route = state.routes.match(hostname, path)
+        # Only plain cached routes: steering, image variants (and, once wired, auth and
+        # access rules) take the full pipeline.
+        if route is None or not route.policy.enabled or route.steering is not None or route.images:
+            return None
+        target = f"{path}?{query_text}" if query_text else path
+        return Plan(key=f"{hostname}{target}", route=route, host=hostname)
+
+
+def _hit_headers(entry: Entry, now: float) -> list[tuple[bytes, bytes]]:
+    """The entry's full headers plus Age and Cache-Status, memoised on the entry for as
+    long as both stay the same whole second."""
+    age = entry.age(now)
+    ttl = int(entry.fresh_until - now)
+    memo = entry.hit_head
+    if memo is not None and memo[0] == age and memo[1] == ttl:
+        return memo[2]
+    status_value = cache_status.fresh_hit(entry.fresh_until - now, b"memory")
+    if entry.upstream_status:
+        status_value = entry.upstream_status + b", " + status_value
+    headers = [*entry.full_headers, (b"age", b"%d" % age), (b"cache-status", status_value)]
+    entry.hit_head = (age, ttl, headers)
+    return headers

@@ -1,0 +1,146 @@
+"""The fast path answers exactly what the full pipeline answers, or declines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.loader import load_settings
+from proxy.app import EdgeShield
+from proxy.pipeline import handle
+
+Message = dict[str, Any]
+
+
+def _scope(path: bytes, headers: list[tuple[bytes, bytes]], query: bytes = b"") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path.decode(),
+        "raw_path": path,
+        "query_string": query,
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+    }
+
+
+def _receiver() -> Any:
+    """An empty body, then (as a real server does) nothing until the client leaves."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def response(self) -> tuple[int, dict[bytes, bytes], bytes]:
+        start = self.messages[0]
+        return (
+            start["status"],
+            dict(start["headers"]),
+            b"".join(m.get("body", b"") for m in self.messages[1:]),
+        )
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[EdgeShield]:
+    (tmp_path / "a.txt").write_bytes(b"A" * 5000)
+    (tmp_path / "img.jpg").write_bytes(b"not really")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[server]\naccess_log = "off"\n[origins.o]\nkind = "fs"\nroot = "{tmp_path}"\n'
+        '[[routes]]\npath_prefix = "/nocache"\norigin = "o"\n[routes.cache]\nenabled = false\n'
+        '[[routes]]\norigin = "o"\n[routes.cache]\noverride_ttl = 3600\n'
+    )
+    application = EdgeShield(load_settings(config, {}))
+    queue: asyncio.Queue[Message] = asyncio.Queue()
+    await queue.put({"type": "lifespan.startup"})
+    task = asyncio.ensure_future(application({"type": "lifespan"}, queue.get, _Sink()))
+    for _ in range(500):
+        if application.state is not None:
+            break
+        await asyncio.sleep(0.01)
+    yield application
+    await queue.put({"type": "lifespan.shutdown"})
+    await task
+
+
+async def _via_app(app: EdgeShield, scope: dict[str, Any]) -> tuple[_Sink, bool]:
+    sink = _Sink()
+    assert app.fast is not None
+    served = await app.fast.serve(scope, sink)
+    if not served:
+        await app(scope, _receiver(), sink)
+    return sink, served
+
+
+HOST = [(b"host", b"example.test")]
+
+
+async def test_fast_answers_equal_the_full_pipeline(app: EdgeShield) -> None:
+    await _via_app(app, _scope(b"/a.txt", HOST))  # miss: fills the cache
+    await asyncio.sleep(0.05)
+    for path, query in ((b"/a.txt", b""), (b"/./a.txt", b""), (b"//a.txt", b"")):
+        scope = _scope(path, [*HOST, (b"accept", b"*/*")], query)
+        fast, served = await _via_app(app, scope)
+        assert served, path
+        slow = _Sink()
+        assert app.state is not None
+        await handle(app.state, dict(scope), _receiver(), slow)
+        f_status, f_headers, f_body = fast.response()
+        s_status, s_headers, s_body = slow.response()
+        assert (f_status, f_body) == (s_status, s_body) == (200, b"A" * 5000)
+        for name in (b"age", b"cache-status"):  # may straddle a second boundary
+            f_headers.pop(name), s_headers.pop(name)
+        assert f_headers == s_headers
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        (b"/a.txt", [(b"range", b"bytes=0-1")]),
+        (b"/a.txt", [(b"if-none-match", b'"x"')]),
+        (b"/a.txt", [(b"authorization", b"Bearer t")]),
+        (b"/nocache/a.txt", []),  # route with caching off
+        (b"/metrics", []),  # operations endpoints are never plans
+        (b"/never-fetched.txt", []),  # nothing cached
+        (b"/a%zz", []),  # invalid: the full pipeline answers 400
+    ],
+)
+async def test_declines_what_it_must_not_answer(
+    app: EdgeShield, path: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await _via_app(app, _scope(b"/a.txt", HOST))
+    await _via_app(app, _scope(b"/nocache/a.txt", HOST))
+    await asyncio.sleep(0.05)
+    assert app.fast is not None
+    assert not await app.fast.serve(_scope(path, [*HOST, *headers]), _Sink())
+
+
+async def test_missing_host_and_oversized_headers_decline(app: EdgeShield) -> None:
+    await _via_app(app, _scope(b"/a.txt", HOST))
+    await asyncio.sleep(0.05)
+    assert app.fast is not None
+    assert not await app.fast.serve(_scope(b"/a.txt", []), _Sink())
+    big = [*HOST, (b"x-big", b"y" * 40000)]
+    assert not await app.fast.serve(_scope(b"/a.txt", big), _Sink())

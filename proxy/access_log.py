@@ -30,13 +30,16 @@ class AccessLog:
         self.dropped = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
+        if self.enabled:
+            self.write_line(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+
+    def write_line(self, line: bytes) -> None:
+        """A line already serialised (with its newline)."""
         if len(self._buffer) > FLUSH_BYTES * 16:
             # Never unbounded: if writing falls behind (a stalled pipe), count and drop.
             self.dropped += 1
             return
-        self._buffer += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        self._buffer += line
         if len(self._buffer) >= FLUSH_BYTES and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)

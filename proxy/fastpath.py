@@ -19,7 +19,7 @@ from proxy.cache.entry import Entry
 from proxy.deliver import Send
 from proxy.http import cache_status
 from proxy.http.paths import BadPath
-from proxy.observe import record
+from proxy.observe import hit_fragment, record_hit
 from proxy.state import AppState
 from routing.rules import Route, host_of
 
@@ -39,11 +39,15 @@ SLOW_FIELDS = frozenset(
 MAX_PLANS = 16384
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     key: str
     route: Route
     host: str
+    labels: tuple[tuple[str, str, str], tuple[str, str], tuple[str]]
+    # The constant part of this URL's hit log line, made for (status, body length).
+    fragment: bytes = b""
+    made_for: tuple[int, int] = (0, -1)
 
 
 class HitFastPath:
@@ -91,16 +95,29 @@ class HitFastPath:
         headers = _hit_headers(found, now)
         await send({"type": "http.response.start", "status": found.status, "headers": headers})
         await send({"type": "http.response.body", "body": found.body})
-        route = plan.route
-        record(
+        sent = len(found.body)
+        if plan.made_for != (found.status, sent):
+            route = plan.route
+            plan.labels = (
+                (route.name, str(found.status), "hit"),
+                (route.name, "hit"),
+                (route.name,),
+            )
+            plan.fragment = hit_fragment(
+                scope,
+                host=plan.host,
+                status=found.status,
+                route=route.name,
+                origin=route.origin.name,
+                sent=sent,
+            )
+            plan.made_for = (found.status, sent)
+        record_hit(
             state,
             scope,
-            host=plan.host,
-            status=found.status,
-            outcome="hit",
-            route=route.name,
-            origin=route.origin.name,
-            sent=len(found.body),
+            labels=plan.labels,
+            fragment=plan.fragment,
+            sent=sent,
             started=started,
             now=now,
         )
@@ -124,7 +141,9 @@ class HitFastPath:
         if route is None or not route.policy.enabled or route.steering is not None or route.images:
             return None
         target = f"{path}?{query_text}" if query_text else path
-        return Plan(key=f"{hostname}{target}", route=route, host=hostname)
+        name = route.name
+        labels = ((name, "200", "hit"), (name, "hit"), (name,))
+        return Plan(key=f"{hostname}{target}", route=route, host=hostname, labels=labels)
 
 
 def _hit_headers(entry: Entry, now: float) -> list[tuple[bytes, bytes]]:

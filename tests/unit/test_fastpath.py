@@ -144,3 +144,36 @@ async def test_missing_host_and_oversized_headers_decline(app: EdgeShield) -> No
     assert not await app.fast.serve(_scope(b"/a.txt", []), _Sink())
     big = [*HOST, (b"x-big", b"y" * 40000)]
     assert not await app.fast.serve(_scope(b"/a.txt", big), _Sink())
+
+
+async def test_log_lines_match_the_full_pipeline(tmp_path: Path) -> None:
+    import orjson
+
+    (tmp_path / "a.txt").write_bytes(b"A" * 100)
+    log = tmp_path / "access.log"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[server]\naccess_log = "{log}"\n[origins.o]\nkind = "fs"\nroot = "{tmp_path}"\n'
+        '[[routes]]\norigin = "o"\n[routes.cache]\noverride_ttl = 3600\n'
+    )
+    application = EdgeShield(load_settings(config, {}))
+    queue: asyncio.Queue[Message] = asyncio.Queue()
+    await queue.put({"type": "lifespan.startup"})
+    task = asyncio.ensure_future(application({"type": "lifespan"}, queue.get, _Sink()))
+    for _ in range(500):
+        if application.state is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert application.state is not None and application.fast is not None
+    scope = _scope(b"/a.txt", HOST, b"v=1")
+    await _via_app(application, scope)  # miss
+    await asyncio.sleep(0.05)
+    assert await application.fast.serve(dict(scope), _Sink())  # fast hit
+    await handle(application.state, dict(scope), _receiver(), _Sink())  # full-pipeline hit
+    await queue.put({"type": "lifespan.shutdown"})
+    await task
+    *_, fast, slow = (orjson.loads(line) for line in log.read_bytes().splitlines())
+    for line in (fast, slow):
+        assert isinstance(line.pop("ts"), float) and isinstance(line.pop("ms"), float)
+    assert fast == slow
+    assert fast["path"] == "/a.txt?v=1" and fast["cache"] == "hit" and fast["bytes"] == 100

@@ -118,7 +118,7 @@ def _entry(
     )
 
 
-def _present_entry(
+def present_entry(
     fetch: Fetch,
     entry: Entry,
     *,
@@ -165,7 +165,7 @@ async def produce(
     except OriginError as exc:
         state.log.debug("origin %s failed for %s: %s", exc.origin, req.target, exc.reason)
         if stale is not None and time.time() < stale.stale_if_error_until:
-            _present_entry(
+            present_entry(
                 fetch, stale, fwd="stale", fwd_status=None, origin_ms=0.0, detail="stale-if-error"
             )
         else:
@@ -204,7 +204,7 @@ async def produce(
             if freshness.storable:
                 state.cache.store(fetch.key, refreshed, req.headers)
                 fetch.stored = True
-            _present_entry(fetch, refreshed, fwd="stale", fwd_status=304, origin_ms=origin_ms)
+            present_entry(fetch, refreshed, fwd="stale", fwd_status=304, origin_ms=origin_ms)
             return
         if (
             stale is not None
@@ -214,7 +214,7 @@ async def produce(
             state.log.debug(
                 "origin %s answered %d for %s: serving stale", origin_name, resp.status, req.target
             )
-            _present_entry(
+            present_entry(
                 fetch,
                 stale,
                 fwd="stale",

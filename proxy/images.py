@@ -34,10 +34,10 @@ from urllib.parse import unquote_plus
 
 from config.images import ImageSettings
 from config.schema import Settings
-from proxy.cache.collapse import Fetch, FetchAborted, Head
+from proxy.cache.collapse import Fetch, FetchAborted
 from proxy.cache.entry import Entry, Uncacheable
 from proxy.deliver import Send, deliver_entry, deliver_fetch, send_error
-from proxy.fetch import STREAM_WINDOW
+from proxy.fetch import STREAM_WINDOW, present_entry
 from proxy.http import cache_status
 from proxy.http.freshness import Freshness
 from proxy.http.vary import variant_key as vary_variant_key
@@ -351,7 +351,9 @@ async def produce_variant(
                 state.stats.inc("edgeshield_cache_stores", ("memory",))
                 if result.avif_later and state.images is not None:
                     state.spawn(_upgrade_to_avif(state, fetch.key, entry, body, image, source))
-        _present(fetch, entry)
+        present_entry(
+            fetch, entry, fwd="miss", fwd_status=fetch.source_status, origin_ms=fetch.origin_ms
+        )
     except VariantError as exc:
         fetch.fail(exc)
     except asyncio.CancelledError:
@@ -540,27 +542,6 @@ def variant_entry(result: TransformResult, source: Entry | None, *, negotiated: 
         response_time=response_time,
         freshness=freshness,
     )
-
-
-def _present(fetch: VariantFetch, entry: Entry) -> None:
-    fetch.set_head(
-        Head(
-            status=entry.status,
-            headers=entry.headers,
-            content_length=len(entry.body),
-            etag=entry.etag,
-            last_modified=entry.last_modified,
-            content_type=entry.content_type,
-            shareable=True,
-            vary=(),
-            fwd="miss",
-            fwd_status=fetch.source_status,
-            origin_ms=fetch.origin_ms,
-        )
-    )
-    fetch.chunks.append(entry.body)
-    fetch.received = fetch.buffered = len(entry.body)
-    fetch.finish()
 
 
 async def _upgrade_to_avif(

@@ -62,6 +62,18 @@ class _Sink:
         )
 
 
+async def _start(config: Path) -> tuple[EdgeShield, asyncio.Queue[Message], asyncio.Future[Any]]:
+    application = EdgeShield(load_settings(config, {}))
+    queue: asyncio.Queue[Message] = asyncio.Queue()
+    await queue.put({"type": "lifespan.startup"})
+    task = asyncio.ensure_future(application({"type": "lifespan"}, queue.get, _Sink()))
+    for _ in range(500):
+        if application.state is not None:
+            break
+        await asyncio.sleep(0.01)
+    return application, queue, task
+
+
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[EdgeShield]:
     (tmp_path / "a.txt").write_bytes(b"A" * 5000)
@@ -72,14 +84,7 @@ async def app(tmp_path: Path) -> AsyncIterator[EdgeShield]:
         '[[routes]]\npath_prefix = "/nocache"\norigin = "o"\n[routes.cache]\nenabled = false\n'
         '[[routes]]\norigin = "o"\n[routes.cache]\noverride_ttl = 3600\n'
     )
-    application = EdgeShield(load_settings(config, {}))
-    queue: asyncio.Queue[Message] = asyncio.Queue()
-    await queue.put({"type": "lifespan.startup"})
-    task = asyncio.ensure_future(application({"type": "lifespan"}, queue.get, _Sink()))
-    for _ in range(500):
-        if application.state is not None:
-            break
-        await asyncio.sleep(0.01)
+    application, queue, task = await _start(config)
     yield application
     await queue.put({"type": "lifespan.shutdown"})
     await task
@@ -156,14 +161,7 @@ async def test_log_lines_match_the_full_pipeline(tmp_path: Path) -> None:
         f'[server]\naccess_log = "{log}"\n[origins.o]\nkind = "fs"\nroot = "{tmp_path}"\n'
         '[[routes]]\norigin = "o"\n[routes.cache]\noverride_ttl = 3600\n'
     )
-    application = EdgeShield(load_settings(config, {}))
-    queue: asyncio.Queue[Message] = asyncio.Queue()
-    await queue.put({"type": "lifespan.startup"})
-    task = asyncio.ensure_future(application({"type": "lifespan"}, queue.get, _Sink()))
-    for _ in range(500):
-        if application.state is not None:
-            break
-        await asyncio.sleep(0.01)
+    application, queue, task = await _start(config)
     assert application.state is not None and application.fast is not None
     scope = _scope(b"/a.txt", HOST, b"v=1")
     await _via_app(application, scope)  # miss

@@ -12,6 +12,7 @@ from typing import Any
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry
+from proxy.http import cache_status
 from proxy.http.conditionals import evaluate_preconditions, if_range_matches
 from proxy.http.dates import format_http_date
 from proxy.http.ranges import (
@@ -39,6 +40,15 @@ async def send_response(
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head_only else body})
     return 0 if head_only else len(body)
+
+
+def fresh_hit_fields(entry: Entry, age: int, now: float) -> list[Header]:
+    """Age and Cache-Status of a fresh memory hit (RFC 9111 5.1, RFC 9211 2: an upstream
+    cache's member comes first)."""
+    value = cache_status.fresh_hit(entry.fresh_until - now, b"memory")
+    if entry.upstream_status:
+        value = entry.upstream_status + b", " + value
+    return [(b"age", b"%d" % age), (b"cache-status", value)]
 
 
 async def send_error(

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.cache.entry import Entry
-from proxy.deliver import Send
-from proxy.http import cache_status
+from proxy.deliver import Send, fresh_hit_fields
 from proxy.http.paths import BadPath
 from proxy.observe import hit_fragment, record_hit
 from proxy.state import AppState
@@ -154,9 +153,6 @@ def _hit_headers(entry: Entry, now: float) -> list[tuple[bytes, bytes]]:
     memo = entry.hit_head
     if memo is not None and memo[0] == age and memo[1] == ttl:
         return memo[2]
-    status_value = cache_status.fresh_hit(entry.fresh_until - now, b"memory")
-    if entry.upstream_status:
-        status_value = entry.upstream_status + b", " + status_value
-    headers = [*entry.full_headers, (b"age", b"%d" % age), (b"cache-status", status_value)]
+    headers = [*entry.full_headers, *fresh_hit_fields(entry, age, now)]
     entry.hit_head = (age, ttl, headers)
     return headers

@@ -272,7 +272,6 @@ async def _miss(
     if not isinstance(fetch, VariantFetch):
         fetch = start_variant(state, route, req, image, source_key, key, stale)
     else:
-        fetch.joined += 1
         state.stats.inc("edgeshield_collapsed_requests", ())
     cid = fetch.subscribe()
     try:
@@ -323,7 +322,7 @@ def start_variant(
     fetch = VariantFetch(key)
     fetch.stale = stale
     state.inflight.add(fetch)
-    fetch.producer = state.spawn(produce_variant(state, route, req, image, source_key, fetch))
+    state.spawn(produce_variant(state, route, req, image, source_key, fetch))
     return fetch
 
 
@@ -403,7 +402,6 @@ async def _source(
             state, route, src, source_key, stale, register=collapse
         )
         if shared is not None:
-            shared.joined += 1
             state.stats.inc("edgeshield_collapsed_requests", ())
         cid = source_fetch.subscribe()
         try:

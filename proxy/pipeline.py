@@ -10,7 +10,7 @@ from typing import Any
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry, Uncacheable
-from proxy.deliver import deliver_entry, deliver_fetch, send_error, send_response
+from proxy.deliver import deliver_entry, deliver_fetch, fresh_hit_fields, send_error, send_response
 from proxy.fetch import new_fetch, produce, produce_pass
 from proxy.http import cache_status
 from proxy.http.vary import variant_key
@@ -117,14 +117,9 @@ async def lookup(
     if type(found) is Entry:
         # (a no-cache entry is stored with lifetime 0: it is never fresh here)
         if now < found.fresh_until:
-            # hit: the hot path
-            status_value = cache_status.fresh_hit(found.fresh_until - now, b"memory")
-            extra = [
-                (b"age", b"%d" % found.age(now)),
-                (b"cache-status", found.upstream_status + b", " + status_value)
-                if found.upstream_status
-                else (b"cache-status", status_value),
-            ]
+            # hit (fresh-hit GETs without ranges or preconditions never get here:
+            # proxy/fastpath.py answers them)
+            extra = fresh_hit_fields(found, found.age(now), now)
             status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
             return status, sent, "hit", ""
         if now < found.stale_while_revalidate_until:
@@ -159,7 +154,6 @@ async def miss(
     if fetch is None:
         fetch = start_fetch(state, route, req, key, stale, register=collapse)
     else:
-        fetch.joined += 1
         state.stats.inc("edgeshield_collapsed_requests", ())
     cid = fetch.subscribe()
     try:
@@ -267,7 +261,7 @@ def start_fetch(
     fetch = new_fetch(key)
     if register:
         state.inflight.add(fetch)
-    fetch.producer = state.spawn(produce(state, fetch, route, req, stale))
+    state.spawn(produce(state, fetch, route, req, stale))
     return fetch
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(slots=True)
@@ -53,13 +52,11 @@ class Fetch:
         self.done = False
         self.error: BaseException | None = None
         self.stored = False
-        self.joined = 0  # consumers beyond the first (collapsed)
         self.variant: str = ""  # the leader's variant key, filled when Vary is known
         self._cursors: dict[int, int] = {}
         self._next_id = 0
         self._more: asyncio.Future[None] = self.head.get_loop().create_future()
         self._drained: asyncio.Future[None] | None = None
-        self.producer: asyncio.Task[Any] | None = None
 
     # -- producer side -------------------------------------------------------------
     def set_head(self, head: Head) -> None:
@@ -163,7 +160,6 @@ class Inflight:
 
     def __init__(self) -> None:
         self.fetches: dict[str, Fetch] = {}
-        self.collapsed_total = 0
 
     def get(self, key: str) -> Fetch | None:
         fetch = self.fetches.get(key)

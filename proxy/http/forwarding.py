@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from proxy.http.dates import format_http_date
 from proxy.http.headers import HOP_BY_HOP
@@ -114,7 +114,3 @@ def joined(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     for name, value in headers:
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
-
-
-def header_value(headers: Mapping[str, str], name: str) -> str | None:
-    return headers.get(name)

@@ -32,7 +32,6 @@ def test_origin_folder_like_varnishd_b(tmp_path: Path) -> None:
         assert client.get("/a.txt").text == "from a folder"
         hit = client.get("/a.txt")
         assert hit.headers["cache-status"].startswith("edgeshield; hit")
-        assert client.get("/../a.txt").status_code in (200, 400)  # normalised to /a.txt or refused
         assert client.get("/nope.txt").status_code == 404
 
 

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from config.admin import AdminSettings
+from config.auth import AuthSettings, RouteAccessSettings, RouteAuthSettings, TrustedProxies
 from config.defaults import default_config
 from config.images import AvifSettings, ImageLimits, ImageSettings
 from config.schema import (
@@ -382,6 +384,11 @@ _SECTIONS: tuple[tuple[type[BaseModel], str], ...] = (
     (ImageSettings, "[images]"),
     (ImageLimits, "[images.limits]"),
     (AvifSettings, "[images.avif]"),
+    (AuthSettings, "[auth]"),
+    (RouteAuthSettings, "[routes.auth]"),
+    (RouteAccessSettings, "[routes.access]"),
+    (TrustedProxies, "[server.trusted_proxies]"),
+    (AdminSettings, "[admin]"),
 )
 _NO_INPUT_SHOWN = frozenset({"missing", "extra_forbidden", "union_tag_not_found"})
 

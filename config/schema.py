@@ -18,6 +18,14 @@ from pydantic import (
     model_validator,
 )
 
+from config.admin import AdminSettings
+from config.auth import (
+    AuthSettings,
+    RouteAccessSettings,
+    RouteAuthSettings,
+    TrustedProxies,
+    auth_reference_errors,
+)
 from config.images import ImageSettings
 
 Seconds = Annotated[float, Field(ge=0)]
@@ -42,6 +50,8 @@ class ServerSettings(_Frozen):
     # Where worker processes share metric snapshots; `serve --workers N` uses a fresh
     # temporary directory when unset.
     metrics_dir: Path | None = None
+    # Peers whose X-Forwarded-For / Forwarded (and geo header) are believed.
+    trusted_proxies: TrustedProxies = TrustedProxies()
 
 
 class CacheSettings(_Frozen):
@@ -408,6 +418,10 @@ class RouteSettings(_Frozen):
     # when no CDN is available.
     mode: Literal["proxy", "steer"] = "proxy"
     steer: SteerSettings | None = None
+    # Signed URLs / tokens required on this route ([routes.auth]); None = open.
+    auth: RouteAuthSettings | None = None
+    # CORS, referer, IP and country lists, rate limit ([routes.access]).
+    access: RouteAccessSettings | None = None
 
     # A field validator (not a model one) so it is reported together with other errors.
     @field_validator("path_prefix", "path_glob", "strip_prefix", "add_prefix")
@@ -458,6 +472,10 @@ class Settings(_Frozen):
     routes: tuple[RouteSettings, ...]
     # The image engine ([images]); used by routes with `images = true`.
     images: ImageSettings = ImageSettings()
+    # Keys and vendor verifiers shared by routes with [routes.auth].
+    auth: AuthSettings = AuthSettings()
+    # Token and listener of the operations endpoints (/_admin/*, /_purge, /metrics).
+    admin: AdminSettings = AdminSettings()
 
     # Messages are "<field path>: <reason>"; config.loader reports them at that path.
     @model_validator(mode="after")
@@ -468,6 +486,10 @@ class Settings(_Frozen):
         if problems:
             loc, reason = problems[0]
             raise ValueError(f"{_loc_text(loc)}: {reason}")
+        auth_errors = auth_reference_errors(self.auth, [route.auth for route in self.routes])
+        if auth_errors:
+            where, reason = auth_errors[0]
+            raise ValueError(f"{where}: {reason}")
         return self
 
 

@@ -17,11 +17,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from config.handoff import settings_from_handoff
 from config.schema import CachePolicy, CacheSettings, Settings
 from proxy.access_log import AccessLog
+from proxy.admin import PROBES, authorize, is_admin_request, needs_authorization, on_admin_listener
 from proxy.cache.collapse import Inflight
 from proxy.cache.memory import MemoryTier
 from proxy.cache.store import Cache
 from proxy.deliver import Send, send_error, send_response
 from proxy.fastpath import HitFastPath
+from proxy.guard import build_guards
 from proxy.http.dates import format_http_date
 from proxy.http.freshness import FreshnessPolicy
 from proxy.http.paths import normalize_path
@@ -84,6 +86,7 @@ def build_state(settings: Settings) -> AppState:
         collector=collector,
         access_log=access_log,
         normalize=lru_cache(maxsize=16384)(normalize_path),
+        guards=build_guards(settings, [route.name for route in routes]),
         log=logging.getLogger("edgeshield"),
         images=images,
     )
@@ -97,6 +100,7 @@ class EdgeShield:
         self.settings = settings
         self.state: AppState | None = None
         self.fast: HitFastPath | None = None
+        self.admin_port = settings.admin.port
         self._ops: dict[str, OpsHandler] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -111,21 +115,41 @@ class EdgeShield:
             if state is None or fast is None:
                 await send_error(send, 503, "starting", [(b"retry-after", b"1")])
                 return
+            if self.admin_port is not None and on_admin_listener(self.settings.admin, scope):
+                await self._operations(state, scope, send, admin_listener=True)
+                return
             if scope["method"] == "GET" and await fast.serve(scope, send):
                 return  # a fresh memory hit (proxy/fastpath.py)
-            ops = self._ops.get(scope["path"])
-            if ops is None:
-                await handle(state, scope, receive, send)
+            path = scope["path"]
+            if path in self._ops or is_admin_request(scope["method"], path):
+                await self._operations(state, scope, send, admin_listener=False)
             else:
-                await self._operations(state, scope, send, ops)
+                await handle(state, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
     async def _operations(
-        self, state: AppState, scope: dict[str, Any], send: Send, ops: OpsHandler
+        self, state: AppState, scope: dict[str, Any], send: Send, *, admin_listener: bool
     ) -> None:
         started = time.perf_counter()
-        if scope["method"] in ("GET", "HEAD"):
+        admin = self.settings.admin
+        path, method = scope["path"], scope["method"]
+        ops = self._ops.get(path)
+        if admin_listener:
+            known = ops is not None or is_admin_request(method, path)
+        else:  # with a separate admin listener, the main one keeps only the probes
+            known = path in PROBES or admin.port is None
+        refused: tuple[int, str, list[tuple[bytes, bytes]]] | None = None
+        if not known:
+            refused = 404, "not found", []
+        elif needs_authorization(admin, method, path):
+            refused = authorize(admin, scope)
+        if refused is not None:
+            status, reason, extra = refused
+            if status != 404:
+                state.log.info("admin refused path=%s status=%d reason=%s", path, status, reason)
+            sent = await send_error(send, status, reason, extra)
+        elif ops is not None and method in ("GET", "HEAD"):
             status, body, content_type = ops(state)
             headers = [
                 (b"content-type", content_type),
@@ -133,9 +157,10 @@ class EdgeShield:
                 (b"cache-control", b"no-store"),
                 (b"date", format_http_date(time.time()).encode()),
             ]
-            sent = await send_response(
-                send, status, headers, body, head_only=scope["method"] == "HEAD"
-            )
+            sent = await send_response(send, status, headers, body, head_only=method == "HEAD")
+        elif ops is None:
+            status = 404
+            sent = await send_error(send, 404, "not found")
         else:
             status = 405
             sent = await send_error(send, 405, "method not allowed", [(b"allow", b"GET, HEAD")])

@@ -1,4 +1,4 @@
-"""`edgeshield` command line: serve, check-config, demo."""
+"""`edgeshield` command line: serve, check-config, demo, purge."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Any
 from config.handoff import HANDOFF_VAR, handoff_value
 from config.loader import ConfigError, check_config, load_settings, origin_overrides
 from config.schema import FsOrigin, Settings
+from proxy.auth.cli import add_sign_parser, run_sign
 from proxy.logs import configure_logging
+from proxy.purge.cli import add_purge_parser, run_purge
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config file and print every error")
     check.add_argument("file", type=Path)
 
+    add_sign_parser(sub)
+
     demo = sub.add_parser("demo", help="generate the demo media folder")
     demo.add_argument("--out", type=Path, default=Path("var/demo"))
     demo.add_argument("--force", action="store_true")
+
+    add_purge_parser(sub)
 
     args = parser.parse_args(argv)
     configure_logging()
@@ -51,12 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         code, text = check_config(args.file, os.environ)
         print(text, file=sys.stdout if code == 0 else sys.stderr)
         return code
+    if args.command == "sign":
+        return run_sign(args)
     if args.command == "demo":
         from proxy.demo import generate_demo
 
         written = generate_demo(args.out, force=args.force)
         print(f"demo media in {args.out}: {len(written)} file(s) written")
         return 0
+    if args.command == "purge":
+        return run_purge(args)
     return _serve(args)
 
 
@@ -112,10 +122,14 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
         "log_level": server.log_level,
         "timeout_graceful_shutdown": 5,
     }
+    admin = settings.admin
     if server.workers == 1:
         from proxy.app import EdgeShield
 
-        uvicorn.run(EdgeShield(settings), **options)
+        if admin.port is None:
+            uvicorn.run(EdgeShield(settings), **options)
+        else:
+            _serve_with_admin(uvicorn.Config(EdgeShield(settings), **options), settings)
         return 0
     owned_dir: Path | None = None
     if server.metrics_dir is None:
@@ -126,13 +140,41 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
         }
     os.environ[HANDOFF_VAR] = handoff_value(path, overrides)
     try:
-        uvicorn.run(
-            "proxy.app:app_from_environment", factory=True, workers=server.workers, **options
-        )
+        if admin.port is None:
+            uvicorn.run(
+                "proxy.app:app_from_environment", factory=True, workers=server.workers, **options
+            )
+        else:
+            config = uvicorn.Config(
+                "proxy.app:app_from_environment", factory=True, workers=server.workers, **options
+            )
+            _serve_with_admin(config, settings)
     finally:
         if owned_dir is not None:
             shutil.rmtree(owned_dir, ignore_errors=True)
     return 0
+
+
+def _serve_with_admin(config: Any, settings: Settings) -> None:
+    """Serve the main and the admin listener from the same processes; the app tells
+    them apart by the local port of each request (scope["server"])."""
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    admin = settings.admin
+    assert admin.port is not None
+    host = admin.host or settings.server.host
+    admin_sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    admin_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    admin_sock.bind((host, admin.port))
+    admin_sock.set_inheritable(True)
+    sockets = [config.bind_socket(), admin_sock]
+    if config.workers > 1:
+        Multiprocess(config, sockets=sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
 
 
 def _version() -> str:

@@ -15,10 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.auth.native import split_path_token
+from proxy.auth.policy import strip_token
 from proxy.cache.entry import Entry
 from proxy.deliver import Send, fresh_hit_fields
+from proxy.guard import Guard, check_inline
 from proxy.http.paths import BadPath
 from proxy.observe import hit_fragment, record_hit
+from proxy.request import Request
 from proxy.state import AppState
 from routing.rules import Route, host_of
 
@@ -47,6 +51,12 @@ class Plan:
     # The constant part of this URL's hit log line, made for (status, body length).
     fragment: bytes = b""
     made_for: tuple[int, int] = (0, -1)
+    # Routes with inline auth/access checks (proxy/guard.py): the checks run on every
+    # request; path is token-free, query still carries the token.
+    guard: Guard | None = None
+    path: str = ""
+    query: str = ""
+    path_token: str | None = None
 
 
 class HitFastPath:
@@ -91,6 +101,8 @@ class HitFastPath:
         now = time.time()
         if type(found) is not Entry or not now < found.fresh_until:
             return False
+        if plan.guard is not None and not self._allowed(plan, scope, now):
+            return False  # the full pipeline answers (and logs) the refusal
         headers = _hit_headers(found, now)
         await send({"type": "http.response.start", "status": found.status, "headers": headers})
         await send({"type": "http.response.body", "body": found.body})
@@ -134,15 +146,54 @@ class HitFastPath:
         except (BadPath, UnicodeDecodeError):
             return None
         hostname = host_of(host.decode("latin-1"))
+        guards = state.guards
+        if guards.bunny_paths and raw_path.startswith(b"/bcdn_token="):
+            return None
+        path_token = None
+        if guards.path_marker is not None:
+            path_token, path = split_path_token(path, guards.path_marker)
         route = state.routes.match(hostname, path)
-        # Only plain cached routes: steering, image variants (and, once wired, auth and
-        # access rules) take the full pipeline.
+        # Only plain cached routes: steering, image variants, rate limits and CORS take
+        # the full pipeline.
         if route is None or not route.policy.enabled or route.steering is not None or route.images:
             return None
-        target = f"{path}?{query_text}" if query_text else path
+        guard = guards.by_route.get(route.name)
+        if guard is not None and not guard.inline:
+            return None
+        key_query = strip_token(query_text, guard.auth.strip_params) if guard else query_text
+        target = f"{path}?{key_query}" if key_query else path
         name = route.name
         labels = ((name, "200", "hit"), (name, "hit"), (name,))
-        return Plan(key=f"{hostname}{target}", route=route, host=hostname, labels=labels)
+        return Plan(
+            key=f"{hostname}{target}",
+            route=route,
+            host=hostname,
+            labels=labels,
+            guard=guard,
+            path=path,
+            query=query_text,
+            path_token=path_token,
+        )
+
+    def _allowed(self, plan: Plan, scope: dict[str, Any], now: float) -> bool:
+        assert plan.guard is not None
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client") or ("", 0)
+        req = Request(
+            method="GET",
+            path=plan.path,
+            query=plan.query,
+            headers=headers,
+            header_list=[],
+            host=plan.host,
+            client=str(client[0]),
+            scheme=scope.get("scheme", "http"),
+            now=now,
+        )
+        refused = check_inline(
+            self.state.guards, plan.guard, req, path_token=plan.path_token, quiet=True
+        )
+        return refused is None
 
 
 def _hit_headers(entry: Entry, now: float) -> list[tuple[bytes, bytes]]:

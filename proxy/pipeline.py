@@ -12,6 +12,7 @@ from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry, Uncacheable
 from proxy.deliver import deliver_entry, deliver_fetch, fresh_hit_fields, send_error, send_response
 from proxy.fetch import new_fetch, produce, produce_pass
+from proxy.guard import check, send_answer, with_cors
 from proxy.http import cache_status
 from proxy.http.vary import variant_key
 from proxy.images import image_request, routing_path
@@ -34,6 +35,8 @@ MAX_PASS_BODY = 16 * 1024 * 1024
 async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send: Send) -> None:
     started = time.perf_counter()
     settings = state.settings.server
+    guards = state.guards
+    bunny_path, scope = guards.split_bunny(scope)
     try:
         req = parse_request(
             scope,
@@ -58,15 +61,29 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         )
         return
     # recv (with images on, /cdn-cgi/image/<options>/<source> is routed by its source path)
+    path_token = guards.split_path(req)
     route = state.routes.match(
         req.host, req.path if state.images is None else routing_path(req.path)
     )
+    # auth (proxy/guard.py): preflight, access lists, rate limit, token; then token-free
+    guarded = None
+    if route is not None and (guard := guards.by_route.get(route.name)) is not None:
+        guarded = await check(guards, guard, req, path_token=path_token, bunny_path=bunny_path)
+        if guarded is None or guarded.outcome != "preflight":  # a preflight has its own
+            send = with_cors(guard, req.headers.get("origin"), send)
     if route is None:
         status, sent, outcome, reason = (
             404,
             await send_error(send, 404, "no route"),
             "deny",
             "no route",
+        )
+    elif guarded is not None:
+        status, sent, outcome, reason = (
+            guarded.status,
+            await send_answer(send, guarded),
+            guarded.outcome,
+            guarded.reason,
         )
     elif (
         route.steering is not None

@@ -14,6 +14,7 @@ from config.schema import Settings
 from proxy.access_log import AccessLog
 from proxy.cache.collapse import Inflight
 from proxy.cache.store import Cache
+from proxy.guard import Guards
 from proxy.http.freshness import FreshnessPolicy
 from proxy.metrics import Stats, StatsCollector
 from routing.groups import OriginRouter
@@ -38,6 +39,8 @@ class AppState:
     collector: StatsCollector
     access_log: AccessLog
     normalize: Callable[[str], str]
+    # The auth step per route (proxy/guard.py).
+    guards: Guards
     log: logging.Logger
     ready: bool = False
     # The image step's pool and URL memo; None unless some route has `images = true`.

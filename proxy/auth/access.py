@@ -5,7 +5,7 @@ protection) and CORS (Fetch standard, "CORS protocol")."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -341,20 +341,3 @@ class AccessPolicy:
         if self.referer is not None and not referer_allowed(self.referer, headers.get("referer")):
             return REFERER_DENIED
         return ""
-
-
-def merge_vary(headers: Sequence[Header]) -> list[Header]:
-    """Fold several Vary fields into one, keeping the first spelling of each token."""
-    out: list[Header] = []
-    tokens: list[str] = []
-    for name, value in headers:
-        if name.lower() == "vary":
-            for token in value.split(","):
-                token = token.strip()
-                if token and token.lower() not in (t.lower() for t in tokens):
-                    tokens.append(token)
-        else:
-            out.append((name, value))
-    if tokens:
-        out.append(("vary", ", ".join(tokens)))
-    return out

@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from config.auth import AuthSettings
-from config.loader import ConfigError, format_path, load_settings
+from config.loader import ConfigError, load_settings
 from proxy.auth.keys import KeyError_, KeyRing
 from proxy.auth.native import sign_url, signed_cookie
 from proxy.http.paths import BadPath
@@ -88,26 +87,8 @@ def run_sign(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> 
 
 
 def load_auth_settings(path: Path, env: Mapping[str, str]) -> AuthSettings:
-    """``[auth]`` of the configuration: through the full loader once ``Settings`` has an
-    ``auth`` field; until then from the file's ``[auth]`` table alone."""
-    from config.schema import Settings
-
-    if "auth" in Settings.model_fields:
-        auth = getattr(load_settings(path, env), "auth")  # noqa: B009 - wired by the lead
-        if not isinstance(auth, AuthSettings):
-            raise ConfigError([("auth", "not an [auth] table")], str(path))
-        return auth
-    try:
-        data: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError([("file", f"cannot read: {exc}")], str(path)) from None
-    from pydantic import ValidationError
-
-    try:
-        return AuthSettings.model_validate(data.get("auth", {}))
-    except ValidationError as exc:
-        errors = [(format_path(("auth", *detail["loc"])), detail["msg"]) for detail in exc.errors()]
-        raise ConfigError(errors, str(path)) from None
+    """``[auth]`` of the configuration, loaded and checked like `serve` does."""
+    return load_settings(path, env).auth
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,13 +58,21 @@ class Verifier(Protocol):
 
 
 class RequestLike(Protocol):
-    path: str
-    query: str
-    headers: Mapping[str, str]
-    client: str
-    now: float
-    scheme: str
-    host: str
+    # Read-only members, so that a Request with a plain dict of headers fits.
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def client(self) -> str: ...
+    @property
+    def now(self) -> float: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def host(self) -> str: ...
 
 
 @dataclass(frozen=True, eq=False)

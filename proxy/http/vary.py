@@ -88,3 +88,22 @@ def variant_key(names: tuple[str, ...], request_headers: Mapping[str, str]) -> s
         else:
             parts.append(f"{name}={_normalize_value(name, raw)}")
     return "\n".join(parts)
+
+
+def merge_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Fold every Vary field into one (last), each token once, first spelling kept."""
+    tokens: list[bytes] = []
+    seen: set[bytes] = set()
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name == b"vary":
+            for token in value.split(b","):
+                token = token.strip()
+                if token and token.lower() not in seen:
+                    seen.add(token.lower())
+                    tokens.append(token)
+        else:
+            out.append((name, value))
+    if tokens:
+        out.append((b"vary", b", ".join(tokens)))
+    return out

@@ -24,7 +24,6 @@ from proxy.auth.access import (
     forwarded_for,
     ip_allowed,
     is_preflight,
-    merge_vary,
     preflight,
     referer_allowed,
 )
@@ -32,6 +31,7 @@ from proxy.auth.common import AuthInput
 from proxy.auth.keys import KeyRing
 from proxy.auth.native import NativeVerifier, sign_url
 from proxy.auth.policy import AuthPolicy
+from proxy.http.vary import merge_vary
 
 TRUSTED = TrustedNetworks.from_settings(
     TrustedProxies(cidrs=("10.0.0.0/8", "2001:db8:ffff::/48"), country_header="cf-ipcountry")
@@ -305,6 +305,6 @@ def test_cors_settings_validation() -> None:
 
 def test_merge_vary() -> None:
     merged = merge_vary(
-        [("vary", "Accept-Encoding"), ("x", "1"), ("vary", "origin, accept-encoding")]
+        [(b"vary", b"Accept-Encoding"), (b"x", b"1"), (b"vary", b"origin, accept-encoding")]
     )
-    assert merged == [("x", "1"), ("vary", "Accept-Encoding, origin")]
+    assert merged == [(b"x", b"1"), (b"vary", b"Accept-Encoding, origin")]

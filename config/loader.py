@@ -32,6 +32,7 @@ from config.admin import AdminSettings
 from config.auth import AuthSettings, RouteAccessSettings, RouteAuthSettings, TrustedProxies
 from config.defaults import default_config
 from config.images import AvifSettings, ImageLimits, ImageSettings
+from config.redis import RedisSettings
 from config.schema import (
     CachePolicy,
     CacheSettings,
@@ -389,6 +390,7 @@ _SECTIONS: tuple[tuple[type[BaseModel], str], ...] = (
     (RouteAccessSettings, "[routes.access]"),
     (TrustedProxies, "[server.trusted_proxies]"),
     (AdminSettings, "[admin]"),
+    (RedisSettings, "[redis]"),
 )
 _NO_INPUT_SHOWN = frozenset({"missing", "extra_forbidden", "union_tag_not_found"})
 

@@ -27,6 +27,7 @@ from config.auth import (
     auth_reference_errors,
 )
 from config.images import ImageSettings
+from config.redis import RedisSettings
 
 Seconds = Annotated[float, Field(ge=0)]
 Bytes = Annotated[int, Field(ge=0)]
@@ -476,6 +477,9 @@ class Settings(_Frozen):
     auth: AuthSettings = AuthSettings()
     # Token and listener of the operations endpoints (/_admin/*, /_purge, /metrics).
     admin: AdminSettings = AdminSettings()
+    # The shared tier, rate limits and the purge bus ([redis]); off unless url or
+    # cluster_nodes is set.
+    redis: RedisSettings = RedisSettings()
 
     # Messages are "<field path>: <reason>"; config.loader reports them at that path.
     @model_validator(mode="after")

@@ -20,7 +20,8 @@ from proxy.access_log import AccessLog
 from proxy.admin import PROBES, authorize, is_admin_request, needs_authorization, on_admin_listener
 from proxy.cache.collapse import Inflight
 from proxy.cache.memory import MemoryTier
-from proxy.cache.store import Cache
+from proxy.cache.redis_tier import RedisTier
+from proxy.cache.store import Cache, LowerTier
 from proxy.deliver import Send, send_error, send_response
 from proxy.fastpath import HitFastPath
 from proxy.guard import build_guards
@@ -69,6 +70,19 @@ def build_state(settings: Settings) -> AppState:
     stats.sampled["edgeshield_inflight_fetches"] = lambda: {(): len(inflight.fetches)}
     access_log = AccessLog(settings.server.access_log)
     stats.sampled["edgeshield_access_log_dropped"] = lambda: {(): access_log.dropped}
+    lower: list[LowerTier] = []
+    redis_tier = RedisTier.from_settings(settings.redis) if settings.redis.enabled else None
+    if redis_tier is not None:
+        lower.append(redis_tier)
+    if redis_tier is not None:
+        rt = redis_tier
+        stats.sampled["edgeshield_redis_circuit_state"] = lambda: {
+            (): rt.stats()["circuit_state_code"]
+        }
+        stats.sampled["edgeshield_redis_circuit_opened"] = lambda: {
+            (): rt.stats()["circuit_opened"]
+        }
+    _sample_tiers(stats, lower)
     images = build_images(settings, routes)
     if images is not None:
         pool = images.workers
@@ -79,17 +93,45 @@ def build_state(settings: Settings) -> AppState:
         origins=origins,
         router=router,
         policies={route.name: freshness_policy(route.policy, settings.cache) for route in routes},
-        cache=Cache(memory, settings.cache.max_variants),
+        cache=Cache(memory, settings.cache.max_variants, lower),
         inflight=inflight,
         stats=stats,
         registry=registry,
         collector=collector,
         access_log=access_log,
         normalize=lru_cache(maxsize=16384)(normalize_path),
-        guards=build_guards(settings, [route.name for route in routes]),
+        guards=build_guards(
+            settings,
+            [route.name for route in routes],
+            redis_tier.client if redis_tier is not None else None,
+        ),
+        redis=redis_tier,
         log=logging.getLogger("edgeshield"),
         images=images,
     )
+
+
+def _sample_tiers(stats: Stats, tiers: list[LowerTier]) -> None:
+    """Lower-tier counters, read at scrape time from each tier's own stats()."""
+
+    def rows(*fields: str) -> Callable[[], dict[tuple[str, ...], float]]:
+        return lambda: {(tier.name,): sum(tier.stats().get(f, 0) for f in fields) for tier in tiers}
+
+    def errors() -> dict[tuple[str, ...], float]:
+        out: dict[tuple[str, ...], float] = {}
+        for tier in tiers:
+            st = tier.stats()
+            out[(tier.name, "error")] = st.get("errors", 0)
+            out[(tier.name, "timeout")] = st.get("timeouts", 0)
+            out[(tier.name, "corrupt")] = st.get("corrupt", 0) + st.get("corrupt_dropped", 0)
+            out[(tier.name, "write")] = st.get("write_errors", 0)
+        return out
+
+    stats.sampled["edgeshield_cache_tier_hits"] = rows("hits")
+    stats.sampled["edgeshield_cache_tier_misses"] = rows("misses")
+    stats.sampled["edgeshield_cache_tier_read_bytes"] = rows("bytes_read")
+    stats.sampled["edgeshield_cache_tier_written_bytes"] = rows("bytes_written")
+    stats.sampled["edgeshield_cache_tier_errors"] = errors
 
 
 class EdgeShield:
@@ -183,6 +225,9 @@ class EdgeShield:
             if message["type"] == "lifespan.startup":
                 try:
                     self.state = build_state(self.settings)
+                    self.state.cache.spawn = self.state.spawn
+                    if self.state.redis is not None:
+                        await self.state.redis.ping()  # warms a connection; down is logged
                     self.fast = HitFastPath(self.state, frozenset(self._ops))
                     self.state.router.start()
                     self.state.spawn(_flusher(self.state))
@@ -244,6 +289,8 @@ async def shutdown(state: AppState) -> None:
         await origin.aclose()
     if state.images is not None:
         state.images.close()
+    if state.redis is not None:
+        await state.redis.close()
     state.access_log.close()
 
 

@@ -42,10 +42,10 @@ async def send_response(
     return 0 if head_only else len(body)
 
 
-def fresh_hit_fields(entry: Entry, age: int, now: float) -> list[Header]:
-    """Age and Cache-Status of a fresh memory hit (RFC 9111 5.1, RFC 9211 2: an upstream
-    cache's member comes first)."""
-    value = cache_status.fresh_hit(entry.fresh_until - now, b"memory")
+def fresh_hit_fields(entry: Entry, age: int, now: float, tier: str = "memory") -> list[Header]:
+    """Age and Cache-Status of a fresh hit from `tier` (RFC 9111 5.1, RFC 9211 2: an
+    upstream cache's member comes first)."""
+    value = cache_status.fresh_hit(entry.fresh_until - now, tier.encode())
     if entry.upstream_status:
         value = entry.upstream_status + b", " + value
     return [(b"age", b"%d" % age), (b"cache-status", value)]

@@ -236,13 +236,13 @@ async def produce(
         )
         if head.vary:
             fetch.variant = variant_key(head.vary, req.headers)
-        memory = state.cache.memory
+        cache = state.cache
         if not head.shareable:
             # Waiters that joined before the head must fetch for themselves.
             state.cache.mark_uncacheable(fetch.key, response_time + HIT_FOR_MISS_SECONDS)
             state.inflight.remove(fetch)
             fetch.stop_keeping()
-        elif resp.content_length is not None and not memory.fits(resp.content_length):
+        elif resp.content_length is not None and not cache.fits(resp.content_length):
             state.inflight.remove(fetch)
             fetch.stop_keeping()
         fetch.set_head(head)
@@ -260,12 +260,12 @@ async def produce(
 async def _pump(
     state: AppState, fetch: Fetch, resp: OriginResponse, route: Route, origin_name: str
 ) -> None:
-    memory = state.cache.memory
+    cache = state.cache
     try:
         async for chunk in resp.body():
             state.stats.inc("edgeshield_origin_bytes", (origin_name,), len(chunk))
             await fetch.append(chunk)
-            if fetch.keep_all and not memory.fits(fetch.received):
+            if fetch.keep_all and not cache.fits(fetch.received):
                 state.inflight.remove(fetch)
                 fetch.stop_keeping()
             if fetch.abandoned:

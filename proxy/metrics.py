@@ -74,6 +74,25 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
     "edgeshield_cache_bytes": ("gauge", "Bytes held by a cache tier.", ("tier",)),
     "edgeshield_cache_entries": ("gauge", "Entries held by a cache tier.", ("tier",)),
     "edgeshield_inflight_fetches": ("gauge", "Origin fetches under way.", ()),
+    "edgeshield_cache_tier_hits": ("counter", "Lookups a lower tier answered.", ("tier",)),
+    "edgeshield_cache_tier_misses": (
+        "counter",
+        "Lookups a lower tier could not answer.",
+        ("tier",),
+    ),
+    "edgeshield_cache_tier_errors": (
+        "counter",
+        "Failed lower-tier operations (kind: error, timeout, corrupt, write).",
+        ("tier", "kind"),
+    ),
+    "edgeshield_cache_tier_read_bytes": ("counter", "Bytes read from a lower tier.", ("tier",)),
+    "edgeshield_cache_tier_written_bytes": ("counter", "Bytes written to a lower tier.", ("tier",)),
+    "edgeshield_redis_circuit_state": (
+        "gauge",
+        "State of the Redis tier's circuit breaker: 0 closed, 1 open, 2 half-open.",
+        (),
+    ),
+    "edgeshield_redis_circuit_opened": ("counter", "Times the Redis circuit opened.", ()),
     "edgeshield_access_log_dropped": (
         "counter",
         "Access-log lines dropped because writing fell behind.",

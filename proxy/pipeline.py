@@ -128,7 +128,13 @@ async def lookup(
     state: AppState, route: Route, req: Request, receive: Receive, send: Send
 ) -> tuple[int, int, str, str]:
     key = f"{req.host}{req.target}"
-    found = state.cache.lookup(key, req.headers)
+    cache = state.cache
+    found = cache.lookup(key, req.headers)
+    tier = "memory"
+    if found is None and cache.lower:
+        lower = await cache.lookup_lower(key)
+        if lower is not None:
+            found, tier = lower
     now = req.now
     stale: Entry | None = None
     if type(found) is Entry:
@@ -136,7 +142,7 @@ async def lookup(
         if now < found.fresh_until:
             # hit (fresh-hit GETs without ranges or preconditions never get here:
             # proxy/fastpath.py answers them)
-            extra = fresh_hit_fields(found, found.age(now), now)
+            extra = fresh_hit_fields(found, found.age(now), now, tier)
             status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
             return status, sent, "hit", ""
         if now < found.stale_while_revalidate_until:
@@ -144,7 +150,7 @@ async def lookup(
             ttl = found.fresh_until - now
             extra = [
                 (b"age", str(found.age(now)).encode()),
-                _cache_status(found.upstream_status, cache_status.hit(ttl, "memory", stale=True)),
+                _cache_status(found.upstream_status, cache_status.hit(ttl, tier, stale=True)),
             ]
             status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
             return status, sent, "stale", ""

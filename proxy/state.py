@@ -13,6 +13,7 @@ from prometheus_client.registry import CollectorRegistry
 from config.schema import Settings
 from proxy.access_log import AccessLog
 from proxy.cache.collapse import Inflight
+from proxy.cache.redis_tier import RedisTier
 from proxy.cache.store import Cache
 from proxy.guard import Guards
 from proxy.http.freshness import FreshnessPolicy
@@ -45,6 +46,8 @@ class AppState:
     ready: bool = False
     # The image step's pool and URL memo; None unless some route has `images = true`.
     images: Images | None = None
+    # The shared tier ([redis]); its client also carries rate limits and the purge bus.
+    redis: RedisTier | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

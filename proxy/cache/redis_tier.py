@@ -44,6 +44,8 @@ FAILED = _Failed()
 
 
 class RedisTier:
+    name = "redis"
+
     def __init__(
         self,
         client: Redis | RedisCluster,
@@ -126,6 +128,10 @@ class RedisTier:
     def storage_key(self, key: str) -> bytes:
         """The Redis key of a cache key (surrogateescape: any str maps, none raises)."""
         return (self._prefix + key).encode("utf-8", "surrogateescape")
+
+    def accepts(self, size: int) -> bool:
+        """Placement: entries up to max_object_bytes (Entry.size, headers included)."""
+        return size <= self.max_object_bytes
 
     async def get(self, key: str) -> Entry | None:
         skey = self.storage_key(key)

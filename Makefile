@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := var/demo
 
-.PHONY: run test lint install bench clean
+.PHONY: run test lint install bench loadtest-objects clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,12 +23,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/shellcheck .ci/run .ci/container-install.sh
 
 test: install lint
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python loadtests/bench/hit_bench.py
+
+loadtest-objects: install
+	$(BIN)/python loadtests/make_objects.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,7 @@ from proxy.auth.native import split_path_token
 from proxy.auth.policy import strip_token
 from proxy.cache.entry import Entry
 from proxy.deliver import Send, fresh_hit_fields
-from proxy.guard import Guard, check_inline
+from proxy.guard import Answer, Guard, check_inline
 from proxy.http.paths import BadPath
 from proxy.observe import hit_fragment, record_hit
 from proxy.request import Request
@@ -40,6 +40,7 @@ SLOW_FIELDS = frozenset(
     }
 )
 MAX_PLANS = 16384
+MEMO_SECONDS = 60.0
 
 
 @dataclass(slots=True)
@@ -57,6 +58,8 @@ class Plan:
     path: str = ""
     query: str = ""
     path_token: str | None = None
+    # A passed check, memoised: (peer, cookie and forwarding fields, valid until).
+    verified: tuple[str, tuple[bytes | None, bytes | None], float] | None = None
 
 
 class HitFastPath:
@@ -68,6 +71,8 @@ class HitFastPath:
         server = state.settings.server
         self.max_url = server.max_url_bytes
         self.max_headers = server.max_header_bytes
+        # The forwarding field trusted proxies set: part of what a memoised check saw.
+        self.fwd_field = server.trusted_proxies.header.encode()
 
     async def serve(self, scope: dict[str, Any], send: Send) -> bool:
         """True when the request was answered here."""
@@ -176,9 +181,25 @@ class HitFastPath:
         )
 
     def _allowed(self, plan: Plan, scope: dict[str, Any], now: float) -> bool:
-        assert plan.guard is not None
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        """The route's inline checks (proxy/guard.py). A native token that verified is
+        remembered for the same peer, cookie and forwarding fields until its expiry (at
+        most MEMO_SECONDS): the answer is a pure function of those, the plan's URL and
+        the time, and this keeps verification off most hits of a popular signed URL."""
+        guard = plan.guard
+        assert guard is not None
         client = scope.get("client") or ("", 0)
+        peer = str(client[0])
+        fwd_name = self.fwd_field
+        cookie = fwd = None
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                cookie = value
+            elif name == fwd_name:
+                fwd = value
+        memo = plan.verified
+        if memo is not None and now < memo[2] and memo[0] == peer and memo[1] == (cookie, fwd):
+            return True
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         req = Request(
             method="GET",
             path=plan.path,
@@ -186,14 +207,18 @@ class HitFastPath:
             headers=headers,
             header_list=[],
             host=plan.host,
-            client=str(client[0]),
+            client=peer,
             scheme=scope.get("scheme", "http"),
             now=now,
         )
-        refused = check_inline(
-            self.state.guards, plan.guard, req, path_token=plan.path_token, quiet=True
-        )
-        return refused is None
+        found = check_inline(self.state.guards, guard, req, path_token=plan.path_token, quiet=True)
+        if isinstance(found, Answer):
+            plan.verified = None
+            return False
+        expires = found.claims.get("exp") if found.scheme == "native" else None
+        if guard.access.pure and isinstance(expires, str) and expires.isdigit():
+            plan.verified = (peer, (cookie, fwd), min(float(expires), now + MEMO_SECONDS))
+        return True
 
 
 def _hit_headers(entry: Entry, now: float) -> list[tuple[bytes, bytes]]:

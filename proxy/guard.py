@@ -29,7 +29,7 @@ from proxy.auth.access import (
     preflight,
 )
 from proxy.auth.bunny import split_bunny_path_token
-from proxy.auth.common import REASON_HEADER
+from proxy.auth.common import REASON_HEADER, AuthResult
 from proxy.auth.native import split_path_token
 from proxy.auth.policy import (
     OPEN,
@@ -160,9 +160,10 @@ def check_inline(
     path_token: str | None = None,
     bunny_path: str | None = None,
     quiet: bool = False,
-) -> Answer | None:
-    """Access lists and token; on success the request is made token-free in place.
-    ``quiet``: no log line (the fast path declines, and the pipeline then logs)."""
+) -> Answer | AuthResult:
+    """Access lists and token: the refusal, or the (ok) verification result, the request
+    then made token-free in place. ``quiet``: no log line (the fast path declines, and
+    the pipeline then logs)."""
     ip = client_ip(req.client, req.headers, guards.trusted)
     country = country_of(req.client, req.headers, guards.trusted)
     reason = guard.access.check(client_ip=ip, country=country, headers=req.headers)
@@ -171,17 +172,16 @@ def check_inline(
             log.info("access denied route=%s client=%s reason=%s", guard.route, ip, reason)
         return _refusal(403, reason)
     auth = guard.auth
-    if auth.required:
-        result = verify(
-            req, auth, client_ip=ip, path_token=path_token, bunny_path=bunny_path, country=country
-        )
-        if not result.ok:
-            if not quiet:
-                log_denial(result, route=guard.route, client=ip, path=req.path)
-            status, headers, body = denial(result)
-            return Answer(status, headers, body, "deny", result.reason)
+    result = verify(
+        req, auth, client_ip=ip, path_token=path_token, bunny_path=bunny_path, country=country
+    )
+    if not result.ok:
+        if not quiet:
+            log_denial(result, route=guard.route, client=ip, path=req.path)
+        status, headers, body = denial(result)
+        return Answer(status, headers, body, "deny", result.reason)
     strip(auth, req)
-    return None
+    return result
 
 
 async def check(
@@ -207,7 +207,8 @@ async def check(
             status, headers, body = too_many_requests(decision)
             headers.append((REASON_HEADER.encode(), b"rate-limited"))
             return Answer(status, headers, body, "deny", "rate-limited")
-    return check_inline(guards, guard, req, path_token=path_token, bunny_path=bunny_path)
+    found = check_inline(guards, guard, req, path_token=path_token, bunny_path=bunny_path)
+    return found if isinstance(found, Answer) else None
 
 
 def strip(auth: AuthPolicy, req: Request) -> None:

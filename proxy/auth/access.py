@@ -332,6 +332,11 @@ class AccessPolicy:
             cors=CorsPolicy.from_settings(settings.cors) if settings.cors else None,
         )
 
+    @property
+    def pure(self) -> bool:
+        """No IP, country or referer rule: check() passes whatever the request."""
+        return self.ip is None and self.country is None and self.referer is None
+
     def check(self, *, client_ip: str, country: str | None, headers: Mapping[str, str]) -> str:
         """ "" when allowed, else the reason (ip-denied, country-denied, referer-denied)."""
         if self.ip is not None and not ip_allowed(self.ip, client_ip):

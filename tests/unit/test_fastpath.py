@@ -175,3 +175,72 @@ async def test_log_lines_match_the_full_pipeline(tmp_path: Path) -> None:
         assert isinstance(line.pop("ts"), float) and isinstance(line.pop("ms"), float)
     assert fast == slow
     assert fast["path"] == "/a.txt?v=1" and fast["cache"] == "hit" and fast["bytes"] == 100
+
+
+SECRET = "fastpath-secret-0123456789abcdef"
+
+
+@pytest.fixture
+async def signed_app(tmp_path: Path) -> AsyncIterator[EdgeShield]:
+    (tmp_path / "v.mp4").write_bytes(b"V" * 3000)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[server]\naccess_log = "off"\n[auth.keys.k1]\nsecret = "{SECRET}"\n'
+        f'[origins.o]\nkind = "fs"\nroot = "{tmp_path}"\n'
+        '[[routes]]\norigin = "o"\n[routes.cache]\noverride_ttl = 3600\n'
+        '[routes.auth]\nschemes = ["native"]\n'
+    )
+    application, queue, task = await _start(config)
+    yield application
+    await queue.put({"type": "lifespan.shutdown"})
+    await task
+
+
+def _signed(**kw: Any) -> tuple[bytes, bytes]:
+    from proxy.auth.keys import Key
+    from proxy.auth.native import sign_url
+
+    url = sign_url("/v.mp4", Key("k1", SECRET.encode()), **kw)
+    path, _, query = url.partition("?")
+    return path.encode(), query.encode()
+
+
+async def test_signed_hits_are_verified_on_the_fast_path(signed_app: EdgeShield) -> None:
+    path, query = _signed(ttl=600)
+    sink, served = await _via_app(signed_app, _scope(path, HOST, query))
+    assert not served and sink.response()[0] == 200  # the miss fills the cache
+    await asyncio.sleep(0.05)
+    sink, served = await _via_app(signed_app, _scope(path, HOST, query))
+    assert served and sink.response()[0] == 200
+    # unsigned, tampered, or bound to another address: declined, and the pipeline refuses
+    for q in (b"", query[:-3] + (b"AAA" if not query.endswith(b"AAA") else b"BBB")):
+        sink, served = await _via_app(signed_app, _scope(path, HOST, q))
+        assert not served and sink.response()[0] == 403
+    path, query = _signed(ttl=600, ip="203.0.113.7")
+    sink, served = await _via_app(signed_app, _scope(path, HOST, query))
+    assert not served and sink.response()[1][b"edgeshield-auth-reason"] == b"ip-mismatch"
+
+
+async def test_a_remembered_check_ends_with_the_token(signed_app: EdgeShield) -> None:
+    import time
+
+    now = int(time.time())
+    path, query = _signed(expires=now + 30)
+    await _via_app(signed_app, _scope(path, HOST, query))
+    await asyncio.sleep(0.05)
+    assert (await _via_app(signed_app, _scope(path, HOST, query)))[1]
+    fast = signed_app.fast
+    assert fast is not None
+    plan = next(p for p in fast.plans.values() if p is not None and p.guard is not None)
+    assert plan.verified is not None and plan.verified[2] <= now + 30
+    scope = _scope(path, HOST, query)
+    # the same peer within the window: remembered; past the expiry: checked, and refused
+    assert fast._allowed(plan, scope, now + 29)
+    assert not fast._allowed(plan, scope, now + 31 + 60)
+    assert plan.verified is None  # a refusal forgets
+    assert fast._allowed(plan, scope, now + 1)
+    assert plan.verified is not None and plan.verified[0] == "127.0.0.1"
+    # another peer never reuses the memo: it is verified afresh (the token is not IP-bound)
+    other = {**scope, "client": ("198.51.100.1", 1)}
+    assert fast._allowed(plan, other, now + 1)
+    assert plan.verified[0] == "198.51.100.1"

@@ -1,0 +1,851 @@
+"""L3: large objects (video, HLS segments, big images) as files in a local directory.
+
+Layout: ``<dir>/<h[0:2]>/<h>`` where h is the hex SHA-256 of the cache key: 256 shard
+directories. One level keeps the directory count (and the restart scan) small for the
+~10k files of a 10 GiB tier of >= 1 MiB objects, and ext4/xfs hashed directories handle the
+few thousand names per shard of a terabyte tier well.
+
+File: exactly the codec layout (``proxy.cache.codec``), magic | meta length | meta | body,
+with one extra meta field, ``"key"``: the original cache key, so the index can be rebuilt
+from the files alone (``codec.decode`` still reads a file whole). The meta carries the body
+length and CRC-32; every read checks both, and a restart scan checks the file size against
+the recorded length. A damaged file is deleted and answered as a miss, never served.
+
+Writes go to ``.tmp-<random>`` in the shard directory, then ``os.replace``: a file with a
+digest name is always complete. With ``fsync`` off (the default) a power loss can still
+leave a renamed file whose data never reached the disk (zero-length or truncated): the
+length/CRC checks turn it into a miss. ``fsync`` on makes entries durable at the cost of
+two flushes per write.
+
+LRU: an in-memory index (OrderedDict key -> path, size, expiry) in least recently used
+order, bounded by ``max_bytes`` of file sizes. Recency survives restarts through the file
+mtime: each write and each hit stamps the file with a per-tier monotonic nanosecond clock
+(``os.utime`` on the open descriptor), and the restart scan orders files by it. atime is
+not used: most mounts are relatime/noatime.
+
+Threads: every disk operation runs on a small executor owned by the tier, so neither a
+slow disk nor CRC-32 of a large body (zlib releases the GIL) stalls the event loop. The
+event loop owns the index; threads only touch files.
+
+One process per directory: ``open`` takes an exclusive ``flock`` on ``<dir>/.lock``, since
+two indexes over one directory would each evict and count only their own files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import struct
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, TypeVar
+
+import orjson
+
+from config.disk import DiskSettings
+from proxy.cache.codec import (
+    HEAD_SIZE,
+    MAGIC,
+    MAX_META_BYTES,
+    CorruptEntry,
+    decode_meta,
+    encode_meta,
+    entry_from_meta,
+    ttl_for,
+)
+from proxy.cache.entry import Entry
+
+__all__ = ["CHUNK_BYTES", "BodyStream", "DiskTier", "DiskTierBusy", "encode_header"]
+
+log = logging.getLogger("edgeshield.cache.disk")
+
+CHUNK_BYTES = 256 * 1024
+KEY_FIELD = "key"
+TEMP_PREFIX = ".tmp-"
+LOCK_NAME = ".lock"
+# Same layout as the codec's fixed head (magic, meta length), which it keeps private; the
+# header reader relies on HEAD_SIZE being this struct's size.
+_HEAD = struct.Struct(">4sI")
+_HEX = frozenset("0123456789abcdef")
+# One warning per kind per interval; the rest are counted into the next one.
+WARN_INTERVAL_S = 10.0
+
+T = TypeVar("T")
+
+
+class DiskTierBusy(RuntimeError):
+    """Another DiskTier (in this or another process) holds the directory."""
+
+
+def encode_header(key: str, entry: Entry, body_len: int, crc: int) -> bytes:
+    """The codec header of ``entry`` with the cache key added to its meta."""
+    head = encode_meta(entry, body_len, crc)
+    meta = orjson.loads(head[HEAD_SIZE:])
+    if KEY_FIELD in meta:  # the codec grew a field of that name: the format needs a look
+        raise RuntimeError(f"codec meta already has a {KEY_FIELD!r} field")
+    meta[KEY_FIELD] = key
+    raw = orjson.dumps(meta)
+    return _HEAD.pack(MAGIC, len(raw)) + raw
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _is_digest(name: str) -> bool:
+    return len(name) == 64 and _HEX.issuperset(name)
+
+
+def _head_entry(meta: dict[str, Any], length: int) -> Entry:
+    """The stored facts without the body: body is b"", but size and full_headers
+    (Content-Length) describe the stored object of ``length`` bytes."""
+    entry = entry_from_meta({**meta, "n": 0, "c": 0}, b"")  # crc32(b"") == 0
+    cl = str(length).encode()
+    entry.full_headers = [
+        (k, cl) if k == b"content-length" else (k, v) for k, v in entry.full_headers
+    ]
+    entry.size += length
+    return entry
+
+
+def _read_exact(f: IO[bytes], n: int) -> bytes:
+    data = f.read(n)
+    if len(data) == n:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:  # regular files return short reads only at EOF; loop to be sure
+        more = f.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _read_header(f: IO[bytes], key: str | None) -> tuple[dict[str, Any], int]:
+    """Meta and body length of an open entry file positioned at 0; checks the key (or,
+    with key None, that there is one) and that the file holds exactly that body."""
+    head = _read_exact(f, HEAD_SIZE)
+    if len(head) < HEAD_SIZE:
+        raise CorruptEntry("short header")
+    magic, n = _HEAD.unpack(head)
+    if magic != MAGIC or n > MAX_META_BYTES:
+        raise CorruptEntry("bad header")
+    meta, offset = decode_meta(head + _read_exact(f, n))
+    stored_key = meta.get(KEY_FIELD)
+    if not isinstance(stored_key, str) or (key is not None and stored_key != key):
+        raise CorruptEntry("key mismatch")
+    length = meta.get("n")
+    if type(length) is not int or os.fstat(f.fileno()).st_size != offset + length:
+        raise CorruptEntry("file size does not match the recorded body length")
+    return meta, length
+
+
+def _unlink_if_same(path: str, st: os.stat_result) -> None:
+    """Delete ``path`` if it still is the file we read: a concurrent writer may have
+    replaced it with a good one meanwhile."""
+    with suppress(OSError):
+        now = os.stat(path)
+        if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+            os.unlink(path)
+
+
+def _touch(fd: int, stamp: int) -> None:
+    with suppress(OSError):  # recency is best effort; a read-only mount still serves
+        os.utime(fd, ns=(stamp, stamp))
+
+
+@dataclass(slots=True)
+class _Slot:
+    path: str
+    size: int  # bytes of the file, header included
+    expires: float  # wall clock; past it the entry is of no use (codec.ttl_for)
+
+
+@dataclass(slots=True)
+class _KeyLock:
+    lock: asyncio.Lock
+    users: int = 0
+
+
+@dataclass(slots=True)
+class _Found:
+    stamp: int
+    key: str
+    path: str
+    size: int
+    expires: float
+
+
+@dataclass(slots=True)
+class _Scan:
+    found: list[_Found]
+    temps: int = 0
+    corrupt: int = 0
+    expired: int = 0
+
+
+class _Warnings:
+    """Rate-limited warnings: a full disk must not turn every put into a log line. Called
+    from the event loop and the I/O threads alike."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def warn(self, kind: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -WARN_INTERVAL_S) < WARN_INTERVAL_S:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._last[kind] = now
+            n = self._suppressed.pop(kind, 0)
+        log.warning(msg + (" (%d similar suppressed)" if n else ""), *args, *((n,) if n else ()))
+
+
+class BodyStream:
+    """A disk entry's body read in CHUNK_BYTES pieces off the event loop.
+
+    ``entry`` holds the stored facts with an empty body (its size and full_headers
+    describe the whole object); ``length`` is the body length. The file's size was checked
+    when it was opened, so truncation is known before the first byte; a flipped bit is only
+    known once every byte was read and checksummed: then the call that would return the
+    last chunk raises CorruptEntry instead (the file is deleted), and the caller must abort
+    the response (reset the stream / close the connection) rather than end it cleanly.
+    Iterate it to the end or ``aclose`` it (``async with`` does) to free the file. Reads go
+    on from the file that was opened even if it is replaced or evicted meanwhile.
+    """
+
+    def __init__(
+        self,
+        tier: DiskTier,
+        key: str,
+        slot: _Slot,
+        f: IO[bytes],
+        entry: Entry,
+        length: int,
+        crc: int,
+    ) -> None:
+        self.entry = entry
+        self.length = length
+        self._tier = tier
+        self._key = key
+        self._slot = slot
+        self._f: IO[bytes] | None = f
+        self._st = os.fstat(f.fileno())
+        self._expected_crc = crc
+        self._crc = 0
+        self._done = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        f = self._f
+        if f is None:
+            raise StopAsyncIteration
+        want = min(CHUNK_BYTES, self.length - self._done)
+        if want <= 0:
+            await self._finish()
+            raise StopAsyncIteration
+        chunk = await self._tier._run(self._read, f, want)
+        self._tier.bytes_read += len(chunk)
+        if len(chunk) != want:
+            await self._corrupt("file shorter than its recorded length")
+        self._done += len(chunk)
+        if self._done == self.length:
+            await self._finish()
+        return chunk
+
+    def _read(self, f: IO[bytes], n: int) -> bytes:
+        chunk = _read_exact(f, n)
+        self._crc = zlib.crc32(chunk, self._crc)
+        return chunk
+
+    async def _finish(self) -> None:
+        if self._crc != self._expected_crc:
+            await self._corrupt("body checksum mismatch")
+        self._close()
+
+    async def _corrupt(self, why: str) -> None:
+        self._close()
+        await self._tier._dropped_corrupt(self._key, self._slot, self._st, why)
+        raise CorruptEntry(why)
+
+    def _close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    async def aclose(self) -> None:
+        self._close()
+
+    async def __aenter__(self) -> BodyStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+
+class DiskTier:
+    """The L3 tier. Construct, then ``await open()`` (scans the directory; until it is
+    done every get is a miss and every put is refused, so it may run in the background),
+    then ``await close()``. Disk errors never reach callers: a failed read is a miss, a
+    failed write returns False; both are counted and logged (rate-limited)."""
+
+    name = "disk"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int,
+        max_object_bytes: int,
+        min_object_bytes: int = 0,
+        fsync: bool = False,
+        io_threads: int = 4,
+    ) -> None:
+        self.root = str(Path(path))
+        self.max_bytes = max_bytes
+        self.max_object_bytes = min(max_object_bytes, max_bytes)
+        self.min_object_bytes = min_object_bytes
+        self.fsync = fsync
+        self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="es-disk")
+        # key -> slot, least recently used first. Only the event loop touches it.
+        self._index: OrderedDict[str, _Slot] = OrderedDict()
+        self._bytes = 0
+        # Keys with a write or delete in flight: puts and deletes of one key run one at a
+        # time (last one wins on disk and in the index alike) and eviction passes them over.
+        self._locks: dict[str, _KeyLock] = {}
+        self._ready = asyncio.Event()
+        self._opening = False
+        self._closed = False
+        self._lock_fd: int | None = None
+        # Bumped by clear(): a write that started before it must not land after it.
+        self._epoch = 0
+        self._clearing = 0
+        self._clock = 0  # last LRU stamp (ns), see _stamp
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._warnings = _Warnings()
+        self.hits = 0
+        self.misses = 0
+        self.stores = 0
+        self.bytes_read = 0  # file bytes, header included
+        self.bytes_written = 0
+        self.evictions = 0
+        self.corrupt_dropped = 0
+        self.expired_dropped = 0
+        self.write_errors = 0
+        self.read_errors = 0
+        self.temps_removed = 0
+
+    @classmethod
+    async def from_settings(cls, settings: DiskSettings) -> DiskTier | None:
+        """The opened tier, or None when ``settings.path`` is unset."""
+        if settings.path is None:
+            return None
+        tier = cls(
+            settings.path,
+            max_bytes=settings.max_bytes,
+            max_object_bytes=settings.max_object_bytes,
+            min_object_bytes=settings.min_object_bytes,
+            fsync=settings.fsync,
+            io_threads=settings.io_threads,
+        )
+        try:
+            await tier.open()
+        except BaseException:
+            await tier.close()
+            raise
+        return tier
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def open(self, now: float | None = None) -> None:
+        """Lock the directory, remove stray temp files and rebuild the index from the file
+        headers (bodies are not read), dropping damaged and expired files. Raises OSError
+        if the directory cannot be created or locked, DiskTierBusy if another tier has it."""
+        if self._opening or self._ready.is_set() or self._closed:
+            raise RuntimeError("DiskTier.open called twice or after close")
+        self._opening = True
+        try:
+            self._lock_fd = await self._run(self._lock_dir)
+            scan = await self._run(self._scan, time.time() if now is None else now)
+        except BaseException:
+            self._opening = False
+            self._release_lock()
+            raise
+        for f in scan.found:  # sorted by stamp: oldest first
+            self._index[f.key] = _Slot(f.path, f.size, f.expires)
+            self._bytes += f.size
+        self._clock = max(self._clock, scan.found[-1].stamp if scan.found else 0)
+        self.temps_removed += scan.temps
+        self.corrupt_dropped += scan.corrupt
+        self.expired_dropped += scan.expired
+        self._opening = False
+        self._ready.set()
+        # The budget may have shrunk since the files were written.
+        await self._evict(keep=None)
+        log.info(
+            "disk tier %s: %d entries, %d bytes (%d damaged, %d expired, %d temp files removed)",
+            self.root,
+            len(self._index),
+            self._bytes,
+            scan.corrupt,
+            scan.expired,
+            scan.temps,
+        )
+
+    async def close(self) -> None:
+        """Finish writes and deletes in flight, stop the I/O threads, unlock the directory.
+        Open BodyStreams cannot read further."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self._pool.shutdown, True)
+        self._release_lock()
+
+    def _lock_dir(self) -> int:
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(os.path.join(self.root, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DiskTierBusy(f"{self.root} is in use by another disk tier") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def accepts(self, size: int) -> bool:
+        """Placement (the store's LowerTier protocol): entries of ``size`` (Entry.size,
+        headers included) from min_object_bytes up to max_object_bytes. put() itself
+        checks only the upper bound."""
+        return self.min_object_bytes <= size <= self.max_object_bytes
+
+    # -- reads -------------------------------------------------------------------------
+    async def get(self, key: str, now: float | None = None) -> Entry | None:
+        """The whole entry (body in memory), or None. For large objects use open_body."""
+        slot = self._usable(key, now)
+        if slot is None:
+            return None
+        try:
+            entry = await self._run(self._read_entry, slot.path, key, self._stamp())
+        except CorruptEntry as exc:
+            await self._dropped_corrupt(key, slot, None, str(exc))
+        except FileNotFoundError:
+            self._forget(key, slot)
+        except OSError as exc:
+            self._read_failed(key, slot, exc)
+        else:
+            self.hits += 1
+            self.bytes_read += slot.size
+            return entry
+        self.misses += 1
+        return None
+
+    async def open_body(self, key: str, now: float | None = None) -> BodyStream | None:
+        """The entry's facts and its body as a stream of CHUNK_BYTES chunks, or None. See
+        BodyStream for how damage found late is reported."""
+        slot = self._usable(key, now)
+        if slot is None:
+            return None
+        try:
+            f, meta, length = await self._run(self._open_file, slot.path, key, self._stamp())
+        except CorruptEntry as exc:
+            await self._dropped_corrupt(key, slot, None, str(exc))
+        except FileNotFoundError:
+            self._forget(key, slot)
+        except OSError as exc:
+            self._read_failed(key, slot, exc)
+        else:
+            try:
+                stream = BodyStream(
+                    self, key, slot, f, _head_entry(meta, length), length, int(meta["c"])
+                )
+            except (CorruptEntry, KeyError, TypeError, ValueError) as exc:
+                st = os.fstat(f.fileno())
+                f.close()
+                await self._dropped_corrupt(key, slot, st, f"bad meta: {exc}")
+            else:
+                self.hits += 1
+                self.bytes_read += slot.size - length
+                return stream
+        self.misses += 1
+        return None
+
+    def _usable(self, key: str, now: float | None) -> _Slot | None:
+        """The slot to read, now marked most recently used; None is a counted miss."""
+        slot = self._index.get(key)
+        if slot is None or self._closed:
+            self.misses += 1
+            return None
+        if slot.expires <= (time.time() if now is None else now):
+            # Past every stale window: of no use to anyone. A write in flight replaces it.
+            if key not in self._locks:
+                self._forget(key, slot)
+                self.expired_dropped += 1
+                self._spawn(self._unlink_locked(key, slot.path))
+            self.misses += 1
+            return None
+        self._index.move_to_end(key)
+        return slot
+
+    def _read_entry(self, path: str, key: str, stamp: int) -> Entry:
+        with open(path, "rb", buffering=0) as f:
+            try:
+                meta, length = _read_header(f, key)
+                entry = entry_from_meta(meta, _read_exact(f, length))
+            except CorruptEntry:
+                _unlink_if_same(path, os.fstat(f.fileno()))
+                raise
+            _touch(f.fileno(), stamp)
+            return entry
+
+    def _open_file(self, path: str, key: str, stamp: int) -> tuple[IO[bytes], dict[str, Any], int]:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the BodyStream
+        try:
+            meta, length = _read_header(f, key)
+            _touch(f.fileno(), stamp)
+        except CorruptEntry:
+            _unlink_if_same(path, os.fstat(f.fileno()))
+            f.close()
+            raise
+        except BaseException:
+            f.close()
+            raise
+        return f, meta, length
+
+    async def _dropped_corrupt(
+        self, key: str, slot: _Slot, st: os.stat_result | None, why: str
+    ) -> None:
+        self.corrupt_dropped += 1
+        self._forget(key, slot)
+        if st is not None:
+            await self._run(_unlink_if_same, slot.path, st)
+        self._warnings.warn("corrupt", "disk tier: dropped a damaged file %s: %s", slot.path, why)
+
+    def _read_failed(self, key: str, slot: _Slot, exc: OSError) -> None:
+        self.read_errors += 1
+        self._forget(key, slot)  # the file stays; a restart scan looks at it again
+        self._warnings.warn("read", "disk tier: reading %s failed: %s", slot.path, exc)
+
+    # -- writes ------------------------------------------------------------------------
+    async def put(self, key: str, entry: Entry, now: float) -> bool:
+        """Store ``entry`` (whole body in memory) until its last stale window closes.
+        False when it is too large, has no time left, or the write failed. Either way any
+        older version of the key goes: the tier never answers with an older version than
+        the last one offered. The old version stays readable while the new one is written.
+        """
+        if not self._ready.is_set() or self._clearing or self._closed:
+            return False
+        ttl = ttl_for(entry, now)
+        try:
+            path = self._path(key)
+        except UnicodeEncodeError:
+            return False  # lone surrogates: not a key a file can name (nor one we stored)
+        fits = ttl > 0 and len(entry.body) <= self.max_object_bytes
+        # Shielded: a cancelled caller must not leave a written file the index never saw.
+        return await self._shielded(self._put(key, path, entry if fits else None, now + ttl))
+
+    async def _put(self, key: str, path: str, entry: Entry | None, expires: float) -> bool:
+        async with self._key_lock(key):
+            stored = False
+            size = 0
+            if self._clearing:  # waited for the lock while clear() began: it would race
+                entry = None
+            if entry is not None:
+                epoch = self._epoch
+                try:
+                    size = await self._run(self._write, path, key, entry, self._stamp())
+                except (OSError, ValueError, TypeError) as exc:  # TypeError: orjson
+                    self.write_errors += 1
+                    self._warnings.warn("write", "disk tier: writing %s failed: %s", path, exc)
+                else:
+                    # A clear() meanwhile means this write came before it: it must not stay.
+                    stored = epoch == self._epoch and size <= self.max_bytes
+            old = self._index.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+            if stored:
+                self._index[key] = _Slot(path, size, expires)
+                self._bytes += size
+                self.stores += 1
+                self.bytes_written += size
+            elif old is not None or entry is not None:
+                await self._run(self._unlink, [path])  # the old version, or a new file to drop
+        if stored:
+            await self._evict(keep=key)
+        return stored
+
+    def _write(self, path: str, key: str, entry: Entry, stamp: int) -> int:
+        body = entry.body
+        header = encode_header(key, entry, len(body), zlib.crc32(body))
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, TEMP_PREFIX + secrets.token_hex(8))
+        try:
+            with open(tmp, "xb", buffering=0) as f:
+                _write_all(f, header)
+                _write_all(f, body)
+                os.utime(f.fileno(), ns=(stamp, stamp))
+                if self.fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if self.fsync:
+            # Makes the rename durable. Best effort: the file is in place and complete, and
+            # failing here would leave the index out of step with the directory.
+            with suppress(OSError):
+                dfd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        return len(header) + len(body)
+
+    # -- deletes and eviction ----------------------------------------------------------
+    async def delete(self, *keys: str) -> int:
+        """Remove these keys; returns how many were stored. Waits for the open scan, so a
+        purge during start-up is not undone by it."""
+        if self._opening:
+            await self._ready.wait()
+        if not self._ready.is_set():
+            return 0
+        return await self._shielded(self._delete(keys))
+
+    async def _delete(self, keys: tuple[str, ...]) -> int:
+        removed = 0
+        for key in keys:
+            async with self._key_lock(key):
+                slot = self._index.pop(key, None)
+                if slot is None:
+                    continue
+                self._bytes -= slot.size
+                removed += 1
+                await self._run(self._unlink, [slot.path])
+        return removed
+
+    async def clear(self) -> int:
+        """Remove every entry file (also any the index does not know); returns how many
+        entries the index had."""
+        if self._opening:
+            await self._ready.wait()
+        if not self._ready.is_set():
+            return 0
+        self._epoch += 1
+        self._clearing += 1
+        try:
+            removed = len(self._index)
+            self._index.clear()
+            self._bytes = 0
+            await self._shielded(self._run(self._remove_all))
+        finally:
+            self._clearing -= 1
+        return removed
+
+    async def _evict(self, keep: str | None) -> None:
+        if self._bytes <= self.max_bytes:
+            return
+        victims: list[tuple[str, str]] = []
+        for key in list(self._index):
+            if self._bytes <= self.max_bytes:
+                break
+            if key == keep or key in self._locks:
+                continue  # being written or deleted: that task owns the file
+            slot = self._index.pop(key)
+            self._bytes -= slot.size
+            victims.append((key, slot.path))
+        self.evictions += len(victims)
+        if victims:
+            # Held until the files are gone, so a put of a victim key cannot have its new
+            # file removed by this unlink. Free locks: taken without yielding.
+            async with AsyncExitStack() as stack:
+                for key, _ in victims:
+                    await stack.enter_async_context(self._key_lock(key))
+                await self._run(self._unlink, [path for _, path in victims])
+
+    async def _unlink_locked(self, key: str, path: str) -> None:
+        async with self._key_lock(key):
+            await self._run(self._unlink, [path])
+
+    def _forget(self, key: str, slot: _Slot) -> None:
+        if self._index.get(key) is slot:
+            del self._index[key]
+            self._bytes -= slot.size
+
+    def _unlink(self, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                # The file outlives its index entry; the next restart scan sees it again.
+                self._warnings.warn("unlink", "disk tier: cannot remove %s: %s", path, exc)
+
+    # -- directory scans (threads) -----------------------------------------------------
+    def _shards(self) -> list[str]:
+        with os.scandir(self.root) as it:
+            return [
+                e.path
+                for e in it
+                if len(e.name) == 2 and _HEX.issuperset(e.name) and e.is_dir(follow_symlinks=False)
+            ]
+
+    def _scan(self, now: float) -> _Scan:
+        scan = _Scan(found=[])
+        for shard in self._shards():
+            with os.scandir(shard) as it:
+                entries = list(it)
+            for e in entries:
+                if e.name.startswith(TEMP_PREFIX):
+                    # Left by a crash mid-write: the open lock means no writer is live.
+                    with suppress(FileNotFoundError):
+                        os.unlink(e.path)
+                    scan.temps += 1
+                elif _is_digest(e.name):
+                    self._scan_file(e, now, scan)
+        scan.found.sort(key=lambda f: f.stamp)
+        return scan
+
+    def _scan_file(self, e: os.DirEntry[str], now: float, scan: _Scan) -> None:
+        try:
+            with open(e.path, "rb", buffering=0) as f:
+                st = os.fstat(f.fileno())
+                try:
+                    meta, length = _read_header(f, None)
+                    key = meta[KEY_FIELD]
+                    if _digest(key) != e.name:
+                        raise CorruptEntry("key does not hash to the file name")
+                    expires = now + ttl_for(_head_entry(meta, length), now)
+                except (CorruptEntry, UnicodeEncodeError):
+                    scan.corrupt += 1
+                    os.unlink(e.path)
+                    return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._warnings.warn("scan", "disk tier: cannot read %s: %s", e.path, exc)
+            return
+        if expires <= now:
+            scan.expired += 1
+            with suppress(FileNotFoundError):
+                os.unlink(e.path)
+            return
+        scan.found.append(_Found(st.st_mtime_ns, key, e.path, st.st_size, expires))
+
+    def _remove_all(self) -> None:
+        for shard in self._shards():
+            with os.scandir(shard) as it:
+                names = [e.path for e in it if _is_digest(e.name)]
+            self._unlink(names)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _path(self, key: str) -> str:
+        h = _digest(key)
+        return os.path.join(self.root, h[:2], h)
+
+    def _stamp(self) -> int:
+        """An LRU stamp for a file's mtime: wall-clock ns, strictly increasing within this
+        tier so the restart order matches the index even within one clock tick."""
+        self._clock = max(time.time_ns(), self._clock + 1)
+        return self._clock
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _shielded(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.shield(self._spawn(coro))
+
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task close() waits for."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        held = self._locks.get(key)
+        if held is None:
+            held = self._locks[key] = _KeyLock(asyncio.Lock())
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if not held.users:
+                del self._locks[key]
+
+    @property
+    def ready(self) -> bool:
+        """open() has finished and close() has not begun."""
+        return self._ready.is_set()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "stores": self.stores,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "bytes": self._bytes,
+            "entries": len(self._index),
+            "evictions": self.evictions,
+            "corrupt_dropped": self.corrupt_dropped,
+            "expired_dropped": self.expired_dropped,
+            "write_errors": self.write_errors,
+            "read_errors": self.read_errors,
+            "temps_removed": self.temps_removed,
+            "max_bytes": self.max_bytes,
+        }
+
+
+def _write_all(f: IO[bytes], data: bytes) -> None:
+    # An unbuffered FileIO.write is one write(2), which may be partial.
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if not n:
+            raise OSError(errno.EIO, "write made no progress")
+        view = view[n:]

@@ -24,8 +24,10 @@ class DiskSettings(_Frozen):
     path: Path | None = None
     # Bytes of entry files (header + body) kept; beyond it the least recently used go.
     max_bytes: int = Field(default=10 * GiB, ge=1)
-    # Larger bodies are never written to disk.
-    max_object_bytes: int = Field(default=4 * GiB, ge=1)
+    # Larger bodies are never written to disk. A fetch keeps a body in memory until it is
+    # stored, so this also bounds that buffer; bigger objects belong on a sliced route
+    # ([routes.cache] slice_bytes), whose slices are stored one by one.
+    max_object_bytes: int = Field(default=64 * MiB, ge=1)
     # Smaller bodies stay in the upper tiers only (placement; the tier itself does not
     # enforce it): a file per small object costs more in syscalls and inodes than it saves.
     min_object_bytes: int = Field(default=1 * MiB, ge=0)

@@ -31,6 +31,7 @@ from pydantic_core import ErrorDetails
 from config.admin import AdminSettings
 from config.auth import AuthSettings, RouteAccessSettings, RouteAuthSettings, TrustedProxies
 from config.defaults import default_config
+from config.disk import DiskSettings
 from config.images import AvifSettings, ImageLimits, ImageSettings
 from config.redis import RedisSettings
 from config.schema import (
@@ -38,6 +39,7 @@ from config.schema import (
     CacheSettings,
     FsOrigin,
     HttpOrigin,
+    PurgeSettings,
     RouteSettings,
     ServerSettings,
     Settings,
@@ -391,6 +393,8 @@ _SECTIONS: tuple[tuple[type[BaseModel], str], ...] = (
     (TrustedProxies, "[server.trusted_proxies]"),
     (AdminSettings, "[admin]"),
     (RedisSettings, "[redis]"),
+    (DiskSettings, "[cache.disk]"),
+    (PurgeSettings, "[purge]"),
 )
 _NO_INPUT_SHOWN = frozenset({"missing", "extra_forbidden", "union_tag_not_found"})
 

@@ -26,6 +26,8 @@ from config.auth import (
     TrustedProxies,
     auth_reference_errors,
 )
+from config.cdn import CdnPurgeSettings
+from config.disk import DiskSettings
 from config.images import ImageSettings
 from config.redis import RedisSettings
 
@@ -55,6 +57,19 @@ class ServerSettings(_Frozen):
     trusted_proxies: TrustedProxies = TrustedProxies()
 
 
+class PurgeSettings(_Frozen):
+    """`[purge]`: the purge API's bans, and the CDNs in front to forward purges to."""
+
+    # Prefix purges are bans checked on lookup; beyond this many, the oldest fold into
+    # "everything older than T" (more is purged, never less).
+    max_bans: int = Field(default=10_000, ge=100)
+    # Bans are kept this long; copies in the Redis and disk tiers stored before that are
+    # not trusted (dropped on lookup), so no ban is forgotten while they live.
+    ban_retention: Annotated[float, Field(gt=60)] = 86400.0
+    # Downstream CDNs ([[purge.cdn]], proxy/cdn_purge/): told after every local purge.
+    cdn: CdnPurgeSettings = ()
+
+
 class CacheSettings(_Frozen):
     # The memory tier is bounded in bytes (bodies + headers), not in entries.
     memory_bytes: Bytes = 256 * MiB
@@ -63,6 +78,8 @@ class CacheSettings(_Frozen):
     max_variants: int = Field(default=16, ge=1, le=1024)
     heuristic_fraction: float = Field(default=0.1, ge=0, le=1)
     heuristic_max: Seconds = 86400
+    # The disk tier ([cache.disk]); off unless path is set.
+    disk: DiskSettings = DiskSettings()
 
 
 class CachePolicy(_Frozen):
@@ -81,11 +98,20 @@ class CachePolicy(_Frozen):
     # Targeted cache-control fields (RFC 9213), highest precedence first; the first one
     # present in a response replaces Cache-Control for this cache.
     targeted_fields: tuple[str, ...] = ("cdn-cache-control", "surrogate-control")
-    # Targeted fields removed from responses to clients (CDN-Cache-Control is kept so a
-    # CDN in front of the shield can still read it).
-    strip_fields: tuple[str, ...] = ("surrogate-control",)
+    # Targeted fields and surrogate keys removed from responses to clients
+    # (CDN-Cache-Control is kept so a CDN in front of the shield can still read it).
+    strip_fields: tuple[str, ...] = (
+        "surrogate-control",
+        "surrogate-key",
+        "cache-tag",
+        "xkey",
+        "edge-cache-tag",
+    )
     # When set, replaces Cache-Control on responses to clients.
     downstream_cache_control: str | None = None
+    # Serve GET/HEAD from slices of this size, fetched with ranged origin requests and
+    # cached one by one (proxy/slices.py, like nginx's slice module); None = whole objects.
+    slice_bytes: int | None = Field(default=None, ge=64 * 1024, le=64 * MiB)
 
 
 class HealthCheck(_Frozen):
@@ -480,6 +506,8 @@ class Settings(_Frozen):
     # The shared tier, rate limits and the purge bus ([redis]); off unless url or
     # cluster_nodes is set.
     redis: RedisSettings = RedisSettings()
+    # Bans, and downstream CDN purge ([purge], [[purge.cdn]]).
+    purge: PurgeSettings = PurgeSettings()
 
     # Messages are "<field path>: <reason>"; config.loader reports them at that path.
     @model_validator(mode="after")

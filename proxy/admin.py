@@ -7,11 +7,10 @@ time), otherwise a loopback client address."""
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from typing import Any
 
 from config.admin import AdminSettings
+from proxy.purge.request import check_admin, is_loopback
 
 Header = tuple[bytes, bytes]
 PROBES = frozenset({"/healthz", "/readyz"})
@@ -34,32 +33,14 @@ def on_admin_listener(admin: AdminSettings, scope: dict[str, Any]) -> bool:
 
 def authorize(admin: AdminSettings, scope: dict[str, Any]) -> tuple[int, str, list[Header]] | None:
     """None when allowed; else (401 | 403, reason, extra headers)."""
-    token = admin.token
-    if token is None:
-        client = scope.get("client")
-        if client and _loopback(str(client[0])):
-            return None
-        return 403, "admin endpoints answer loopback clients only (set admin.token)", []
-    given = _bearer(scope)
-    if given is None:
-        return 401, "bearer token required", [(b"www-authenticate", b'Bearer realm="edgeshield"')]
-    if not hmac.compare_digest(given, token.get_secret_value().encode()):
-        return 403, "wrong token", []
-    return None
-
-
-def _bearer(scope: dict[str, Any]) -> bytes | None:
+    authorization = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, credentials = value.strip().partition(b" ")
-            if scheme.lower() == b"bearer" and credentials.strip():
-                return credentials.strip()
-            return None
-    return None
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+            authorization = value.decode("latin-1")
+            break
+    client = scope.get("client") or ("", 0)
+    tokens = [admin.token.get_secret_value()] if admin.token is not None else []
+    refused = check_admin(authorization, tokens, loopback=is_loopback(str(client[0])))
+    if refused is None:
+        return None
+    return refused.status, refused.message, list(refused.headers)

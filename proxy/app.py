@@ -16,12 +16,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.handoff import settings_from_handoff
 from config.schema import CachePolicy, CacheSettings, Settings
+from proxy import admin_page, admin_status
 from proxy.access_log import AccessLog
 from proxy.admin import PROBES, authorize, is_admin_request, needs_authorization, on_admin_listener
 from proxy.cache.collapse import Inflight
+from proxy.cache.disk import DiskTier, DiskTierBusy
 from proxy.cache.memory import MemoryTier
 from proxy.cache.redis_tier import RedisTier
 from proxy.cache.store import Cache, LowerTier
+from proxy.cdn_purge import CdnPurger
 from proxy.deliver import Send, send_error, send_response
 from proxy.fastpath import HitFastPath
 from proxy.guard import build_guards
@@ -33,10 +36,20 @@ from proxy.logs import configure_logging
 from proxy.metrics import Stats, build_registry
 from proxy.observe import record, scope_host
 from proxy.pipeline import Receive, handle
+from proxy.purge.bus import PurgeBus
+from proxy.purge.engine import apply as apply_purge
+from proxy.purge.report import error_response, report_response
+from proxy.purge.request import (
+    PurgeError,
+    PurgeRequest,
+    parse_purge_body,
+    parse_purge_method,
+    read_body,
+)
 from proxy.state import AppState
 from routing.groups import build_router
 from routing.origins import build_origin
-from routing.rules import build_route_table
+from routing.rules import build_route_table, host_of
 
 FLUSH_INTERVAL = 1.0
 OpsHandler = Callable[[AppState], tuple[int, bytes, bytes]]
@@ -70,6 +83,7 @@ def build_state(settings: Settings) -> AppState:
     stats.sampled["edgeshield_inflight_fetches"] = lambda: {(): len(inflight.fetches)}
     access_log = AccessLog(settings.server.access_log)
     stats.sampled["edgeshield_access_log_dropped"] = lambda: {(): access_log.dropped}
+    stats.sampled["edgeshield_bans"] = lambda: {(): len(cache.bans)}
     lower: list[LowerTier] = []
     redis_tier = RedisTier.from_settings(settings.redis) if settings.redis.enabled else None
     if redis_tier is not None:
@@ -82,7 +96,13 @@ def build_state(settings: Settings) -> AppState:
         stats.sampled["edgeshield_redis_circuit_opened"] = lambda: {
             (): rt.stats()["circuit_opened"]
         }
-    _sample_tiers(stats, lower)
+    cache = Cache(
+        memory,
+        settings.cache.max_variants,
+        lower,
+        max_bans=settings.purge.max_bans,
+        ban_retention=settings.purge.ban_retention,
+    )
     images = build_images(settings, routes)
     if images is not None:
         pool = images.workers
@@ -93,7 +113,7 @@ def build_state(settings: Settings) -> AppState:
         origins=origins,
         router=router,
         policies={route.name: freshness_policy(route.policy, settings.cache) for route in routes},
-        cache=Cache(memory, settings.cache.max_variants, lower),
+        cache=cache,
         inflight=inflight,
         stats=stats,
         registry=registry,
@@ -134,6 +154,55 @@ def _sample_tiers(stats: Stats, tiers: list[LowerTier]) -> None:
     stats.sampled["edgeshield_cache_tier_errors"] = errors
 
 
+async def start_state(settings: Settings) -> AppState:
+    """build_state, then what needs the loop: the disk tier's index, Redis, the bus."""
+    state = build_state(settings)
+    cache = state.cache
+    cache.spawn = state.spawn
+    disk = await _open_disk(settings)
+    if disk is not None:
+        state.disk = disk
+        cache.lower = (*cache.lower, disk)
+    _sample_tiers(state.stats, list(cache.lower))
+    if state.redis is not None:
+        await state.redis.ping()  # warms a connection; a Redis that is down is logged
+        state.bus = PurgeBus(
+            state.redis.client,
+            f"{settings.redis.key_prefix}purge",
+            lambda req, when: _apply_remote(state, req, when),
+            cache.memory.clear,
+        )
+        state.spawn(state.bus.run())
+    if settings.purge.cdn:
+        state.cdn = CdnPurger.from_settings(settings.purge.cdn)
+    return state
+
+
+async def _open_disk(settings: Settings) -> DiskTier | None:
+    """One directory per process: with several workers, each takes the first of
+    <path>/w0, w1, ... that no other worker holds, with its share of the budget."""
+    disk = settings.cache.disk
+    workers = settings.server.workers
+    if disk.path is None or workers == 1:
+        return await DiskTier.from_settings(disk)
+    for i in range(workers):
+        share = disk.model_copy(
+            update={"path": disk.path / f"w{i}", "max_bytes": max(1, disk.max_bytes // workers)}
+        )
+        try:
+            return await DiskTier.from_settings(share)
+        except DiskTierBusy:
+            continue
+    raise RuntimeError(f"cache.disk: every worker directory under {disk.path} is taken")
+
+
+async def _apply_remote(state: AppState, req: PurgeRequest, when: float) -> None:
+    """A purge another instance accepted: this instance's memory and disk copies."""
+    report = await apply_purge(state.cache, req, now=when, shared=False)
+    state.stats.inc("edgeshield_purges", ("bus",))
+    state.log.debug("purge from the bus: %s", report.to_json())
+
+
 class EdgeShield:
     """The ASGI callable. Pure ASGI (no BaseHTTPMiddleware): the hot path is one dict
     lookup for the operations paths, then the pipeline."""
@@ -148,6 +217,8 @@ class EdgeShield:
             "/readyz": self._readyz,
             "/metrics": self._metrics,
             "/_admin/origins": self._admin_origins,
+            admin_page.PATH: admin_page.page,
+            "/_admin/status.json": lambda st: admin_status.response(st, self.fast, time.time()),
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -158,20 +229,26 @@ class EdgeShield:
                 await send_error(send, 503, "starting", [(b"retry-after", b"1")])
                 return
             if self.admin_port is not None and on_admin_listener(self.settings.admin, scope):
-                await self._operations(state, scope, send, admin_listener=True)
+                await self._operations(state, scope, receive, send, admin_listener=True)
                 return
             if scope["method"] == "GET" and await fast.serve(scope, send):
                 return  # a fresh memory hit (proxy/fastpath.py)
             path = scope["path"]
             if path in self._ops or is_admin_request(scope["method"], path):
-                await self._operations(state, scope, send, admin_listener=False)
+                await self._operations(state, scope, receive, send, admin_listener=False)
             else:
                 await handle(state, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
     async def _operations(
-        self, state: AppState, scope: dict[str, Any], send: Send, *, admin_listener: bool
+        self,
+        state: AppState,
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+        *,
+        admin_listener: bool,
     ) -> None:
         started = time.perf_counter()
         admin = self.settings.admin
@@ -190,7 +267,12 @@ class EdgeShield:
             status, reason, extra = refused
             if status != 404:
                 state.log.info("admin refused path=%s status=%d reason=%s", path, status, reason)
-            sent = await send_error(send, status, reason, extra)
+            if status == 401 and path == admin_page.PATH:  # the page reads #token= itself
+                sent = await admin_page.send_unauthorized(send, extra, head_only=method == "HEAD")
+            else:
+                sent = await send_error(send, status, reason, extra)
+        elif method == "PURGE" or path == "/_purge":
+            status, sent = await self._purge(state, scope, receive, send)
         elif ops is not None and method in ("GET", "HEAD"):
             status, body, content_type = ops(state)
             headers = [
@@ -219,15 +301,75 @@ class EdgeShield:
             now=time.time(),
         )
 
+    async def _purge(
+        self, state: AppState, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> tuple[int, int]:
+        """POST /_purge (JSON) or PURGE <url> (Varnish): purge here, on every instance
+        through the bus, and in the CDNs in front; answer what was purged per tier."""
+        started = time.perf_counter()
+        method = scope["method"]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        parsed: PurgeRequest | PurgeError
+        if method == "PURGE":
+            raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            parsed = parse_purge_method(
+                host_of(headers.get("host", "")),
+                raw_path,
+                scope.get("query_string", b"").decode("latin-1"),
+                headers,
+            )
+        elif method == "POST":
+            body = await read_body(receive, headers)
+            parsed = (
+                body
+                if isinstance(body, PurgeError)
+                else parse_purge_body(body, headers.get("content-type"))
+            )
+        else:
+            return 405, await send_error(send, 405, "method not allowed", [(b"allow", b"POST")])
+        if isinstance(parsed, PurgeError):
+            state.log.info("purge refused: %d %s", parsed.status, parsed.message)
+            status, out_headers, out = error_response(parsed)
+            return status, await send_response(send, status, out_headers, out)
+        now = time.time()
+        report = await apply_purge(state.cache, parsed, now=now, shared=True)
+        if state.bus is not None and not await state.bus.publish(parsed, now):
+            report.errors.append("bus: other instances were not told (Redis unavailable)")
+        if state.cdn is not None:
+            state.cdn.submit(**parsed.cdn_targets())
+            report.cdn = [{"name": a.name, "state": "queued"} for a in state.cdn.adapters]
+        elapsed = time.perf_counter() - started
+        state.stats.inc("edgeshield_purges", ("api",))
+        state.stats.observe("edgeshield_purge_duration_seconds", (), elapsed)
+        summary = report.to_json()
+        state.recent_purges.append(
+            {
+                **summary,
+                "time": now,
+                "urls": len(parsed.keys),
+                "prefixes": [p.url for p in parsed.prefixes][:20],
+                "tags": list(parsed.tags)[:20],
+                "ms": round(elapsed * 1000, 2),
+            }
+        )
+        state.log.info(
+            "purge %s: %d url(s), %d prefix(es), %d tag(s), soft=%s -> %s",
+            report.id,
+            len(parsed.keys),
+            len(parsed.prefixes),
+            len(parsed.tags),
+            parsed.soft,
+            summary["purged"],
+        )
+        status, out_headers, out = report_response(report)
+        return status, await send_response(send, status, out_headers, out)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self.state = build_state(self.settings)
-                    self.state.cache.spawn = self.state.spawn
-                    if self.state.redis is not None:
-                        await self.state.redis.ping()  # warms a connection; down is logged
+                    self.state = await start_state(self.settings)
                     self.fast = HitFastPath(self.state, frozenset(self._ops))
                     self.state.router.start()
                     self.state.spawn(_flusher(self.state))
@@ -289,6 +431,10 @@ async def shutdown(state: AppState) -> None:
         await origin.aclose()
     if state.images is not None:
         state.images.close()
+    if state.cdn is not None:
+        await state.cdn.aclose()
+    if state.disk is not None:
+        await state.disk.close()
     if state.redis is not None:
         await state.redis.close()
     state.access_log.close()

@@ -60,6 +60,8 @@ class Plan:
     path_token: str | None = None
     # A passed check, memoised: (peer, cookie and forwarding fields, valid until).
     verified: tuple[str, tuple[bytes | None, bytes | None], float] | None = None
+    # Hits answered here, for the admin page's top objects (proxy/top_objects.py).
+    hits: int = 0
 
 
 class HitFastPath:
@@ -106,11 +108,14 @@ class HitFastPath:
         now = time.time()
         if type(found) is not Entry or not now < found.fresh_until:
             return False
+        if found.request_time <= state.cache.bans.newest:
+            return False  # a ban may cover it: the full lookup decides
         if plan.guard is not None and not self._allowed(plan, scope, now):
             return False  # the full pipeline answers (and logs) the refusal
         headers = _hit_headers(found, now)
         await send({"type": "http.response.start", "status": found.status, "headers": headers})
         await send({"type": "http.response.body", "body": found.body})
+        plan.hits += 1
         sent = len(found.body)
         if plan.made_for != (found.status, sent):
             route = plan.route
@@ -160,7 +165,13 @@ class HitFastPath:
         route = state.routes.match(hostname, path)
         # Only plain cached routes: steering, image variants, rate limits and CORS take
         # the full pipeline.
-        if route is None or not route.policy.enabled or route.steering is not None or route.images:
+        if (
+            route is None
+            or not route.policy.enabled
+            or route.steering is not None
+            or route.images
+            or route.policy.slice_bytes
+        ):
             return None
         guard = guards.by_route.get(route.name)
         if guard is not None and not guard.inline:

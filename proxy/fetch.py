@@ -13,6 +13,7 @@ from proxy.cache.entry import Entry
 from proxy.http.dates import parse_http_date
 from proxy.http.forwarding import client_response_headers, joined, merge_304, origin_request_headers
 from proxy.http.freshness import Freshness, FreshnessPolicy, response_freshness
+from proxy.http.surrogate import surrogate_keys
 from proxy.http.vary import parse_vary, variant_key
 from proxy.request import Request
 from proxy.state import AppState
@@ -102,6 +103,7 @@ def _entry(
     body: bytes,
     freshness: Freshness,
     response_time: float,
+    request_time: float,
 ) -> Entry:
     return Entry(
         status=head.status,
@@ -115,6 +117,8 @@ def _entry(
         freshness=freshness,
         vary=head.vary,
         upstream_status=head.upstream_status,
+        request_time=request_time,
+        tags=surrogate_keys(origin_headers),
     )
 
 
@@ -200,6 +204,8 @@ async def produce(
                 freshness=freshness,
                 vary=stale.vary,
                 upstream_status=head.upstream_status or stale.upstream_status,
+                request_time=request_time,
+                tags=surrogate_keys(merged),
             )
             if freshness.storable:
                 state.cache.store(fetch.key, refreshed, req.headers)
@@ -248,7 +254,7 @@ async def produce(
         fetch.set_head(head)
         await _pump(state, fetch, resp, route, origin_name)
         if fetch.error is None and fetch.keep_all and head.shareable and fetch.done:
-            entry = _entry(head, resp.headers, fetch.body(), freshness, response_time)
+            entry = _entry(head, resp.headers, fetch.body(), freshness, response_time, request_time)
             if state.cache.store(fetch.key, entry, req.headers):
                 fetch.stored = True
                 state.stats.inc("edgeshield_cache_stores", ("memory",))

@@ -539,6 +539,8 @@ def variant_entry(result: TransformResult, source: Entry | None, *, negotiated: 
         content_type=result.content_type,
         response_time=response_time,
         freshness=freshness,
+        request_time=source.request_time if source is not None else 0.0,
+        tags=source.tags if source is not None else frozenset(),
     )
 
 

@@ -93,6 +93,17 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
         (),
     ),
     "edgeshield_redis_circuit_opened": ("counter", "Times the Redis circuit opened.", ()),
+    "edgeshield_purges": (
+        "counter",
+        "Purges carried out: accepted here (api) or heard from another instance (bus).",
+        ("source",),
+    ),
+    "edgeshield_purge_duration_seconds": (
+        "histogram",
+        "Time to carry out an accepted purge locally (memory, disk, Redis, bus).",
+        (),
+    ),
+    "edgeshield_bans": ("gauge", "Bans (prefix purges) checked on lookup.", ()),
     "edgeshield_access_log_dropped": (
         "counter",
         "Access-log lines dropped because writing fell behind.",

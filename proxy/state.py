@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,11 +14,15 @@ from prometheus_client.registry import CollectorRegistry
 from config.schema import Settings
 from proxy.access_log import AccessLog
 from proxy.cache.collapse import Inflight
+from proxy.cache.disk import DiskTier
 from proxy.cache.redis_tier import RedisTier
 from proxy.cache.store import Cache
+from proxy.cdn_purge import CdnPurger
 from proxy.guard import Guards
 from proxy.http.freshness import FreshnessPolicy
 from proxy.metrics import Stats, StatsCollector
+from proxy.purge.bus import PurgeBus
+from proxy.top_objects import TopObjects
 from routing.groups import OriginRouter
 from routing.origins.base import Origin
 from routing.rules import RouteTable
@@ -48,6 +53,15 @@ class AppState:
     images: Images | None = None
     # The shared tier ([redis]); its client also carries rate limits and the purge bus.
     redis: RedisTier | None = None
+    disk: DiskTier | None = None
+    # Every instance hears every purge (proxy/purge/bus.py); needs [redis].
+    bus: PurgeBus | None = None
+    # Downstream CDNs told of purges ([[purge.cdn]]).
+    cdn: CdnPurger | None = None
+    # The last purges accepted (newest last), as reported to the purge API's caller.
+    recent_purges: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
+    # The most requested objects, for the admin page (proxy/top_objects.py).
+    top_objects: TopObjects = field(default_factory=TopObjects)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

@@ -52,6 +52,7 @@ import asyncio
 import math
 import time
 from bisect import bisect_left, insort
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -251,3 +252,51 @@ async def lurk(
         report.checked = n
     report.oldest = None if oldest == math.inf else oldest
     return report
+
+
+class TagBans:
+    """Bans by surrogate key, for copies no local index knows (the shared and disk tiers
+    hold entries other instances stored): an entry carrying a banned tag and stored at
+    or before the ban is banned. Bounded: beyond `max_tags` the oldest fold into a hard
+    floor ("every tagged entry stored at or before T"), purging more, never less."""
+
+    def __init__(self, max_tags: int = 100_000) -> None:
+        self.max_tags = max_tags
+        self._bans: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+        self.floor = -math.inf
+        self.newest = -math.inf
+
+    def __len__(self) -> int:
+        return len(self._bans)
+
+    def add(self, tags: Iterable[str], *, soft: bool, now: float) -> None:
+        for tag in tags:
+            old = self._bans.pop(tag, None)
+            # a hard ban is never weakened by a later soft one on the same tag
+            hard_before = old is not None and not old[1]
+            self._bans[tag] = (now, soft and not hard_before)
+        while len(self._bans) > self.max_tags:
+            _, (created, _soft) = self._bans.popitem(last=False)
+            self.floor = max(self.floor, created)
+        self.newest = max(self.newest, now)
+
+    def check(self, tags: frozenset[str], stored_at: float) -> tuple[float, bool] | None:
+        """(ban time, soft) of the strongest ban covering an entry with `tags`."""
+        if not tags or stored_at > self.newest:
+            return None
+        if stored_at <= self.floor:
+            return self.floor, False
+        found: tuple[float, bool] | None = None
+        for tag in tags:
+            ban = self._bans.get(tag)
+            if ban is not None and stored_at <= ban[0]:
+                if not ban[1]:
+                    return ban
+                found = ban
+        return found
+
+    def retire(self, before: float) -> None:
+        for tag in [t for t, (created, _) in self._bans.items() if created < before]:
+            del self._bans[tag]
+        if self.floor < before:
+            self.floor = -math.inf

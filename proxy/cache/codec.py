@@ -52,6 +52,8 @@ def encode_meta(entry: Entry, body_len: int, crc: int) -> bytes:
         "u": entry.upstream_status.decode("latin-1") if entry.upstream_status else None,
         "n": body_len,
         "c": crc,
+        "qt": entry.request_time,
+        "tg": sorted(entry.tags),
     }
     raw = orjson.dumps(meta)
     return _HEAD.pack(MAGIC, len(raw)) + raw
@@ -106,6 +108,8 @@ def entry_from_meta(meta: dict[str, Any], body: bytes) -> Entry:
             ),
             vary=tuple(meta["v"]),
             upstream_status=upstream.encode("latin-1") if upstream else None,
+            request_time=float(meta.get("qt", 0.0)),
+            tags=frozenset(str(t) for t in meta.get("tg", ())),
         )
     except CorruptEntry:
         raise

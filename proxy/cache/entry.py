@@ -28,6 +28,11 @@ class Entry:
     vary: tuple[str, ...] = ()
     # The Cache-Status an upstream cache sent with this response (RFC 9211 2).
     upstream_status: bytes | None = None
+    # When the origin request was sent: a purge (ban) at or after it covers this entry,
+    # even when the response arrived after the purge. 0 = response_time.
+    request_time: float = 0.0
+    # Surrogate keys from the origin (Surrogate-Key, Cache-Tag, xkey, Edge-Cache-Tag).
+    tags: frozenset[str] = frozenset()
     # Absolute wall-clock times, derived once so a hit compares one float.
     fresh_until: float = 0.0
     stale_while_revalidate_until: float = 0.0
@@ -40,6 +45,8 @@ class Entry:
     hit_head: tuple[int, int, list[tuple[bytes, bytes]]] | None = None
 
     def __post_init__(self) -> None:
+        if not self.request_time:
+            self.request_time = self.response_time
         f = self.freshness
         # no-cache: stored, but every reuse needs validation, so it is never fresh here
         # (the hit path compares fresh_until alone).
@@ -54,6 +61,15 @@ class Entry:
         ]
         if self.status == 200:
             self.full_headers.append((b"accept-ranges", b"bytes"))
+
+    def make_stale(self, now: float) -> None:
+        """Soft purge: stale from `now` on, its stale windows counted from `now`."""
+        if self.fresh_until > now:
+            f = self.freshness
+            self.fresh_until = now
+            self.stale_while_revalidate_until = now + f.stale_while_revalidate
+            self.stale_if_error_until = now + f.stale_if_error
+            self.hit_head = None
 
     def age(self, now: float) -> int:
         return int(self.freshness.initial_age + max(0.0, now - self.response_time))

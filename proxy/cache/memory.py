@@ -45,6 +45,9 @@ class MemoryTier:
     def delete(self, key: str) -> bool:
         return self._lru.pop(key, None) is not None
 
+    def clear(self) -> None:
+        self._lru.clear()
+
     def stats(self) -> dict[str, Any]:
         return {
             "bytes": self._lru.currsize,

@@ -1,21 +1,29 @@
-"""The cache as the pipeline sees it: lookup/store/invalidate by key, Vary handled here.
+"""The cache as the pipeline sees it: lookup/store/invalidate/purge by key; Vary, bans
+and surrogate keys handled here.
 
 L1 (memory) is read synchronously (the hot path never awaits). The lower tiers (Redis,
 then disk) are asked only on an L1 miss (`lookup_lower`); a hit there is promoted into
 the tiers above it that take its size. Stores go to every tier whose size band takes the
 entry: memory up to its max object size, Redis up to its own, disk from its minimum;
-lower-tier writes and deletes run in the background, never on the client's time.
-Entries that vary (Vary) stay in memory only: the lower tiers hold no variant index."""
+lower-tier writes run in the background, never on the client's time. Entries that vary
+(Vary) stay in memory only: the lower tiers hold no variant index.
+
+Purges: exact keys and surrogate keys are removed (or made stale) directly; prefixes
+become bans checked on lookup (proxy/cache/bans.py), so no purge scans the cache on the
+request path. Copies in the lower tiers are also checked against the bans and the tag
+bans on the way up, since they may have been stored by another instance."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from proxy.cache.bans import BanList, TagBans
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 from proxy.cache.memory import MemoryTier
+from proxy.cache.tags import TagIndex
 from proxy.http.vary import variant_key
 
 
@@ -43,38 +51,78 @@ class Cache:
         max_variants: int,
         lower: Sequence[LowerTier] = (),
         spawn: Spawn | None = None,
+        *,
+        max_bans: int = 10_000,
+        max_tag_links: int = 1_000_000,
+        ban_retention: float = 86400.0,
     ) -> None:
         self.memory = memory
         self.max_variants = max_variants
         self.lower = tuple(lower)
         self.spawn = spawn
+        self.bans = BanList(max_bans)
+        self.tag_bans = TagBans()
+        self.tags = TagIndex(max_tag_links)
+        # Lower-tier copies older than this are not trusted (bans are kept this long).
+        self.ban_retention = ban_retention
         # source key -> keys of entries derived from it (image variants), oldest first.
         self.derived: OrderedDict[str, dict[str, None]] = OrderedDict()
+
+    # -- lookup ------------------------------------------------------------------------
 
     def lookup(self, key: str, request_headers: Mapping[str, str]) -> Entry | Uncacheable | None:
         found = self.memory.get(key)
         if type(found) is VaryIndex:
-            return self.memory.get(variant_storage_key(key, found.names, request_headers))  # type: ignore[return-value]
+            key = variant_storage_key(key, found.names, request_headers)
+            found = self.memory.get(key)
+        if type(found) is Entry and found.request_time <= self.bans.newest:
+            ban = self.bans.check(key, found.request_time)
+            if ban is not None:
+                if not ban.soft:
+                    self._drop(key)
+                    return None
+                found.make_stale(ban.created)
         return found  # type: ignore[return-value]
 
-    def fits(self, nbytes: int) -> bool:
-        """Some tier would store an entry of this size (so a fetch keeps its body)."""
-        return self.memory.fits(nbytes) or any(tier.accepts(nbytes) for tier in self.lower)
-
     async def lookup_lower(self, key: str) -> tuple[Entry, str] | None:
-        """An L1 miss: the first lower tier holding `key`, promoted upward; (entry, tier)."""
+        """An L1 miss: the first lower tier holding `key`, promoted upward; (entry, tier).
+        A copy a ban covers is dropped there (hard) or served stale (soft)."""
+        now = time.time()
         for i, tier in enumerate(self.lower):
             entry = await tier.get(key)
             if entry is None:
                 continue
+            if not self._admit_lower(key, entry, now):
+                self._background(tier.delete(key))
+                continue
             if self.memory.fits(entry.size) and not entry.vary:
+                self._index_tags(key, entry)
                 self.memory.put(key, entry)
-            now = time.time()
             for upper in self.lower[:i]:
                 if upper.accepts(entry.size):
                     self._background(upper.put(key, entry, now))
             return entry, tier.name
         return None
+
+    def _admit_lower(self, key: str, entry: Entry, now: float) -> bool:
+        stored = entry.request_time
+        if now - stored > self.ban_retention:
+            return False  # older than the bans that might cover it
+        ban = self.bans.check(key, stored) if stored <= self.bans.newest else None
+        tag_ban = self.tag_bans.check(entry.tags, stored)
+        if (ban is not None and not ban.soft) or (tag_ban is not None and not tag_ban[1]):
+            return False
+        if ban is not None:
+            entry.make_stale(ban.created)
+        if tag_ban is not None:
+            entry.make_stale(tag_ban[0])
+        return True
+
+    # -- store -------------------------------------------------------------------------
+
+    def fits(self, nbytes: int) -> bool:
+        """Some tier would store an entry of this size (so a fetch keeps its body)."""
+        return self.memory.fits(nbytes) or any(tier.accepts(nbytes) for tier in self.lower)
 
     def store(self, key: str, entry: Entry, request_headers: Mapping[str, str]) -> bool:
         """True when some tier takes the entry (lower tiers are written in the background)."""
@@ -88,7 +136,7 @@ class Cache:
         if not self.memory.fits(entry.size):
             return stored
         if not entry.vary:
-            return self.memory.put(key, entry) or stored
+            return (self._index_tags(key, entry) and self.memory.put(key, entry)) or stored
         index = self.memory.get(key)
         if type(index) is not VaryIndex or index.names != entry.vary:
             self._drop(key)
@@ -96,31 +144,90 @@ class Cache:
         vkey = variant_key(entry.vary, request_headers)
         if vkey not in index.variants and len(index.variants) >= self.max_variants:
             return False
-        if not self.memory.put(f"{key}\x00{vkey}", entry):
+        skey = f"{key}\x00{vkey}"
+        if not self._index_tags(skey, entry) or not self.memory.put(skey, entry):
             return False
         index.variants.add(vkey)
         self.memory.put(key, index)
+        return True
+
+    def _index_tags(self, key: str, entry: Entry) -> bool:
+        """Link a memory entry to its surrogate keys; False when it must not be stored
+        (its tags alone exceed the index). Evicted links take their entries with them,
+        so no memory entry is ever out of reach of a tag purge."""
+        if not entry.tags and key not in self.tags:
+            return True
+        evicted = self.tags.add(key, entry.tags)
+        for old in evicted:
+            if old == key:
+                return False
+            self.memory.delete(old)
         return True
 
     def mark_uncacheable(self, key: str, until: float) -> None:
         if self.memory.get(key) is None:
             self.memory.put(key, Uncacheable(until))
 
+    # -- invalidate and purge ---------------------------------------------------------
+
     def invalidate(self, key: str) -> int:
         """Remove a URL, every variant of it and every entry derived from it (image
-        variants, see `link`); returns how many entries went."""
+        variants, see `link`), in every tier (lower ones in the background); returns how
+        many memory entries went."""
         removed = self._drop(key)
         for derived in self.derived.pop(key, ()):
             removed += self._drop(derived)
         return removed
+
+    def purge_memory(self, keys: Iterable[str], *, soft: bool, now: float) -> tuple[int, set[str]]:
+        """Exact keys out of memory (soft: made stale instead): (entries touched, the
+        storage keys the lower tiers may hold, derived entries included)."""
+        touched = 0
+        lower_keys: set[str] = set()
+        for key in keys:
+            for k in (key, *self.derived.get(key, ())):
+                lower_keys.add(k)
+                if soft:
+                    touched += self._make_stale(k, now)
+                else:
+                    touched += self._drop_memory(k)
+            if not soft:
+                self.derived.pop(key, None)
+        return touched, lower_keys
+
+    def purge_tags_memory(
+        self, tags: Iterable[str], *, soft: bool, now: float
+    ) -> tuple[int, set[str]]:
+        """Entries carrying any of `tags`, out of memory (or stale); a tag ban goes on for
+        the copies in lower tiers that no local index knows."""
+        tags = list(tags)
+        self.tag_bans.add(tags, soft=soft, now=now)
+        if soft:
+            keys: set[str] = set()
+            for tag in tags:
+                keys |= self.tags.keys_for(tag)
+        else:
+            keys = self.tags.purge(tags)
+        return self.purge_memory(keys, soft=soft, now=now)
+
+    def _make_stale(self, key: str, now: float) -> int:
+        found = self.memory.get(key)
+        entries = [found]
+        if type(found) is VaryIndex:
+            entries = [self.memory.get(f"{key}\x00{v}") for v in found.variants]
+        n = 0
+        for entry in entries:
+            if type(entry) is Entry:
+                entry.make_stale(now)
+                n += 1
+        return n
 
     def link(self, source_key: str, key: str) -> None:
         """Record that the entry at `key` is derived from the one at `source_key`, so that
         invalidating the source drops it too. Call it before storing the derived entry.
         The index is bounded: beyond MAX_LINKED_SOURCES sources (or MAX_DERIVED_PER_SOURCE
         keys of one source) the oldest links go, and their entries are dropped with them,
-        so no derived entry is ever cached without a link. A minimal stand-in for
-        surrogate keys (issue 4)."""
+        so no derived entry is ever cached without a link."""
         keys = self.derived.get(source_key)
         if keys is None:
             if len(self.derived) >= MAX_LINKED_SOURCES:
@@ -142,14 +249,19 @@ class Cache:
             self.spawn(coro)
 
     def _drop(self, key: str) -> int:
-        if self.lower:
-            for tier in self.lower:
-                self._background(tier.delete(key))
+        for tier in self.lower:
+            self._background(tier.delete(key))
+        return self._drop_memory(key)
+
+    def _drop_memory(self, key: str) -> int:
         found = self.memory.get(key)
         removed = 0
         if type(found) is VaryIndex:
             for vkey in found.variants:
-                removed += self.memory.delete(f"{key}\x00{vkey}")
+                skey = f"{key}\x00{vkey}"
+                self.tags.forget(skey)
+                removed += self.memory.delete(skey)
+        self.tags.forget(key)
         removed += self.memory.delete(key)
         return removed
 

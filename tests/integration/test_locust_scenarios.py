@@ -302,11 +302,10 @@ def test_origin_failure_through_a_failover_group(
     assert http_origin.running(), "the restore command did not bring the origin back"
 
 
-def test_purge_storm_reports_a_missing_purge_api(
+def test_purge_storm_purges_while_browsing_goes_on(
     proxy: ProxyServer, objects: Path, tmp_path: Path
 ) -> None:
-    # /_purge does not exist yet: every purge must fail with a message that says so,
-    # and the browsing around it must go on unharmed. (Tighten once /_purge lands.)
+    # The proxy has no admin token: loopback clients may purge (proxy/admin.py).
     run = run_locust(
         "purge_storm.py",
         proxy,
@@ -317,19 +316,12 @@ def test_purge_storm_reports_a_missing_purge_api(
         users=3,
         seconds=4,
     )
-    assert run.code == 3, run.output
-    failures = run.csv("failures")
-    assert failures, run.output
-    for row in failures:
-        assert row["Name"] == "purge (POST /_purge)", row
-        assert "this deployment has no purge API" in row["Error"], row
+    assert run.code == 0, run.output
     requests = run.requests()
     assert requests["purge (POST /_purge)"][0] >= 5
     for name, (_, failed) in requests.items():
-        if name not in ("purge (POST /_purge)", "Aggregated"):
-            assert failed == 0, (name, run.output)
-    assert run.checks()["purge: accepted (2xx)"][0] == 0
-    assert any(event.startswith("purge API answered 40") for event, _ in run.timeline())
+        assert failed == 0, (name, run.output)
+    assert run.checks()["purge: accepted (2xx)"][0] >= 5
     assert run.csv("exceptions") == [], run.output
 
 

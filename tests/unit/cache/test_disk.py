@@ -207,7 +207,7 @@ async def test_tier_off_and_settings() -> None:
     s = DiskSettings(path=Path("/x"))
     assert (s.max_bytes, s.max_object_bytes, s.min_object_bytes, s.fsync) == (
         10 << 30,
-        4 << 30,
+        64 << 20,
         1 << 20,
         False,
     )

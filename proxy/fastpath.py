@@ -108,7 +108,7 @@ class HitFastPath:
         now = time.time()
         if type(found) is not Entry or not now < found.fresh_until:
             return False
-        if found.request_time <= state.cache.bans.newest:
+        if found.ban_gen != state.cache.bans.generation:
             return False  # a ban may cover it: the full lookup decides
         if plan.guard is not None and not self._allowed(plan, scope, now):
             return False  # the full pipeline answers (and logs) the refusal

@@ -121,6 +121,9 @@ class BanList:
         self.max_bans = max_bans
         self._bans: list[Ban] = []  # sorted by created
         self._next_id = 1
+        # Bans ever added (an attribute: the hot path reads it). An entry checked at this
+        # generation needs no check until it grows, whatever later bans' `created` times.
+        self.generation = 0
         # "Everything stored at or before floor.created": collapsed old bans.
         self.floor_hard: Ban | None = None
         self.floor_soft: Ban | None = None
@@ -133,6 +136,7 @@ class BanList:
 
     def __len__(self) -> int:
         return len(self._bans) + (self.floor_hard is not None) + (self.floor_soft is not None)
+
 
     def bans(self) -> list[Ban]:
         """A snapshot, floors first, then the bans oldest first."""
@@ -149,6 +153,7 @@ class BanList:
         created = time.time() if now is None else now
         ban = Ban(self._next_id, created, prefix, host, soft)
         self._next_id += 1
+        self.generation += 1
         bans = self._bans
         if not bans or created >= bans[-1].created:
             bans.append(ban)

@@ -33,6 +33,9 @@ class Entry:
     request_time: float = 0.0
     # Surrogate keys from the origin (Surrogate-Key, Cache-Tag, xkey, Edge-Cache-Tag).
     tags: frozenset[str] = frozenset()
+    # The ban generation this entry has been checked against (proxy/cache/bans.py):
+    # the hot path compares it with the list's, one integer, and checks nothing twice.
+    ban_gen: int = 0
     # Absolute wall-clock times, derived once so a hit compares one float.
     fresh_until: float = 0.0
     stale_while_revalidate_until: float = 0.0

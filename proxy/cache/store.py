@@ -75,13 +75,14 @@ class Cache:
         if type(found) is VaryIndex:
             key = variant_storage_key(key, found.names, request_headers)
             found = self.memory.get(key)
-        if type(found) is Entry and found.request_time <= self.bans.newest:
+        if type(found) is Entry and found.ban_gen != self.bans.generation:
             ban = self.bans.check(key, found.request_time)
+            if ban is not None and not ban.soft:
+                self._drop(key)
+                return None
             if ban is not None:
-                if not ban.soft:
-                    self._drop(key)
-                    return None
                 found.make_stale(ban.created)
+            found.ban_gen = self.bans.generation
         return found  # type: ignore[return-value]
 
     async def lookup_lower(self, key: str) -> tuple[Entry, str] | None:
@@ -96,6 +97,7 @@ class Cache:
                 self._background(tier.delete(key))
                 continue
             if self.memory.fits(entry.size) and not entry.vary:
+                entry.ban_gen = self.bans.generation  # checked in _admit_lower
                 self._index_tags(key, entry)
                 self.memory.put(key, entry)
             for upper in self.lower[:i]:
@@ -135,6 +137,13 @@ class Cache:
                     stored = True
         if not self.memory.fits(entry.size):
             return stored
+        # A fetch sent before a ban and answered after it: deliver it, never keep it.
+        ban = self.bans.check(key, entry.request_time)
+        if ban is not None:
+            if not ban.soft:
+                return False
+            entry.make_stale(ban.created)
+        entry.ban_gen = self.bans.generation
         if not entry.vary:
             return (self._index_tags(key, entry) and self.memory.put(key, entry)) or stored
         index = self.memory.get(key)

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := var/demo
 
-.PHONY: run test lint install bench loadtest-objects clean
+.PHONY: run test lint install system-packages bench loadtest-objects clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,12 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/shellcheck .ci/run .ci/container-install.sh
+	$(BIN)/shellcheck .ci/run .ci/container-install.sh .ci/system-packages.sh
 
-test: install lint
+system-packages:
+	sh .ci/system-packages.sh
+
+test: install system-packages lint
 	$(BIN)/python -m pytest -q
 
 bench: install

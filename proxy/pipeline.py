@@ -18,6 +18,7 @@ from proxy.http.vary import variant_key
 from proxy.images import image_request, routing_path
 from proxy.observe import record, scope_host
 from proxy.request import Rejected, Request, parse_request
+from proxy.slices import serve_sliced
 from proxy.state import AppState
 from routing.origins.base import OriginError
 from routing.rules import Route, rewrite
@@ -128,6 +129,8 @@ async def lookup(
     state: AppState, route: Route, req: Request, receive: Receive, send: Send
 ) -> tuple[int, int, str, str]:
     key = f"{req.host}{req.target}"
+    if route.policy.slice_bytes:
+        return await serve_sliced(state, route, req, key, receive, send)
     cache = state.cache
     found = cache.lookup(key, req.headers)
     tier = "memory"

@@ -14,6 +14,13 @@ __all__ = [
     "multipart_byteranges",
     "parse_content_range",
     "parse_range",
+    "parse_unsatisfied_range",
+    "slice_content_range",
+    "slice_of",
+    "slice_range_field",
+    "slice_span",
+    "slices_in",
+    "start_hint",
     "unsatisfied_range",
 ]
 
@@ -184,3 +191,80 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
     if end < start or (complete is not None and end >= complete):
         return None
     return start, end, complete
+
+
+# -- slices (proxy/slices.py): an object cut into fixed-size pieces, one origin range each
+
+
+def slice_of(index: int, slice_bytes: int, size: int) -> ByteRange | None:
+    """The bytes of slice ``index`` in a representation of ``size`` bytes (the last slice is
+    shorter); None when the slice starts at or beyond the end."""
+    start = index * slice_bytes
+    if index < 0 or start >= size:
+        return None
+    return ByteRange(start, min(start + slice_bytes, size) - 1)
+
+
+def slices_in(size: int, slice_bytes: int) -> int:
+    """How many slices a representation of ``size`` bytes has."""
+    return -(-size // slice_bytes) if size > 0 else 0
+
+
+def slice_span(r: ByteRange, slice_bytes: int) -> range:
+    """Indices of the slices a range touches, in order."""
+    return range(r.start // slice_bytes, r.end // slice_bytes + 1)
+
+
+def slice_range_field(index: int, slice_bytes: int) -> str:
+    """The Range field that asks an origin for slice ``index``. The end is not clipped:
+    the size may not be known yet, and the origin clips the last slice itself."""
+    start = index * slice_bytes
+    return f"bytes={start}-{start + slice_bytes - 1}"
+
+
+def slice_content_range(value: str | None, index: int, slice_bytes: int) -> tuple[int, int] | None:
+    """(length of the slice, complete length) when an origin 206's Content-Range is exactly
+    slice ``index`` of a representation of known length; None otherwise (another range,
+    or "*" for the length: such an answer cannot be sliced)."""
+    parsed = parse_content_range(value)
+    if parsed is None:
+        return None
+    first, last, size = parsed
+    if size is None:
+        return None
+    expected = slice_of(index, slice_bytes, size)
+    if expected is None or (first, last) != (expected.start, expected.end):
+        return None
+    return expected.length, size
+
+
+def parse_unsatisfied_range(value: str | None) -> int | None:
+    """The complete length in a 416's Content-Range ("bytes */N"), or None."""
+    if not value:
+        return None
+    unit, _, rest = value.strip(" \t").partition(" ")
+    if unit.lower() != "bytes" or not rest.startswith("*/"):
+        return None
+    digits = rest[2:]
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
+
+
+def start_hint(value: str | None) -> int:
+    """Where a Range field most likely starts reading, before the representation's length
+    is known: the lowest first-pos of its int-ranges; 0 when it has a suffix range or is
+    absent or invalid (the whole representation, which starts at 0, may be sent then)."""
+    if value is None:
+        return 0
+    unit, eq, range_set = value.strip(" \t").partition("=")
+    if not eq or unit.lower() != "bytes":
+        return 0
+    starts: list[int] = []
+    for item in range_set.split(","):
+        item = item.strip(" \t")
+        if not item:
+            continue
+        m = _SPEC.fullmatch(item)
+        if m is None or not m[1]:
+            return 0  # invalid (the whole set is) or a suffix range
+        starts.append(int(m[1]))
+    return min(starts, default=0)

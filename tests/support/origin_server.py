@@ -38,11 +38,13 @@ POST /__reset    clears scripts and stats.
 GET  /__stats    {"requests": {"GET /a.jpg": 3}, "conditional": {"/a.jpg": 1},
                   "not_modified": {"/a.jpg": 1}, "total": 4, "connections": 2,
                   "open_connections": 1, "last_headers": {"/a.jpg": {...}},
-                  "last_target": {"/a.jpg": "/a.jpg?x=1"}}
+                  "last_target": {"/a.jpg": "/a.jpg?x=1"},
+                  "ranges": {"/a.jpg": ["bytes=0-99"]}}
     conditional counts requests carrying If-None-Match/If-Modified-Since; not_modified
     counts 304 answers; connections counts client connections that carried at least one
     non-control request; last_headers holds the lower-cased request headers of the last
-    request per path (repeated fields joined with ", ").
+    request per path (repeated fields joined with ", "); ranges lists the Range field of
+    every request that had one, per path, in order.
 
 Unscripted paths: /gen/<n> -> n gen_bytes, cache-control max-age=3600, etag "gen-<n>",
 a fixed last-modified; conditionals honoured. Anything else -> 404, cache-control max-age=5.
@@ -293,6 +295,7 @@ class Stats:
         self.connections = 0
         self.last_headers: dict[str, dict[str, str]] = {}
         self.last_target: dict[str, str] = {}
+        self.ranges: dict[str, list[str]] = {}
 
     def as_json(self, open_connections: int) -> dict[str, Any]:
         return {
@@ -304,6 +307,7 @@ class Stats:
             "open_connections": open_connections,
             "last_headers": self.last_headers,
             "last_target": self.last_target,
+            "ranges": self.ranges,
         }
 
 
@@ -406,6 +410,8 @@ class OriginApp:
             merged[k] = f"{merged[k]}, {v}" if k in merged else v
         st.last_headers[req.path] = merged
         st.last_target[req.path] = req.target
+        if (value := req.header("range")) is not None:
+            st.ranges.setdefault(req.path, []).append(value)
 
     async def _serve(
         self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -163,6 +163,7 @@ async def start_state(settings: Settings) -> AppState:
     if disk is not None:
         state.disk = disk
         cache.lower = (*cache.lower, disk)
+        _sample_disk(state.stats, cache, disk)
     _sample_tiers(state.stats, list(cache.lower))
     if state.redis is not None:
         await state.redis.ping()  # warms a connection; a Redis that is down is logged
@@ -176,6 +177,18 @@ async def start_state(settings: Settings) -> AppState:
     if settings.purge.cdn:
         state.cdn = CdnPurger.from_settings(settings.purge.cdn)
     return state
+
+
+def _sample_disk(stats: Stats, cache: Cache, disk: DiskTier) -> None:
+    """The memory and disk rows of the per-tier size and eviction series."""
+    memory = cache.memory
+
+    def rows(field: str) -> Callable[[], dict[tuple[str, ...], float]]:
+        return lambda: {("memory",): memory.stats()[field], ("disk",): disk.stats()[field]}
+
+    stats.sampled["edgeshield_cache_bytes"] = rows("bytes")
+    stats.sampled["edgeshield_cache_entries"] = rows("entries")
+    stats.sampled["edgeshield_cache_evictions"] = rows("evictions")
 
 
 async def _open_disk(settings: Settings) -> DiskTier | None:

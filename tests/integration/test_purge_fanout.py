@@ -77,6 +77,16 @@ def test_purge_on_one_instance_reaches_the_other(
         before = origin.requests("/f/a.jpg")
         httpx.get(a.url + "/f/a.jpg")
         assert origin.requests("/f/a.jpg") >= before
+        metrics = httpx.get(b.url + "/metrics").text
+        for series in (
+            'edgeshield_cache_bytes{tier="disk"}',
+            'edgeshield_cache_entries{tier="memory"}',
+            'edgeshield_cache_tier_hits_total{tier="redis"}',
+            'edgeshield_cache_tier_errors_total{kind="timeout",tier="redis"}',
+            'edgeshield_purges_total{source="bus"} 1.0',
+            "edgeshield_redis_circuit_state 0.0",
+        ):
+            assert series in metrics, series
 
 
 def test_an_instance_cut_off_during_a_purge_applies_it_on_reconnect(

@@ -90,9 +90,12 @@ def test_seeded_bucket_is_served_through_the_compose_config(
             "EDGESHIELD_REDIS__URL": redis.url,
             "EDGESHIELD_SERVER__ACCESS_LOG": "off",
         }
+        # Each container has its own volume: here, its own directory.
+        disk_a = {"EDGESHIELD_CACHE__DISK__PATH": str(tmp_path / "disk-a")}
+        disk_b = {"EDGESHIELD_CACHE__DISK__PATH": str(tmp_path / "disk-b")}
         with (
-            running_proxy(config, env=env) as a,
-            running_proxy(config, env=env) as b,
+            running_proxy(config, env={**env, **disk_a}) as a,
+            running_proxy(config, env={**env, **disk_b}) as b,
             httpx.Client(timeout=30) as client,
         ):
             hello = client.get(a.url + "/hello.txt")

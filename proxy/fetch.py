@@ -97,6 +97,37 @@ def _head(
     )
 
 
+def origin_head(
+    state: AppState,
+    route: Route,
+    req: Request,
+    resp: OriginResponse,
+    headers: list[tuple[str, str]],
+    *,
+    status: int,
+    fwd: str,
+    request_time: float,
+    response_time: float,
+    origin_ms: float,
+    client_fields: list[tuple[str, str]] | None = None,
+) -> tuple[Freshness, Head]:
+    """An origin answer described once: its freshness (from `headers`) and the head
+    clients get (from `client_fields`, default the same headers)."""
+    policy = state.policies[route.name]
+    freshness = _freshness(req, status, headers, policy, request_time, response_time)
+    head = _head(
+        state,
+        route,
+        resp,
+        headers if client_fields is None else client_fields,
+        freshness,
+        fwd=fwd,
+        origin_ms=origin_ms,
+        now=response_time,
+    )
+    return freshness, head
+
+
 def _entry(
     head: Head,
     origin_headers: list[tuple[str, str]],
@@ -159,7 +190,6 @@ async def produce(
 ) -> None:
     """Fill `fetch` from the origin; store the complete body when RFC 9111 allows.
     Never raises: failures reach consumers through the fetch."""
-    policy = state.policies[route.name]
     request_time = time.time()
     started = time.perf_counter()
     try:
@@ -181,16 +211,17 @@ async def produce(
     try:
         if stale is not None and resp.status == 304:
             merged = merge_304(stale.origin_headers, resp.headers)
-            freshness = _freshness(req, stale.status, merged, policy, request_time, response_time)
-            head = _head(
+            freshness, head = origin_head(
                 state,
                 route,
+                req,
                 resp,
                 merged,
-                freshness,
+                status=stale.status,
                 fwd="stale",
+                request_time=request_time,
+                response_time=response_time,
                 origin_ms=origin_ms,
-                now=response_time,
             )
             refreshed = Entry(
                 status=stale.status,
@@ -229,16 +260,17 @@ async def produce(
                 detail="stale-if-error",
             )
             return
-        freshness = _freshness(req, resp.status, resp.headers, policy, request_time, response_time)
-        head = _head(
+        freshness, head = origin_head(
             state,
             route,
+            req,
             resp,
             resp.headers,
-            freshness,
+            status=resp.status,
             fwd="stale" if stale is not None else "miss",
+            request_time=request_time,
+            response_time=response_time,
             origin_ms=origin_ms,
-            now=response_time,
         )
         if head.vary:
             fetch.variant = variant_key(head.vary, req.headers)

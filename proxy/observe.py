@@ -53,6 +53,7 @@ def record(
     stats.observe("edgeshield_request_duration_seconds", (route, outcome), duration)
     if sent:
         stats.inc("edgeshield_client_bytes", (route,), sent)
+    state.top_objects.note(state, scope, host, route, outcome)  # fast-path hits: Plan.hits
     log = state.access_log
     if log.enabled:
         client = scope.get("client") or ("", 0)

@@ -11,6 +11,7 @@ from typing import Any
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry, Uncacheable
 from proxy.deliver import deliver_entry, deliver_fetch, fresh_hit_fields, send_error, send_response
+from proxy.disconnect import ClientGone, until_disconnect
 from proxy.fetch import new_fetch, produce, produce_pass
 from proxy.guard import check, send_answer, with_cors
 from proxy.http import cache_status
@@ -313,26 +314,13 @@ def invalidate_after_unsafe(state: AppState, req: Request, head: Head) -> None:
 async def _stream_guarded(
     receive: Receive, delivery: Awaitable[tuple[int, int]]
 ) -> tuple[int, int]:
-    """Run a streaming delivery, stopping it when the client disconnects (uvicorn drops
-    sends after a disconnect silently, so without this a gone client keeps reading)."""
-    task = asyncio.ensure_future(delivery)
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    """A streaming delivery, stopped when the client disconnects."""
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
+        return await until_disconnect(receive, delivery)
+    except ClientGone:
         return 499, 0
-    try:
-        return task.result()
     except FetchAborted:
         return 502, 0  # response left incomplete on purpose: the client sees a broken transfer
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -59,13 +59,13 @@ from proxy.deliver import (
     send_error,
     send_response,
 )
+from proxy.disconnect import ClientGone, until_disconnect
 from proxy.fetch import (
     HIT_FOR_MISS_SECONDS,
     STALE_IF_ERROR_STATUSES,
     STREAM_WINDOW,
-    _freshness,
-    _head,
     new_fetch,
+    origin_head,
     origin_request,
     present_entry,
     produce_pass,
@@ -398,19 +398,20 @@ def _refresh(
 ) -> None:
     """304 to a conditional slice request: the stored slice is current again."""
     size = route.policy.slice_bytes or 0
-    policy = state.policies[route.name]
     merged = merge_304(stale.origin_headers, resp.headers)
-    freshness = _freshness(req, 206, merged, policy, t.request_time, t.response_time)
     fields = _fields_without(merged, "content-range")
-    head = _head(
+    freshness, head = origin_head(
         state,
         route,
+        req,
         resp,
-        fields,
-        freshness,
+        merged,
+        status=206,
         fwd="stale",
+        request_time=t.request_time,
+        response_time=t.response_time,
         origin_ms=t.origin_ms,
-        now=t.response_time,
+        client_fields=fields,
     )
     head = replace(
         head,
@@ -450,19 +451,19 @@ async def _slice_answer(
         fetch.fail(OriginError(t.origin, "206 is not the slice asked for"))
         return
     length, total = shape
-    freshness = _freshness(
-        req, 206, resp.headers, state.policies[route.name], t.request_time, t.response_time
-    )
     fields = _fields_without(resp.headers, "content-range")
-    head = _head(
+    freshness, head = origin_head(
         state,
         route,
+        req,
         resp,
-        fields,
-        freshness,
+        resp.headers,
+        status=206,
         fwd="stale" if stale is not None else "miss",
+        request_time=t.request_time,
+        response_time=t.response_time,
         origin_ms=t.origin_ms,
-        now=t.response_time,
+        client_fields=fields,
     )
     storable = _shareable(head)
     head = replace(head, shareable=storable, content_length=length)
@@ -492,18 +493,17 @@ async def _whole_answer(
     """200: the origin ignored Range. The stream is the whole representation; readers
     take what they need from it, and each whole slice streaming past is stored."""
     size = route.policy.slice_bytes or 0
-    freshness = _freshness(
-        req, 200, resp.headers, state.policies[route.name], t.request_time, t.response_time
-    )
-    head = _head(
+    freshness, head = origin_head(
         state,
         route,
+        req,
         resp,
         resp.headers,
-        freshness,
+        status=200,
         fwd="stale" if stale is not None else "miss",
+        request_time=t.request_time,
+        response_time=t.response_time,
         origin_ms=t.origin_ms,
-        now=t.response_time,
     )
     storable = _shareable(head) and resp.content_length is not None
     head = replace(head, shareable=storable)
@@ -536,18 +536,17 @@ async def _other_answer(
     slices: the object is gone or moved); a 416 also means the record's object changed."""
     size = route.policy.slice_bytes or 0
     status = resp.status
-    freshness = _freshness(
-        req, status, resp.headers, state.policies[route.name], t.request_time, t.response_time
-    )
-    head = _head(
+    freshness, head = origin_head(
         state,
         route,
+        req,
         resp,
         resp.headers,
-        freshness,
+        status=status,
         fwd="stale" if stale is not None else "miss",
+        request_time=t.request_time,
+        response_time=t.response_time,
         origin_ms=t.origin_ms,
-        now=t.response_time,
     )
     if status == 416:
         fetch.total = parse_unsatisfied_range(
@@ -868,24 +867,12 @@ async def lookup(
 async def serve_sliced(
     state: AppState, route: Route, req: Request, key: str, receive: Receive, send: Send
 ) -> tuple[int, int, str, str]:
-    """The lookup step of a sliced route: answer a GET/HEAD from slices."""
-    task = asyncio.ensure_future(_serve(state, route, req, key, send))
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    """The lookup step of a sliced route: answer a GET/HEAD from slices (stopped when
+    the client leaves, so a gone client does not keep the loop fetching slices)."""
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        # uvicorn drops sends after a disconnect silently: without this a gone client
-        # would keep the loop fetching slices.
-        task.cancel()
+        return await until_disconnect(receive, _serve(state, route, req, key, send))
+    except ClientGone:
         return 499, 0, "miss", "client gone"
-    return task.result()
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 class _Out:

@@ -137,7 +137,6 @@ class BanList:
     def __len__(self) -> int:
         return len(self._bans) + (self.floor_hard is not None) + (self.floor_soft is not None)
 
-
     def bans(self) -> list[Ban]:
         """A snapshot, floors first, then the bans oldest first."""
         floors = [f for f in (self.floor_hard, self.floor_soft) if f is not None]

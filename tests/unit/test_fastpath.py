@@ -12,6 +12,7 @@ import pytest
 from config.loader import load_settings
 from proxy.app import EdgeShield
 from proxy.pipeline import handle
+from tests.support.asgi import Sink, receiver
 
 Message = dict[str, Any]
 
@@ -31,42 +32,11 @@ def _scope(path: bytes, headers: list[tuple[bytes, bytes]], query: bytes = b"") 
     }
 
 
-def _receiver() -> Any:
-    """An empty body, then (as a real server does) nothing until the client leaves."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def __call__(self, message: Message) -> None:
-        self.messages.append(message)
-
-    def response(self) -> tuple[int, dict[bytes, bytes], bytes]:
-        start = self.messages[0]
-        return (
-            start["status"],
-            dict(start["headers"]),
-            b"".join(m.get("body", b"") for m in self.messages[1:]),
-        )
-
-
 async def _start(config: Path) -> tuple[EdgeShield, asyncio.Queue[Message], asyncio.Future[Any]]:
     application = EdgeShield(load_settings(config, {}))
     queue: asyncio.Queue[Message] = asyncio.Queue()
     await queue.put({"type": "lifespan.startup"})
-    task = asyncio.ensure_future(application({"type": "lifespan"}, queue.get, _Sink()))
+    task = asyncio.ensure_future(application({"type": "lifespan"}, queue.get, Sink()))
     for _ in range(500):
         if application.state is not None:
             break
@@ -90,12 +60,12 @@ async def app(tmp_path: Path) -> AsyncIterator[EdgeShield]:
     await task
 
 
-async def _via_app(app: EdgeShield, scope: dict[str, Any]) -> tuple[_Sink, bool]:
-    sink = _Sink()
+async def _via_app(app: EdgeShield, scope: dict[str, Any]) -> tuple[Sink, bool]:
+    sink = Sink()
     assert app.fast is not None
     served = await app.fast.serve(scope, sink)
     if not served:
-        await app(scope, _receiver(), sink)
+        await app(scope, receiver(), sink)
     return sink, served
 
 
@@ -109,9 +79,9 @@ async def test_fast_answers_equal_the_full_pipeline(app: EdgeShield) -> None:
         scope = _scope(path, [*HOST, (b"accept", b"*/*")], query)
         fast, served = await _via_app(app, scope)
         assert served, path
-        slow = _Sink()
+        slow = Sink()
         assert app.state is not None
-        await handle(app.state, dict(scope), _receiver(), slow)
+        await handle(app.state, dict(scope), receiver(), slow)
         f_status, f_headers, f_body = fast.response()
         s_status, s_headers, s_body = slow.response()
         assert (f_status, f_body) == (s_status, s_body) == (200, b"A" * 5000)
@@ -139,16 +109,16 @@ async def test_declines_what_it_must_not_answer(
     await _via_app(app, _scope(b"/nocache/a.txt", HOST))
     await asyncio.sleep(0.05)
     assert app.fast is not None
-    assert not await app.fast.serve(_scope(path, [*HOST, *headers]), _Sink())
+    assert not await app.fast.serve(_scope(path, [*HOST, *headers]), Sink())
 
 
 async def test_missing_host_and_oversized_headers_decline(app: EdgeShield) -> None:
     await _via_app(app, _scope(b"/a.txt", HOST))
     await asyncio.sleep(0.05)
     assert app.fast is not None
-    assert not await app.fast.serve(_scope(b"/a.txt", []), _Sink())
+    assert not await app.fast.serve(_scope(b"/a.txt", []), Sink())
     big = [*HOST, (b"x-big", b"y" * 40000)]
-    assert not await app.fast.serve(_scope(b"/a.txt", big), _Sink())
+    assert not await app.fast.serve(_scope(b"/a.txt", big), Sink())
 
 
 async def test_log_lines_match_the_full_pipeline(tmp_path: Path) -> None:
@@ -166,8 +136,8 @@ async def test_log_lines_match_the_full_pipeline(tmp_path: Path) -> None:
     scope = _scope(b"/a.txt", HOST, b"v=1")
     await _via_app(application, scope)  # miss
     await asyncio.sleep(0.05)
-    assert await application.fast.serve(dict(scope), _Sink())  # fast hit
-    await handle(application.state, dict(scope), _receiver(), _Sink())  # full-pipeline hit
+    assert await application.fast.serve(dict(scope), Sink())  # fast hit
+    await handle(application.state, dict(scope), receiver(), Sink())  # full-pipeline hit
     await queue.put({"type": "lifespan.shutdown"})
     await task
     *_, fast, slow = (orjson.loads(line) for line in log.read_bytes().splitlines())

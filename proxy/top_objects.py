@@ -1,0 +1,105 @@
+"""The most requested objects, for the admin page (`proxy/admin_status.py`).
+
+Two sources, merged when the page asks:
+
+- fast-path hits (`proxy/fastpath.py`) bump `Plan.hits`, one integer on a plan the hit
+  already holds, so the hot path pays nothing more;
+- every other routed GET/HEAD goes through `observe.record`, which calls `TopObjects.note`
+  here: a dict increment, plus a prune now and then.
+
+Both count by the cache key (host + normalised path + query without auth tokens), so a
+miss and the hits that follow it add up, and a signed URL's token is never shown.
+
+The table is bounded: when it holds `2 * cap` keys, only the `cap` most requested are
+kept (one `heapq.nlargest` per `cap` new keys, so amortised O(log cap) per request). The
+counts are therefore lower bounds: a key is counted from when it last entered the table.
+Exact while there are at most `2 * cap` distinct keys; a key that stays among the `cap`
+most requested is never dropped."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from proxy.auth.native import split_path_token
+from proxy.auth.policy import strip_token
+from proxy.http.paths import BadPath
+
+if TYPE_CHECKING:
+    from proxy.state import AppState
+
+DEFAULT_CAP = 512
+# Keys longer than this are cut (fast-path keys the same way when merged): a flood of
+# long random URLs then costs at most 2 * cap * MAX_KEY characters.
+MAX_KEY = 512
+COUNTED_METHODS = frozenset({"GET", "HEAD"})
+
+
+class TopObjects:
+    __slots__ = ("cap", "counts", "pruned")
+
+    def __init__(self, cap: int = DEFAULT_CAP) -> None:
+        if cap < 1:
+            raise ValueError("cap must be at least 1")
+        self.cap = cap
+        self.counts: dict[str, int] = {}
+        # Keys dropped so far: the page says the counts are approximate once this is > 0.
+        self.pruned = 0
+
+    def add(self, key: str, n: int = 1) -> None:
+        key = key[:MAX_KEY]
+        counts = self.counts
+        if key in counts:
+            counts[key] += n
+            return
+        if len(counts) >= 2 * self.cap:
+            self._prune()
+        counts[key] = n
+
+    def _prune(self) -> None:
+        counts = self.counts
+        kept = heapq.nlargest(self.cap, counts.items(), key=_count)
+        self.pruned += len(counts) - len(kept)
+        self.counts = dict(kept)
+
+    def note(
+        self, state: AppState, scope: dict[str, Any], host: str, route: str, outcome: str
+    ) -> None:
+        """One request through the full pipeline (called by `observe.record`)."""
+        if route == "-" or outcome in ("ops", "deny") or scope.get("method") not in COUNTED_METHODS:
+            return
+        key = object_key(state, scope, host, route)
+        if key is not None:
+            self.add(key)
+
+    def top(self, n: int, fast: Iterable[tuple[str, int]] = ()) -> list[tuple[str, int]]:
+        """The n most requested keys, with the fast path's (key, hits) pairs added in."""
+        merged = dict(self.counts)
+        for key, hits in fast:
+            if hits:
+                cut = key[:MAX_KEY]
+                merged[cut] = merged.get(cut, 0) + hits
+        return heapq.nlargest(n, merged.items(), key=_count)
+
+
+def object_key(state: AppState, scope: dict[str, Any], host: str, route: str) -> str | None:
+    """The cache key the request looked up, computed as the fast path's `_plan` does (so
+    both sources count one object under one key); None for a path that cannot be one."""
+    raw: bytes = scope.get("raw_path") or scope.get("path", "").encode()
+    try:
+        path = state.normalize(raw.decode("latin-1"))
+        query = scope.get("query_string", b"").decode("ascii")
+    except (BadPath, UnicodeDecodeError):
+        return None
+    guards = state.guards
+    if guards.path_marker is not None:
+        _, path = split_path_token(path, guards.path_marker)
+    guard = guards.by_route.get(route)
+    if guard is not None and query:
+        query = strip_token(query, guard.auth.strip_params)
+    return f"{host}{path}?{query}" if query else f"{host}{path}"
+
+
+def _count(item: tuple[str, int]) -> int:
+    return item[1]

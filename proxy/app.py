@@ -52,6 +52,7 @@ from routing.origins import build_origin
 from routing.rules import build_route_table, host_of
 
 FLUSH_INTERVAL = 1.0
+LURK_INTERVAL = 10.0
 OpsHandler = Callable[[AppState], tuple[int, bytes, bytes]]
 
 
@@ -176,6 +177,7 @@ async def start_state(settings: Settings) -> AppState:
         state.spawn(state.bus.run())
     if settings.purge.cdn:
         state.cdn = CdnPurger.from_settings(settings.purge.cdn)
+    state.spawn(_lurker(state))
     return state
 
 
@@ -419,6 +421,15 @@ class EdgeShield:
     @staticmethod
     def _metrics(state: AppState) -> tuple[int, bytes, bytes]:
         return 200, generate_latest(state.registry), CONTENT_TYPE_LATEST.encode()
+
+
+async def _lurker(state: AppState) -> None:
+    """Bans retire once nothing they cover can still be served (proxy/cache/store.py)."""
+    while True:
+        await asyncio.sleep(LURK_INTERVAL)
+        dropped, retired = await state.cache.lurk(time.time())
+        if dropped or retired:
+            state.log.debug("ban lurker: %d entries dropped, %d bans retired", dropped, retired)
 
 
 async def _flusher(state: AppState) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import Cache, LRUCache
 
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 
@@ -44,6 +44,11 @@ class MemoryTier:
 
     def delete(self, key: str) -> bool:
         return self._lru.pop(key, None) is not None
+
+    def items(self) -> list[tuple[str, Stored]]:
+        """A snapshot, without touching recency (LRUCache's own lookup would)."""
+        lru = self._lru
+        return [(key, Cache.__getitem__(lru, key)) for key in list(lru)]
 
     def clear(self) -> None:
         self._lru.clear()

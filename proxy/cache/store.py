@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from proxy.cache.bans import BanList, TagBans
+from proxy.cache.bans import BanList, TagBans, lurk
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 from proxy.cache.memory import MemoryTier
 from proxy.cache.tags import TagIndex
@@ -218,6 +218,29 @@ class Cache:
         else:
             keys = self.tags.purge(tags)
         return self.purge_memory(keys, soft=soft, now=now)
+
+    async def lurk(self, now: float) -> tuple[int, int]:
+        """The ban lurker (Varnish): drop the memory entries a ban covers, then retire
+        the bans no entry can need any more: older than every entry kept in memory and
+        than `ban_retention` (lower-tier copies older than that are not trusted).
+        Returns (entries dropped, bans retired)."""
+        bans = self.bans
+        if not len(bans) and not len(self.tag_bans):
+            return 0, 0
+        snapshot = [(k, v.request_time) for k, v in self.memory.items() if type(v) is Entry]
+        report = await lurk(snapshot, bans)
+        dropped = 0
+        for key in report.hard:
+            current = self.memory.get(key)  # may have been replaced while lurking
+            if type(current) is Entry:
+                ban = bans.check(key, current.request_time)
+                if ban is not None and not ban.soft:
+                    dropped += self._drop_memory(key)
+        floor = now - self.ban_retention
+        oldest = report.oldest if report.oldest is not None else floor
+        retired = bans.retire(min(floor, oldest))
+        self.tag_bans.retire(floor)
+        return dropped, retired
 
     def _make_stale(self, key: str, now: float) -> int:
         found = self.memory.get(key)

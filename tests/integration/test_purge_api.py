@@ -4,6 +4,7 @@ and that URL, prefix (ban), tag and soft purges leave no stale copy behind."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -170,3 +171,45 @@ def test_recent_purges_are_listed(purge_proxy: ProxyServer) -> None:
     r = httpx.get(purge_proxy.url + "/metrics", headers=AUTH)
     assert 'edgeshield_purges_total{source="api"}' in r.text
     assert "edgeshield_purge_duration_seconds_count" in r.text
+
+
+def test_purges_are_forwarded_to_configured_cdns(origin_server: OriginServer) -> None:
+    from tests.support.recording_server import RecordingServer
+
+    with RecordingServer() as fastly:
+        config = f"""
+[server]
+access_log = "off"
+[admin]
+token = "{TOKEN}"
+[[purge.cdn]]
+kind = "fastly"
+name = "fastly-main"
+service_id = "svc123"
+api_token = "fastly-api-token-for-tests"
+base_url = "{fastly.url}"
+hosts = ["media.example.com"]
+[origins.main]
+kind = "http"
+url = "{origin_server.url}"
+[[routes]]
+origin = "main"
+"""
+        with running_proxy(config) as proxy:
+            r = httpx.post(
+                proxy.url + "/_purge",
+                json={"urls": ["https://media.example.com/a.jpg"], "tags": ["album-1"]},
+                headers=AUTH,
+            )
+            assert r.status_code == 200
+            assert r.json()["cdn"] == [{"name": "fastly-main", "state": "queued"}]
+            deadline = time.monotonic() + 5
+            while len(fastly.requests) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            seen = {(req.method, req.path) for req in fastly.requests}
+            assert ("POST", "/purge/media.example.com/a.jpg") in seen
+            assert ("POST", "/service/svc123/purge") in seen
+            assert all(
+                req.header("fastly-key") == "fastly-api-token-for-tests" for req in fastly.requests
+            )
+            assert "fastly-api-token-for-tests" not in proxy.log()

@@ -67,3 +67,29 @@ def test_tag_purge_removes_tagged_entries_and_bans_lower_copies() -> None:
     # a copy another instance stored (known to no local index) is refused on the way up
     assert not c._admit_lower("h/9", entry(120.0, frozenset({"album"})), now=160.0)
     assert c._admit_lower("h/9", entry(151.0, frozenset({"album"})), now=160.0)
+
+
+async def test_the_lurker_drops_banned_entries_and_retires_old_bans() -> None:
+    c = cache()
+    c.ban_retention = 100.0
+    c.store("h/a/1", entry(100.0), {})
+    c.store("h/b/1", entry(100.0), {})
+    c.bans.add("/a/", host="h", now=150.0)
+    dropped, retired = await c.lurk(now=200.0)
+    # the banned entry is gone; the ban stays: a lower-tier copy from before it may live
+    assert (dropped, retired) == (1, 0)
+    assert c.memory.get("h/a/1") is None and c.memory.get("h/b/1") is not None
+    # later: every kept entry and the retention window are past the ban
+    c.memory.delete("h/b/1")
+    c.store("h/b/2", entry(300.0), {})
+    dropped, retired = await c.lurk(now=400.0)
+    assert (dropped, retired) == (0, 1) and len(c.bans) == 0
+
+
+async def test_lurking_does_not_touch_lru_order() -> None:
+    c = cache()
+    c.store("h/1", entry(100.0), {})
+    c.store("h/2", entry(100.0), {})
+    c.bans.add("/x/", host="h", now=150.0)
+    await c.lurk(now=160.0)
+    assert [k for k, _ in c.memory.items()] == ["h/1", "h/2"]

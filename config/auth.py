@@ -243,7 +243,11 @@ class AuthSettings(_Frozen):
         for where, kid in refs:
             if kid is not None and kid not in self.keys:
                 known = ", ".join(sorted(self.keys)) or "none"
-                raise ValueError(f"{where}: unknown key {kid!r} (known: {known})")
+                hint = f"EDGESHIELD_AUTH__KEYS__{kid.upper().replace('-', '_')}__SECRET"
+                raise ValueError(
+                    f"{where}: unknown key {kid!r} (known: {known}); configure "
+                    f"[auth.keys.{kid}] or set {hint}"
+                )
         return self
 
 

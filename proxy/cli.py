@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int)
 
     check = sub.add_parser("check-config", help="validate a config file and print every error")
-    check.add_argument("file", type=Path)
+    check.add_argument("files", type=Path, nargs="+", metavar="file")
 
     add_sign_parser(sub)
 
@@ -54,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     if args.command == "check-config":
-        code, text = check_config(args.file, os.environ)
-        print(text, file=sys.stdout if code == 0 else sys.stderr)
-        return code
+        worst = 0
+        for path in args.files:
+            code, text = check_config(path, os.environ)
+            print(text, file=sys.stdout if code == 0 else sys.stderr)
+            worst = max(worst, code)
+        return worst
     if args.command == "sign":
         return run_sign(args)
     if args.command == "demo":

@@ -18,37 +18,24 @@ a misplaced token cannot end up in a log through a ValidationError.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    HttpUrl,
-    SecretStr,
     field_validator,
     model_validator,
 )
+
+from config.fields import PlainUrl, SecretText
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Vendor identifiers go into URL paths: keep them to the characters the vendors use.
 _IDENT = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9._-]{1,253}(:\d{1,5})?")
-
-
-def _secret_text(value: Any) -> Any:
-    """Runs before pydantic sees a secret, so no error message can ever echo it back."""
-    if value is None or isinstance(value, SecretStr):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string (got a non-string value, not shown)")
-    if not value.strip():
-        raise ValueError("must not be empty")
-    if value != value.strip():
-        raise ValueError("has leading or trailing whitespace (value not shown)")
-    return value
 
 
 class _CdnBase(BaseModel):
@@ -58,7 +45,7 @@ class _CdnBase(BaseModel):
     name: str
     # Where the vendor API lives: scheme://host[:port][/prefix]; the documented API path
     # is appended. None = the vendor's public API host. Tests point it at loopback.
-    base_url: HttpUrl | None = None
+    base_url: PlainUrl | None = None
     # Per HTTP attempt (connect + answer).
     timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     # All attempts and batches of one purge together; what is not done by then is
@@ -90,13 +77,6 @@ class _CdnBase(BaseModel):
             raise ValueError("1-64 letters, digits, '_', '.', '-', starting with a letter or digit")
         return value
 
-    @field_validator("base_url")
-    @classmethod
-    def _plain_base_url(cls, value: HttpUrl | None) -> HttpUrl | None:
-        if value is not None and (value.query or value.fragment or value.username):
-            raise ValueError("must be a plain http(s)://host[:port][/path] URL")
-        return value
-
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -126,18 +106,13 @@ class CloudflareCdn(_CdnBase):
     kind: Literal["cloudflare"]
     zone_id: str
     # An API token with the Zone / Cache Purge permission (sent as a Bearer token).
-    api_token: SecretStr
+    api_token: SecretText
     # Items per API call; Cloudflare documents 100 per request on every plan (Enterprise:
     # up to 500 URLs). Older accounts and docs had 30: lower it if calls get refused.
     batch_size: int = Field(default=100, ge=1, le=500)
     # Soft purges use Cloudflare's invalidate_cache endpoint (mark stale, revalidate).
     # False: soft purges are sent as ordinary (hard) purges.
     soft_via_invalidate: bool = True
-
-    @field_validator("api_token", mode="before")
-    @classmethod
-    def _secret(cls, value: Any) -> Any:
-        return _secret_text(value)
 
     @field_validator("zone_id")
     @classmethod
@@ -152,14 +127,9 @@ class FastlyCdn(_CdnBase):
     kind: Literal["fastly"]
     service_id: str
     # Sent as Fastly-Key; needs the purge_select scope (purge_all for purge everything).
-    api_token: SecretStr
+    api_token: SecretText
     # Surrogate keys per batch call; Fastly's documented maximum is 256.
     batch_size: int = Field(default=256, ge=1, le=256)
-
-    @field_validator("api_token", mode="before")
-    @classmethod
-    def _secret(cls, value: Any) -> Any:
-        return _secret_text(value)
 
     @field_validator("service_id")
     @classmethod
@@ -173,16 +143,11 @@ class BunnyCdn(_CdnBase):
     default_base_url: ClassVar[str] = "https://api.bunny.net"
     kind: Literal["bunny"]
     # The account API key, sent as AccessKey.
-    api_key: SecretStr
+    api_key: SecretText
     # Pull zone id: needed for tag purges (CDN-Tag) and purge everything.
     pull_zone: int | None = Field(default=None, ge=1)
     # async=true: Bunny answers before the purge has propagated (faster, unconfirmed).
     async_purge: bool = False
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _secret(cls, value: Any) -> Any:
-        return _secret_text(value)
 
 
 class CloudFrontCdn(_CdnBase):
@@ -193,20 +158,15 @@ class CloudFrontCdn(_CdnBase):
     distribution_id: str
     # None (all three): botocore's default credential chain (environment, shared
     # files, container and instance roles).
-    access_key_id: SecretStr | None = None
-    secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
+    access_key_id: SecretText | None = None
+    secret_access_key: SecretText | None = None
+    session_token: SecretText | None = None
     # CloudFront is a global service signed for us-east-1 (China: cn-northwest-1 with
     # its own base_url).
     region: str = "us-east-1"
     # Paths per invalidation; CloudFront allows 3000 file paths (and 15 wildcard paths)
     # in progress per distribution.
     batch_size: int = Field(default=1000, ge=1, le=3000)
-
-    @field_validator("access_key_id", "secret_access_key", "session_token", mode="before")
-    @classmethod
-    def _secret(cls, value: Any) -> Any:
-        return _secret_text(value)
 
     @field_validator("distribution_id")
     @classmethod

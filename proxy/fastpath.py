@@ -73,6 +73,7 @@ class HitFastPath:
         server = state.settings.server
         self.max_url = server.max_url_bytes
         self.max_headers = server.max_header_bytes
+        self.bans = state.cache.bans  # one attribute away on every hit
         # The forwarding field trusted proxies set: part of what a memoised check saw.
         self.fwd_field = server.trusted_proxies.header.encode()
 
@@ -108,7 +109,7 @@ class HitFastPath:
         now = time.time()
         if type(found) is not Entry or not now < found.fresh_until:
             return False
-        if found.ban_gen != state.cache.bans.generation:
+        if found.ban_gen != self.bans.generation:
             return False  # a ban may cover it: the full lookup decides
         if plan.guard is not None and not self._allowed(plan, scope, now):
             return False  # the full pipeline answers (and logs) the refusal

@@ -84,3 +84,11 @@ def test_without_a_token_only_loopback_clients_pass(client: str, allowed: bool) 
 def test_short_tokens_are_refused_in_config() -> None:
     with pytest.raises(ValueError, match="at least 16"):
         AdminSettings(token="short")  # type: ignore[arg-type]
+
+
+def test_admin_port_must_differ_from_the_server_port() -> None:
+    from config.loader import ConfigError, load_settings
+
+    overrides = {"server": {"port": 9000}, "admin": {"port": 9000}}
+    with pytest.raises(ConfigError, match=r"admin\.port"):
+        load_settings(None, {}, overrides=overrides)

@@ -86,10 +86,12 @@ async def test_the_lurker_drops_banned_entries_and_retires_old_bans() -> None:
     assert (dropped, retired) == (0, 1) and len(c.bans) == 0
 
 
-async def test_lurking_does_not_touch_lru_order() -> None:
-    c = cache()
-    c.store("h/1", entry(100.0), {})
-    c.store("h/2", entry(100.0), {})
-    c.bans.add("/x/", host="h", now=150.0)
-    await c.lurk(now=160.0)
-    assert [k for k, _ in c.memory.items()] == ["h/1", "h/2"]
+def test_a_snapshot_does_not_touch_lru_order() -> None:
+    one = entry(100.0)
+    memory = MemoryTier(2 * one.size, one.size)
+    memory.put("a", one)
+    memory.put("b", entry(100.0))
+    memory.get("a")  # recency now b, a (insertion order is still a, b)
+    assert [k for k, _ in memory.items()] == ["a", "b"]
+    memory.put("c", entry(100.0))  # evicts the least recently used: b, not a
+    assert memory.get("b") is None and memory.get("a") is not None

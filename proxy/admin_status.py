@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from proxy.auth.redact import Redactor
+
 if TYPE_CHECKING:
     from proxy.fastpath import HitFastPath
     from proxy.state import AppState
@@ -35,6 +37,7 @@ def status(
     state: AppState, now: float, fast: Iterator[tuple[str, int]] | None = None
 ) -> dict[str, Any]:
     """The page's data. `fast` yields the fast path's (cache key, hits) per plan."""
+    redact = state.guards.redact  # no token in what the page shows (proxy/auth/redact.py)
     counters = state.stats.counters
     requests = counters["edgeshield_requests"]  # (route, status, cache)
     client_bytes = counters["edgeshield_client_bytes"]  # (route,)
@@ -94,11 +97,20 @@ def status(
         "tiers": _tiers(state),
         "top_objects": [
             {"object": key, "requests": n}
-            for key, n in state.top_objects.top(TOP_OBJECTS, fast or iter(()))
+            for key, n in state.top_objects.top(TOP_OBJECTS, fast or iter(()), redact.target)
         ],
         "top_objects_pruned": state.top_objects.pruned,
-        "recent_purges": [dict(p) for p in reversed(state.recent_purges)],  # newest first
+        "recent_purges": [_purge(p, redact) for p in reversed(state.recent_purges)],  # newest first
     }
+
+
+def _purge(purge: dict[str, Any], redact: Redactor) -> dict[str, Any]:
+    """A recent purge as shown: its prefix URLs redacted like every other target."""
+    shown = dict(purge)
+    prefixes = shown.get("prefixes")
+    if isinstance(prefixes, list):
+        shown["prefixes"] = [redact.target(p) if isinstance(p, str) else p for p in prefixes]
+    return shown
 
 
 def _ratio(part: float, whole: float) -> float | None:

@@ -132,6 +132,7 @@ class HitFastPath:
                 route=route.name,
                 origin=route.origin.name,
                 sent=sent,
+                redact=state.guards.redact,
             )
             plan.made_for = (found.status, sent)
         record_hit(

@@ -41,6 +41,7 @@ from proxy.auth.policy import (
     verify,
 )
 from proxy.auth.ratelimit import LocalRateLimiter, RateLimiter, too_many_requests
+from proxy.auth.redact import Redactor
 from proxy.deliver import send_response
 from proxy.http.dates import format_http_date
 from proxy.http.vary import merge_vary
@@ -84,6 +85,8 @@ class Guards:
     path_marker: str | None
     # bunny.net directory tokens (/bcdn_token=.../...) likewise, from the raw path.
     bunny_paths: bool
+    # What a log line or the admin page may show of a target (proxy/auth/redact.py).
+    redact: Redactor
 
     def split_bunny(self, scope: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         """(directory-token parameters, scope with the token segment removed)."""
@@ -132,6 +135,7 @@ def build_guards(settings: Settings, route_names: list[str], redis_client: Any =
         TrustedNetworks.from_settings(settings.server.trusted_proxies),
         marker,
         bunny,
+        Redactor.from_settings(settings.auth, (r.auth.param for r in settings.routes if r.auth)),
     )
 
 
@@ -177,7 +181,8 @@ def check_inline(
     )
     if not result.ok:
         if not quiet:
-            log_denial(result, route=guard.route, client=ip, path=req.path)
+            path = guards.redact.path(req.path)
+            log_denial(result, route=guard.route, client=ip, path=path)
         status, headers, body = denial(result)
         return Answer(status, headers, body, "deny", result.reason)
     strip(auth, req)

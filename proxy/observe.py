@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from proxy.auth.redact import Redactor
 from proxy.state import AppState
 from routing.rules import host_of
 
@@ -15,11 +16,12 @@ from routing.rules import host_of
 MAX_LOGGED_TARGET = 2048
 
 
-def raw_target(scope: dict[str, Any]) -> str:
-    """The request target as the client sent it (not the normalised cache-key form)."""
+def raw_target(scope: dict[str, Any], redact: Redactor) -> str:
+    """The request target as the client sent it (not the normalised cache-key form),
+    token values redacted: the log must not hand a reader a replayable URL."""
     path: bytes = scope.get("raw_path") or scope.get("path", "").encode()
     query: bytes = scope.get("query_string", b"")
-    target = (path + b"?" + query if query else path).decode("latin-1")
+    target = redact.target((path + b"?" + query if query else path).decode("latin-1"))
     return target if len(target) <= MAX_LOGGED_TARGET else target[:MAX_LOGGED_TARGET] + "..."
 
 
@@ -62,7 +64,7 @@ def record(
             "client": client[0],
             "method": method,
             "host": host,
-            "path": raw_target(scope),
+            "path": raw_target(scope, state.guards.redact),
             "status": status,
             "cache": outcome,
             "route": route,
@@ -76,14 +78,22 @@ def record(
 
 
 def hit_fragment(
-    scope: dict[str, Any], *, host: str, status: int, route: str, origin: str, sent: int
+    scope: dict[str, Any],
+    *,
+    host: str,
+    status: int,
+    route: str,
+    origin: str,
+    sent: int,
+    redact: Redactor,
 ) -> bytes:
     """The part of a fast-path hit's log line that is the same for every hit on one URL
-    and entry: serialised once (proxy/fastpath.py memoises it), without the opening brace."""
+    and entry: serialised once (proxy/fastpath.py memoises it), without the opening brace,
+    so redacting its target costs nothing per hit."""
     line = {
         "method": "GET",
         "host": host,
-        "path": raw_target(scope),
+        "path": raw_target(scope, redact),
         "status": status,
         "cache": "hit",
         "route": route,

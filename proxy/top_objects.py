@@ -8,7 +8,9 @@ Two sources, merged when the page asks:
   here: a dict increment, plus a prune now and then.
 
 Both count by the cache key (host + normalised path + query without auth tokens), so a
-miss and the hits that follow it add up, and a signed URL's token is never shown.
+miss and the hits that follow it add up. Keys are shown through the redactor
+(`proxy/auth/redact.py`), so a token a key still holds (a route with `strip_tokens =
+false`) is never shown either.
 
 The table is bounded: when it holds `2 * cap` keys, only the `cap` most requested are
 kept (one `heapq.nlargest` per `cap` new keys, so amortised O(log cap) per request). The
@@ -19,7 +21,7 @@ most requested is never dropped."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from proxy.auth.native import split_path_token
@@ -73,12 +75,19 @@ class TopObjects:
         if key is not None:
             self.add(key)
 
-    def top(self, n: int, fast: Iterable[tuple[str, int]] = ()) -> list[tuple[str, int]]:
-        """The n most requested keys, with the fast path's (key, hits) pairs added in."""
-        merged = dict(self.counts)
-        for key, hits in fast:
+    def top(
+        self,
+        n: int,
+        fast: Iterable[tuple[str, int]] = (),
+        shown: Callable[[str], str] = str,
+    ) -> list[tuple[str, int]]:
+        """The n most requested keys, with the fast path's (key, hits) pairs added in;
+        keys as ``shown`` makes them (the page passes the redactor), merged again when
+        that makes two the same."""
+        merged: dict[str, int] = {}
+        for key, hits in (*self.counts.items(), *fast):
             if hits:
-                cut = key[:MAX_KEY]
+                cut = shown(key[:MAX_KEY])
                 merged[cut] = merged.get(cut, 0) + hits
         return heapq.nlargest(n, merged.items(), key=_count)
 
@@ -86,13 +95,14 @@ class TopObjects:
 def object_key(state: AppState, scope: dict[str, Any], host: str, route: str) -> str | None:
     """The cache key the request looked up, computed as the fast path's `_plan` does (so
     both sources count one object under one key); None for a path that cannot be one."""
+    guards = state.guards
+    _, scope = guards.split_bunny(scope)  # a directory token is cut before routing
     raw: bytes = scope.get("raw_path") or scope.get("path", "").encode()
     try:
         path = state.normalize(raw.decode("latin-1"))
         query = scope.get("query_string", b"").decode("ascii")
     except (BadPath, UnicodeDecodeError):
         return None
-    guards = state.guards
     if guards.path_marker is not None:
         _, path = split_path_token(path, guards.path_marker)
     guard = guards.by_route.get(route)

@@ -49,7 +49,7 @@ from proxy.purge.request import (
 from proxy.state import AppState
 from routing.groups import build_router
 from routing.origins import build_origin
-from routing.rules import build_route_table, host_of
+from routing.rules import build_route_table
 
 FLUSH_INTERVAL = 1.0
 LURK_INTERVAL = 10.0
@@ -328,7 +328,7 @@ class EdgeShield:
         if method == "PURGE":
             raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
             parsed = parse_purge_method(
-                host_of(headers.get("host", "")),
+                headers.get("host", ""),
                 raw_path,
                 scope.get("query_string", b"").decode("latin-1"),
                 headers,

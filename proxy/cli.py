@@ -112,12 +112,14 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
     """Serve. With several workers, each loads `path` + `overrides` again itself."""
     import uvicorn
 
+    from proxy.server_protocol import AuthorityKeepingProtocol
+
     server = settings.server
     options: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": AuthorityKeepingProtocol,  # httptools, keeping absolute-form authorities
         "lifespan": "on",
         "access_log": False,  # edgeshield writes its own JSON access log
         "server_header": False,

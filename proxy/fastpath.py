@@ -15,16 +15,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.auth.access import forwarding
 from proxy.auth.native import split_path_token
 from proxy.auth.policy import strip_token
 from proxy.cache.entry import Entry
+from proxy.cache.keys import url_key, valid_query
 from proxy.deliver import Send, fresh_hit_fields
 from proxy.guard import Answer, Guard, check_inline
+from proxy.http.authority import BadAuthority, parse_authority
 from proxy.http.paths import BadPath
 from proxy.observe import hit_fragment, record_hit
-from proxy.request import Request
+from proxy.request import TARGET_AUTHORITY, Request
 from proxy.state import AppState
-from routing.rules import Route, host_of
+from routing.rules import Route
 
 # Request fields that need the full pipeline: answered locally from the entry (ranges,
 # preconditions) or changing what may be served (credentials, RFC 9111 3.5).
@@ -76,6 +79,8 @@ class HitFastPath:
         self.bans = state.cache.bans  # one attribute away on every hit
         # The forwarding field trusted proxies set: part of what a memoised check saw.
         self.fwd_field = server.trusted_proxies.header.encode()
+        trusted = state.guards.trusted
+        self.trusted = trusted if trusted.networks else None
 
     async def serve(self, scope: dict[str, Any], send: Send) -> bool:
         """True when the request was answered here."""
@@ -85,6 +90,8 @@ class HitFastPath:
         for name, value in scope["headers"]:
             size += len(name) + len(value) + 4
             if name == b"host":
+                if host:
+                    return False  # two Host fields: the full pipeline refuses them
                 host = value
             elif name in SLOW_FIELDS:
                 return False
@@ -92,6 +99,9 @@ class HitFastPath:
         query: bytes = scope["query_string"]
         if not host or raw_path is None or size > self.max_headers:
             return False
+        extensions = scope.get("extensions")
+        if extensions and TARGET_AUTHORITY in extensions:
+            return False  # absolute-form: the full pipeline checks it against Host
         if len(raw_path) + len(query) > self.max_url:
             return False
         plan_key = (host, raw_path, query)
@@ -143,6 +153,7 @@ class HitFastPath:
             sent=sent,
             started=started,
             now=now,
+            client=None if self.trusted is None else self._client(scope),
         )
         return True
 
@@ -157,7 +168,10 @@ class HitFastPath:
             query_text = query.decode("ascii")
         except (BadPath, UnicodeDecodeError):
             return None
-        hostname = host_of(host.decode("latin-1"))
+        try:
+            hostname = parse_authority(host.decode("latin-1")).host
+        except BadAuthority:
+            return None  # the full pipeline refuses it
         guards = state.guards
         if guards.bunny_paths and raw_path.startswith(b"/bcdn_token="):
             return None
@@ -179,11 +193,12 @@ class HitFastPath:
         if guard is not None and not guard.inline:
             return None
         key_query = strip_token(query_text, guard.auth.strip_params) if guard else query_text
-        target = f"{path}?{key_query}" if key_query else path
+        if not valid_query(key_query):
+            return None
         name = route.name
         labels = ((name, "200", "hit"), (name, "hit"), (name,))
         return Plan(
-            key=f"{hostname}{target}",
+            key=url_key(hostname, path, key_query),
             route=route,
             host=hostname,
             labels=labels,
@@ -192,6 +207,13 @@ class HitFastPath:
             query=query_text,
             path_token=path_token,
         )
+
+    def _client(self, scope: dict[str, Any]) -> str:
+        """The client address behind trusted proxies, for the log line (as parse_request)."""
+        assert self.trusted is not None
+        peer = str((scope.get("client") or ("",))[0])
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        return forwarding(peer, headers, self.trusted).client
 
     def _allowed(self, plan: Plan, scope: dict[str, Any], now: float) -> bool:
         """The route's inline checks (proxy/guard.py). A native token that verified is
@@ -220,7 +242,7 @@ class HitFastPath:
             headers=headers,
             header_list=[],
             host=plan.host,
-            client=peer,
+            forwarding=forwarding(peer, headers, self.state.guards.trusted),
             scheme=scope.get("scheme", "http"),
             now=now,
         )

@@ -36,6 +36,7 @@ from config.images import ImageSettings
 from config.schema import Settings
 from proxy.cache.collapse import Fetch, FetchAborted
 from proxy.cache.entry import Entry, Uncacheable
+from proxy.cache.keys import image_key, url_key
 from proxy.deliver import Send, deliver_entry, deliver_fetch, send_error
 from proxy.fetch import STREAM_WINDOW, present_entry
 from proxy.http import cache_status
@@ -62,7 +63,6 @@ Header = tuple[bytes, bytes]
 Answer = tuple[int, int, str, str]
 
 CF_PREFIX = "/cdn-cgi/image/"
-SEPARATOR = "\x00image\x00"
 # Query parameter names the imgix parser reads (or refuses): stripped from the source URL.
 IMAGE_PARAMS = frozenset(imgix.SUPPORTED) | imgix.UNSUPPORTED | frozenset(imgix.ALIASES)
 # Source response fields a variant keeps (freshness, validators' dates, CORS).
@@ -151,8 +151,7 @@ class ImageUrl:
     fixed_key: str | None
 
     def source_key(self, host: str) -> str:
-        query = self.source_query
-        return f"{host}{self.source_path}?{query}" if query else f"{host}{self.source_path}"
+        return url_key(host, self.source_path, self.source_query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +231,7 @@ async def image_request(state: AppState, route: Route, req: Request, send: Send)
         return None
     image = ImageRequest(url, req.headers.get("accept"))
     source_key = url.source_key(req.host)
-    key = f"{source_key}{SEPARATOR}{image.variant}"
+    key = image_key(source_key, image.variant)
     found = state.cache.lookup(key, NO_HEADERS)
     stored = found if type(found) is Entry else None
     now = req.now

@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry, Uncacheable
+from proxy.cache.keys import BadKey, url_key
 from proxy.deliver import deliver_entry, deliver_fetch, fresh_hit_fields, send_error, send_response
 from proxy.disconnect import ClientGone, until_disconnect
 from proxy.fetch import new_fetch, produce, produce_pass
 from proxy.guard import check, send_answer, with_cors
 from proxy.http import cache_status
+from proxy.http.paths import BadPath
 from proxy.http.vary import variant_key
 from proxy.images import image_request, routing_path
 from proxy.observe import record, scope_host
@@ -129,7 +132,7 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
 async def lookup(
     state: AppState, route: Route, req: Request, receive: Receive, send: Send
 ) -> tuple[int, int, str, str]:
-    key = f"{req.host}{req.target}"
+    key = req.key
     if route.policy.slice_bytes:
         return await serve_sliced(state, route, req, key, receive, send)
     cache = state.cache
@@ -248,7 +251,7 @@ async def pass_(
         body = await _read_body(receive)
     except Rejected as exc:
         return exc.status, await send_error(send, exc.status, exc.reason), "deny", exc.reason
-    fetch = new_fetch(f"{req.host}{req.target}")
+    fetch = new_fetch(req.key)
     cid = fetch.subscribe()
     state.spawn(produce_pass(state, fetch, route, req, body, req.method in CACHEABLE_METHODS))
     try:
@@ -303,12 +306,14 @@ def revalidate_in_background(
 def invalidate_after_unsafe(state: AppState, req: Request, head: Head) -> None:
     """RFC 9111 4.4: a successful unsafe request invalidates the target URI and the
     same-host URIs in Location and Content-Location."""
-    state.cache.invalidate(f"{req.host}{req.target}")
+    state.cache.invalidate(req.key)
     for name, value in head.headers:
         if name in (b"location", b"content-location"):
             target = value.decode("latin-1")
-            if target.startswith("/"):
-                state.cache.invalidate(f"{req.host}{target}")
+            if target.startswith("/"):  # the origin's words: normalised like a request's
+                path, _, query = target.partition("#")[0].partition("?")
+                with contextlib.suppress(BadPath, BadKey):
+                    state.cache.invalidate(url_key(req.host, state.normalize(path), query))
 
 
 async def _stream_guarded(

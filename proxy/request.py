@@ -7,8 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.auth.access import TrustedNetworks, forwarding
+from proxy.cache.keys import url_key, valid_query
+from proxy.http.authority import BadAuthority, parse_authority, same_authority
+from proxy.http.forwarding import Forwarding
 from proxy.http.paths import BadPath
-from routing.rules import host_of
+
+# The authority of an absolute-form request target, where the HTTP server exposes it
+# (proxy/server_protocol.py), under this key of scope["extensions"].
+TARGET_AUTHORITY = "edgeshield.target_authority"
 
 
 class Rejected(Exception):
@@ -26,13 +33,23 @@ class Request:
     headers: dict[str, str]  # lower-case names, repeated fields joined
     header_list: list[tuple[str, str]]
     host: str
-    client: str
+    forwarding: Forwarding  # client address, proxies, peer: see `client`
     scheme: str
     now: float
 
     @property
+    def client(self) -> str:
+        """The client's address: the socket peer, or whom trusted proxies vouch for."""
+        return self.forwarding.client
+
+    @property
     def target(self) -> str:
         return f"{self.path}?{self.query}" if self.query else self.path
+
+    @property
+    def key(self) -> str:
+        """The cache key of the (token-free) URL: proxy/cache/keys.py."""
+        return url_key(self.host, self.path, self.query)
 
 
 def parse_request(
@@ -41,6 +58,7 @@ def parse_request(
     normalize: Callable[[str], str],
     max_url_bytes: int,
     max_header_bytes: int,
+    trusted: TrustedNetworks | None = None,
 ) -> Request:
     """Runs on every request, hits included, so the common case is kept to a few C-level
     operations. ASGI servers hand over lower-case header names (uvicorn does)."""
@@ -69,21 +87,42 @@ def parse_request(
         raise Rejected(400, f"bad path: {exc.reason}") from None
     except UnicodeDecodeError:
         raise Rejected(400, "bad query: non-ascii bytes") from None
-    authority = headers.get("host")
-    if authority is None:
-        if scope.get("http_version") == "1.1":
-            raise Rejected(400, "missing host")  # RFC 9112 3.2
-        server = scope.get("server") or ("", 0)
-        authority = str(server[0])
-    client = scope.get("client") or ("", 0)
+    if not valid_query(query_text):
+        raise Rejected(400, "bad query: space or control bytes")
+    host = request_host(scope, headers.get("host"), len(headers) != len(raw))
+    peer = str((scope.get("client") or ("",))[0])
     return Request(
         method=scope["method"],
         path=path,
         query=query_text,
         headers=headers,
         header_list=header_list,
-        host=host_of(authority),
-        client=str(client[0]),
+        host=host,
+        forwarding=Forwarding((peer,)) if trusted is None else forwarding(peer, headers, trusted),
         scheme=scope.get("scheme", "http"),
         now=time.time(),
     )
+
+
+def request_host(scope: dict[str, Any], field: str | None, repeated: bool) -> str:
+    """The validated host the request names, lower-case without port (RFC 9110 7.2,
+    RFC 9112 3.2). `field` is the (joined) Host value; `repeated` says some field came
+    twice, and a second Host is refused rather than picked from."""
+    if repeated and sum(1 for name, _ in scope["headers"] if name == b"host") > 1:
+        raise Rejected(400, "more than one host")
+    target = (scope.get("extensions") or {}).get(TARGET_AUTHORITY)
+    http11 = scope.get("http_version") != "1.0"
+    try:
+        if not field and (field is None or not http11):
+            if http11:  # HTTP/1.1 and later name the host (RFC 9112 3.2)
+                raise Rejected(400, "missing host")
+            if target is not None:
+                return parse_authority(target).host
+            address = str((scope.get("server") or ("",))[0])
+            return f"[{address}]" if ":" in address else address
+        authority = parse_authority(field)
+        if target is not None and not same_authority(authority, parse_authority(target)):
+            raise Rejected(400, "host differs from the request target")
+    except BadAuthority as exc:
+        raise Rejected(400, exc.reason) from None
+    return authority.host

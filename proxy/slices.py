@@ -50,6 +50,7 @@ from typing import Any
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry, Uncacheable
+from proxy.cache.keys import record_key, slice_key
 from proxy.deliver import (
     NOT_MODIFIED_FIELDS,
     PRECONDITION_FIELDS,
@@ -99,20 +100,11 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Header = tuple[bytes, bytes]
 
-RECORD_SUFFIX = "\x00slices"
 # In the record's origin fields: "<complete length> <slice size>".
 RECORD_FIELD = "x-edgeshield-slices"
 # A response restarts this often when the object changes before its head went out.
 MAX_ATTEMPTS = 3
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
-
-
-def slice_key(key: str, index: int) -> str:
-    return f"{key}\x00slice={index}"
-
-
-def record_key(key: str) -> str:
-    return key + RECORD_SUFFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -1029,7 +1021,7 @@ async def _unsliced(
 async def _pass(
     state: AppState, route: Route, req: Request, out: _Out
 ) -> tuple[int, int, str, str]:
-    fetch = new_fetch(f"{req.host}{req.target}")
+    fetch = new_fetch(req.key)
     cid = fetch.subscribe()
     state.spawn(produce_pass(state, fetch, route, req, b"", True))
     try:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from proxy.cache.bans import BanList, TagBans, lurk
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
+from proxy.cache.keys import vary_key
 from proxy.cache.memory import MemoryTier
 from proxy.cache.tags import TagIndex
 from proxy.http.vary import variant_key
@@ -153,7 +154,7 @@ class Cache:
         vkey = variant_key(entry.vary, request_headers)
         if vkey not in index.variants and len(index.variants) >= self.max_variants:
             return False
-        skey = f"{key}\x00{vkey}"
+        skey = vary_key(key, vkey)
         if not self._index_tags(skey, entry) or not self.memory.put(skey, entry):
             return False
         index.variants.add(vkey)
@@ -246,7 +247,7 @@ class Cache:
         found = self.memory.get(key)
         entries = [found]
         if type(found) is VaryIndex:
-            entries = [self.memory.get(f"{key}\x00{v}") for v in found.variants]
+            entries = [self.memory.get(vary_key(key, v)) for v in found.variants]
         n = 0
         for entry in entries:
             if type(entry) is Entry:
@@ -290,7 +291,7 @@ class Cache:
         removed = 0
         if type(found) is VaryIndex:
             for vkey in found.variants:
-                skey = f"{key}\x00{vkey}"
+                skey = vary_key(key, vkey)
                 self.tags.forget(skey)
                 removed += self.memory.delete(skey)
         self.tags.forget(key)
@@ -299,4 +300,4 @@ class Cache:
 
 
 def variant_storage_key(key: str, names: tuple[str, ...], headers: Mapping[str, str]) -> str:
-    return f"{key}\x00{variant_key(names, headers)}"
+    return vary_key(key, variant_key(names, headers))

@@ -41,9 +41,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from proxy.cache.keys import url_key
+from proxy.http.authority import BadAuthority, parse_authority
 from proxy.http.paths import BadPath, normalize_path
 from proxy.http.surrogate import MAX_KEY_LENGTH, surrogate_keys, valid_key
-from routing.rules import host_of
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -77,8 +78,6 @@ SOFT_HEADERS = ("x-purge-soft", "fastly-soft-purge")
 TAG_HEADERS = ("xkey-purge", "xkey")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _WWW_AUTHENTICATE = ((b"www-authenticate", b'Bearer realm="edgeshield"'),)
-# What host_of leaves of a usable Host: a DNS name, an IPv4 address or a bracketed IPv6.
-_HOST = re.compile(r"[a-z0-9_](?:[a-z0-9._-]*)|\[[0-9a-f:.]+\]")
 _AUTHORITY_END = re.compile(r"[/?#]")
 
 
@@ -273,8 +272,8 @@ def key_of_url(url: str, host: str | None = None) -> str:
 
 def _target(url: str, host: str | None) -> tuple[str, str]:
     """The cache key of `url`: an absolute http(s) URL, or a path on `host` (a host as
-    `routing.rules.host_of` returns it). Raises InvalidItem (a ValueError) when it has
-    no host or is malformed. `_target` also returns the scheme ("https" for a path).
+    proxy.http.authority returns it). Raises InvalidItem (a ValueError) when it has no
+    host or is malformed. `_target` also returns the scheme ("https" for a path).
 
     Path normalisation is the request path's (proxy/http/paths.py). The query is kept as
     written, since cache keys keep the client's query bytes; characters a client could
@@ -292,7 +291,7 @@ def _target(url: str, host: str | None) -> tuple[str, str]:
     path, _, query = rest.partition("?")
     path = _path(path or "/")
     query = _encode_query(query)
-    return scheme, f"{host}{path}?{query}" if query else f"{host}{path}"
+    return scheme, url_key(host, path, query)
 
 
 def _split_absolute(url: str) -> tuple[str, str, str]:
@@ -334,8 +333,10 @@ def _encode_query(query: str) -> str:
 
 
 def _clean_host(text: str) -> str | None:
-    host = host_of(text)
-    return host if _HOST.fullmatch(host) else None
+    try:
+        return parse_authority(text.strip()).host
+    except BadAuthority:
+        return None
 
 
 # -- PURGE <url> ---------------------------------------------------------------------------

@@ -174,14 +174,25 @@ class Bench:
             (self.objects / f"obj-{size}.bin").write_bytes(body)
             self.bodies[size] = body
 
-    def edgeshield(self, name: str, access_log: str) -> Server:
+    def edgeshield(self, name: str, access_log: str, source: Path = ROOT) -> Server:
         port = free_port()
         config = self.tmp / f"edgeshield-{port}.toml"
         config.write_text(
             CONFIG.format(host=HOST, port=port, access_log=access_log, root=self.objects)
         )
         argv = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config)]
-        return Server(name, argv, port, self.tmp / f"edgeshield-{port}.log")
+        env = {"PYTHONPATH": str(source)} if source != ROOT else {}
+        return Server(name, argv, port, self.tmp / f"edgeshield-{port}.log", env=env, cwd=source)
+
+    def checkout(self, rev: str) -> Path:
+        """`rev`'s tree, extracted beside the bench files (no worktree left behind)."""
+        where = self.tmp / "baseline"
+        where.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+        return where
 
     def bare(self) -> Server:
         port = free_port()
@@ -217,6 +228,9 @@ class Bench:
             self.servers[ES_LOG] = self.edgeshield(ES_LOG, str(self.tmp / "access.log"))
         if self.args.access_log in ("off", "both"):
             self.servers[ES_NOLOG] = self.edgeshield(ES_NOLOG, "off")
+        if self.args.baseline:
+            name = f"edgeshield@{self.args.baseline[:10]}"
+            self.servers[name] = self.edgeshield(name, "off", self.checkout(self.args.baseline))
         first = f"/obj-{self.args.sizes[0]}.bin"
         for server in self.servers.values():
             server.start(first if server.name == BARE else "/healthz")
@@ -350,6 +364,15 @@ def report(
                 "p99_ratio": p99_ratio,
                 "cpu_ratio": cpu_ratio,
             }
+    baseline = [name for name in {s.server for s in series} if name.startswith("edgeshield@")]
+    for size in args.sizes:
+        rows = {s.server: s for s in series if s.size == size}
+        for name in baseline:
+            if ES_NOLOG in rows:
+                lines.append(
+                    f"ratio {ES_NOLOG} / {name} at {size_label(size)}: req/s "
+                    f"{_ratio(rows[ES_NOLOG].median('rps'), rows[name].median('rps')):.3f}"
+                )
     lines.append("")
     for name in (ES_LOG, ES_NOLOG):
         v = verdicts.get(f"{TARGET_SIZE}:{name}")
@@ -381,6 +404,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--access-log", choices=("on", "off", "both"), default="both")
     parser.add_argument("--json", type=Path, help="also write all samples to this file")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure edgeshield at this git revision (access log off), same run",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.duration <= MAX_DURATION:
         parser.error(f"--duration must be in (0, {MAX_DURATION:g}]")

@@ -41,7 +41,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from proxy.cache.keys import url_key
+from proxy.cache.keys import absolute_url, url_key
 from proxy.http.authority import BadAuthority, parse_authority
 from proxy.http.paths import BadPath, normalize_path
 from proxy.http.surrogate import MAX_KEY_LENGTH, surrogate_keys, valid_key
@@ -362,7 +362,7 @@ def parse_purge_method(
         key = key_of_url(f"{path}?{query}" if query else path, clean)
     except InvalidItem as exc:
         return PurgeError(400, f"PURGE {_show(path)}: {exc}")
-    return PurgeRequest(keys=(key,), soft=soft, urls=(f"https://{key}",))
+    return PurgeRequest(keys=(key,), soft=soft, urls=(absolute_url(key),))
 
 
 # -- who may purge -------------------------------------------------------------------------

@@ -8,6 +8,8 @@ in scope["extensions"], where proxy/request.py compares it with Host.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -30,6 +32,8 @@ class AuthorityKeepingProtocol(HttpToolsProtocol):
                 authority = host if parsed.port is None else b"%s:%d" % (host, parsed.port)
             # An unusable one (none, or with userinfo: RFC 9110 4.2.4) is still recorded:
             # it never parses, so the request is refused.
-            extensions = self.scope.setdefault("extensions", {})  # type: ignore[typeddict-item]
-            extensions[TARGET_AUTHORITY] = authority.decode("latin-1") or "/"
+            scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+            scope.setdefault("extensions", {})[TARGET_AUTHORITY] = (
+                authority.decode("latin-1") or "/"
+            )
         super().on_headers_complete()

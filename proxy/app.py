@@ -343,7 +343,8 @@ class EdgeShield:
         else:
             return 405, await send_error(send, 405, "method not allowed", [(b"allow", b"POST")])
         if isinstance(parsed, PurgeError):
-            state.log.info("purge refused: %d %s", parsed.status, parsed.message)
+            message = state.guards.redact.target(parsed.message)  # it may quote a signed URL
+            state.log.info("purge refused: %d %s", parsed.status, message)
             status, out_headers, out = error_response(parsed)
             return status, await send_response(send, status, out_headers, out)
         now = time.time()

@@ -362,6 +362,8 @@ def test_the_access_log_holds_every_request_and_no_token(traffic: Traffic) -> No
     assert any(p.startswith(f"/_t/{REDACTED}/native/dir/") for p in paths)
     assert "/bunny/dir/a.ts" in paths  # logged as routed: the directory token cut
     assert "/native/a.mp4?v=1&sig=REDACTED" in paths
+    hits = [line for line in lines if line["path"] == "/native/a.mp4?v=1&sig=REDACTED"]
+    assert {line["cache"] for line in hits} >= {"miss", "hit"}  # the fast path's line too
     assert any("Signature=REDACTED" in p and "Key-Pair-Id=REDACTED" in p for p in paths)
     assert any(p.startswith("/native/a%2Fb.mp4?v=1&sig=REDACTED") for p in paths)  # the 400
 

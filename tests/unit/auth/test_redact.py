@@ -11,6 +11,7 @@ from proxy.auth.common import query_pairs
 from proxy.auth.native import split_path_token
 from proxy.auth.redact import DEFAULT_PARAMS, REDACTED, Redactor
 from proxy.http.paths import BadPath, normalize_path
+from proxy.top_objects import TopObjects
 
 DEFAULT = Redactor()
 CONFIGURED = Redactor.from_settings(
@@ -168,3 +169,14 @@ def test_configured_names_and_cache_keys() -> None:
     # a dot segment after the marker could pull any later segment into place: all goes
     assert DEFAULT.target("/_t/a/../secret/x.ts?v=1") == "/_t/REDACTED?v=1"
     assert DEFAULT.target("/_t//secret/x.ts") == "/_t/REDACTED"
+
+
+def test_top_objects_are_shown_redacted_and_merged() -> None:
+    table = TopObjects(8)
+    table.add("h/keep/a.mp4?token=first", 2)
+    table.add("h/plain.mp4")
+    fast = [("h/keep/a.mp4?token=second", 3)]
+    assert table.top(5, iter(fast), DEFAULT.target) == [
+        ("h/keep/a.mp4?token=REDACTED", 5),
+        ("h/plain.mp4", 1),
+    ]

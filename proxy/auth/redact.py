@@ -77,9 +77,11 @@ class Redactor:
         """``target`` with every token value replaced by ``REDACTED``; unchanged (the same
         object) when it carries none."""
         path, question, query = target.partition("?")
-        if question:
-            query = self.query(query)
-        return self.path(path) + question + query
+        shown_path = self.path(path)
+        shown_query = self.query(query) if question else query
+        if shown_path is path and shown_query is query:
+            return target
+        return shown_path + question + shown_query
 
     def path(self, path: str) -> str:
         if "/" not in path:

@@ -109,6 +109,10 @@ class CachePolicy(_Frozen):
     )
     # When set, replaces Cache-Control on responses to clients.
     downstream_cache_control: str | None = None
+    # Forward X-HTTP-Method-Override / X-HTTP-Method / X-Method-Override on cache fetches.
+    # Off: an origin honouring them would answer a GET for another method, and that
+    # answer (a 405, say) would be cached for every client of the URL.
+    forward_method_override: bool = False
     # Serve GET/HEAD from slices of this size, fetched with ranged origin requests and
     # cached one by one (proxy/slices.py, like nginx's slice module); None = whole objects.
     slice_bytes: int | None = Field(default=None, ge=64 * 1024, le=64 * MiB)

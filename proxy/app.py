@@ -47,6 +47,7 @@ from proxy.purge.request import (
     read_body,
 )
 from proxy.state import AppState
+from proxy.upgrade import refuse_websocket
 from routing.groups import build_router
 from routing.origins import build_origin
 from routing.rules import build_route_table
@@ -255,6 +256,8 @@ class EdgeShield:
                 await handle(state, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await refuse_websocket(self.state, scope, receive, send)  # 501 (proxy/upgrade.py)
 
     async def _operations(
         self,

@@ -121,6 +121,13 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
         "loop": "uvloop",
         "http": AuthorityKeepingProtocol,  # httptools, keeping absolute-form authorities
         "lifespan": "on",
+        # The client address is the peer unless it is in [server] trusted_proxies
+        # (proxy/auth/access.py); uvicorn's own handling would believe X-Forwarded-For
+        # from 127.0.0.1 and rewrite the peer before edgeshield sees it.
+        "proxy_headers": False,
+        # WebSocket upgrades reach the app, which refuses them with a 501
+        # (proxy/upgrade.py); with ws="none" uvicorn would stop reading the connection.
+        "ws": "websockets-sansio",
         "access_log": False,  # edgeshield writes its own JSON access log
         "server_header": False,
         "date_header": False,  # Date comes from the stored response (RFC 9110 6.6.1)

@@ -44,10 +44,11 @@ def origin_request(
 ) -> OriginRequest:
     headers = origin_request_headers(
         req.header_list,
-        client=req.client,
+        forwarding=req.forwarding,
         scheme=req.scheme,
         host=req.host,
         cacheable=cacheable,
+        method_override=route.policy.forward_method_override,
         etag=stale.etag if stale else None,
         last_modified=stale.last_modified if stale and not stale.etag else None,
     )

@@ -22,9 +22,7 @@ from config.schema import RouteSettings, Settings
 from proxy.auth.access import (
     AccessPolicy,
     TrustedNetworks,
-    client_ip,
     cors_headers,
-    country_of,
     is_preflight,
     preflight,
 )
@@ -168,8 +166,7 @@ def check_inline(
     """Access lists and token: the refusal, or the (ok) verification result, the request
     then made token-free in place. ``quiet``: no log line (the fast path declines, and
     the pipeline then logs)."""
-    ip = client_ip(req.client, req.headers, guards.trusted)
-    country = country_of(req.client, req.headers, guards.trusted)
+    ip, country = req.client, req.forwarding.country  # trusted proxies: parse_request
     reason = guard.access.check(client_ip=ip, country=country, headers=req.headers)
     if reason:
         if not quiet:
@@ -205,7 +202,7 @@ async def check(
         reason = "" if answer.allowed else "cors-denied"
         return Answer(answer.status, headers, b"", "preflight", reason)
     if guard.limiter is not None:
-        ip = client_ip(req.client, req.headers, guards.trusted)
+        ip = req.client
         decision = await guard.limiter.acquire(ip)
         if not decision.allowed:
             log.info("rate limited route=%s client=%s", guard.route, ip)

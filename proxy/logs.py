@@ -4,6 +4,26 @@ from __future__ import annotations
 
 import logging
 
+# uvicorn's lines about things edgeshield logs itself, once and in its own words (and
+# without the query string, which may carry a token):
+SAID_BY_EDGESHIELD = frozenset(
+    {
+        # An origin body broke off after the head went out: the response is left
+        # incomplete on purpose (proxy/pipeline.py logs it).
+        "ASGI callable returned without completing response.",
+        # A refused WebSocket upgrade, with its query (proxy/upgrade.py records it; the
+        # handshake library's "connection rejected (501 ...)" is the one log line).
+        '%s - "WebSocket %s" %d',
+        # CONNECT (and other Upgrade requests) answered as plain HTTP.
+        "Unsupported upgrade request.",
+    }
+)
+
+
+class _SaidByEdgeshield(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in SAID_BY_EDGESHIELD
+
 
 def configure_logging(level: str = "info") -> None:
     logging.basicConfig(
@@ -13,3 +33,7 @@ def configure_logging(level: str = "info") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatter at INFO
+    # Logger filters survive uvicorn's own logging set-up (dictConfig keeps them).
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _SaidByEdgeshield) for f in server_log.filters):
+        server_log.addFilter(_SaidByEdgeshield())

@@ -45,7 +45,9 @@ def record(
     started: float,
     now: float,
     reason: str = "",
+    client: str | None = None,
 ) -> None:
+    """`client`: the address trusted proxies vouch for (Request.client), when known."""
     method = scope.get("method", "")
     if method == "HEAD":
         sent = 0  # the server never sends a body for HEAD, whatever was passed to send
@@ -58,10 +60,9 @@ def record(
     state.top_objects.note(state, scope, host, route, outcome)  # fast-path hits: Plan.hits
     log = state.access_log
     if log.enabled:
-        client = scope.get("client") or ("", 0)
         line: dict[str, Any] = {
             "ts": now,
-            "client": client[0],
+            "client": client if client is not None else _peer(scope),
             "method": method,
             "host": host,
             "path": raw_target(scope, state.guards.redact),
@@ -112,6 +113,7 @@ def record_hit(
     sent: int,
     started: float,
     now: float,
+    client: str | None = None,
 ) -> None:
     """record() for a fast-path GET hit: the same series and the same log fields, with
     the labels and the constant part of the line prepared once per URL."""
@@ -123,10 +125,13 @@ def record_hit(
     stats.inc("edgeshield_client_bytes", client_bytes, sent)
     log = state.access_log
     if log.enabled:
-        client = scope.get("client") or ("", 0)
         head = b'{"ts":%.7f,"client":%b,"ms":%.3f,' % (
             now,
-            orjson.dumps(client[0]),
+            orjson.dumps(client if client is not None else _peer(scope)),
             duration * 1000,
         )
         log.write_line(head + fragment)
+
+
+def _peer(scope: dict[str, Any]) -> str:
+    return str((scope.get("client") or ("",))[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +17,7 @@ from proxy.deliver import deliver_entry, deliver_fetch, fresh_hit_fields, send_e
 from proxy.disconnect import ClientGone, until_disconnect
 from proxy.fetch import new_fetch, produce, produce_pass
 from proxy.guard import check, send_answer, with_cors
-from proxy.http import cache_status
+from proxy.http import cache_status, methods
 from proxy.http.paths import BadPath
 from proxy.http.vary import variant_key
 from proxy.images import image_request, routing_path
@@ -32,9 +33,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Header = tuple[bytes, bytes]
 
-CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
-PASS_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CACHEABLE_METHODS = methods.CACHEABLE
 MAX_PASS_BODY = 16 * 1024 * 1024
+log = logging.getLogger("edgeshield.pipeline")
 
 
 async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -48,6 +49,7 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
             normalize=state.normalize,
             max_url_bytes=settings.max_url_bytes,
             max_header_bytes=settings.max_header_bytes,
+            trusted=guards.trusted,
         )
     except Rejected as exc:
         sent = await send_error(send, exc.status, exc.reason)
@@ -105,12 +107,14 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         # variant: image options on an `images` route; None = not an image request
         answer = await image_request(state, route, req, send) if route.images else None
         status, sent, outcome, reason = answer or await lookup(state, route, req, receive, send)
-    elif req.method in CACHEABLE_METHODS or req.method in PASS_METHODS:
+    elif req.method in CACHEABLE_METHODS or methods.passable(req.method):
         status, sent, outcome, reason = await pass_(state, route, req, receive, send)
-    else:
+    else:  # CONNECT or TRACE: the connection closes, uvicorn would not read on after one
+        log.info("refused %s: method not implemented", req.method)
+        refusal = [(b"connection", b"close")]
         status, sent, outcome, reason = (
             501,
-            await send_error(send, 501, "method not implemented"),
+            await send_error(send, 501, "method not implemented", refusal),
             "deny",
             "method",
         )
@@ -126,6 +130,7 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         started=started,
         now=req.now,
         reason=reason,
+        client=req.client,
     )
 
 
@@ -231,7 +236,7 @@ async def _deliver_miss(
     )
     extra = [_cache_status(head.upstream_status, status_value), _server_timing(head)]
     status, sent = await _stream_guarded(
-        receive, deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid)
+        receive, deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid), fetch
     )
     outcome = "collapsed" if collapsed else ("stale" if head.fwd == "stale" else "miss")
     return status, sent, outcome, ""
@@ -272,7 +277,7 @@ async def _deliver_pass(
             "error",
             exc.reason,
         )
-    if req.method not in CACHEABLE_METHODS and head.status < 400:
+    if methods.invalidates(req.method) and head.status < 400:
         invalidate_after_unsafe(state, req, head)
     ours = cache_status.forward(head.fwd, fwd_status=head.status, stored=False, collapsed=False)
     extra = [_cache_status(head.upstream_status, ours), _server_timing(head)]
@@ -281,6 +286,7 @@ async def _deliver_pass(
         deliver_fetch(
             send, req.method, req.headers, fetch, head, extra, cid, local_semantics=False
         ),
+        fetch,
     )
     return status, sent, "pass", ""
 
@@ -317,15 +323,23 @@ def invalidate_after_unsafe(state: AppState, req: Request, head: Head) -> None:
 
 
 async def _stream_guarded(
-    receive: Receive, delivery: Awaitable[tuple[int, int]]
+    receive: Receive, delivery: Awaitable[tuple[int, int]], fetch: Fetch
 ) -> tuple[int, int]:
     """A streaming delivery, stopped when the client disconnects."""
     try:
         return await until_disconnect(receive, delivery)
     except ClientGone:
         return 499, 0
-    except FetchAborted:
-        return 502, 0  # response left incomplete on purpose: the client sees a broken transfer
+    except FetchAborted as exc:
+        # Left incomplete on purpose: the client sees a broken transfer, never a short
+        # body. uvicorn's own complaint about that is filtered (proxy/logs.py).
+        log.warning(
+            "origin body broke off after %d bytes, connection closed: %s (%s)",
+            fetch.received,
+            fetch.key.partition("?")[0],  # no query: it may carry what a token strip kept
+            exc,
+        )
+        return 502, 0
 
 
 async def _read_body(receive: Receive) -> bytes:

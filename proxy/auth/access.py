@@ -18,6 +18,7 @@ from config.auth import (
     TrustedProxies,
 )
 from proxy.auth.common import IPAddress, IPNetwork, parse_ip, parse_network
+from proxy.http.forwarding import Forwarding
 
 Header = tuple[str, str]
 
@@ -58,13 +59,18 @@ def _networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
 def forwarded_for(value: str) -> list[str]:
     """The ``for=`` nodes of a Forwarded header (RFC 7239), in order; quotes, IPv6
     brackets and ports removed. Unknown/obfuscated nodes stay as written."""
-    nodes: list[str] = []
+    return [_strip_node(node) for node in _forwarded_params(value, "for")]
+
+
+def _forwarded_params(value: str, wanted: str) -> list[str]:
+    """The values of one parameter of a Forwarded header, in order, quotes removed."""
+    found: list[str] = []
     for element in _split_outside_quotes(value, ","):
         for pair in _split_outside_quotes(element, ";"):
-            name, _, node = pair.partition("=")
-            if name.strip().lower() == "for":
-                nodes.append(_strip_node(node.strip().strip('"')))
-    return nodes
+            name, _, param = pair.partition("=")
+            if name.strip().lower() == wanted:
+                found.append(param.strip().strip('"'))
+    return found
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
@@ -94,27 +100,44 @@ def _strip_node(node: str) -> str:
     return node
 
 
-def client_ip(peer: str, headers: Mapping[str, str], trusted: TrustedNetworks) -> str:
-    """The client's address: the socket peer, unless the peer is a trusted proxy; then
-    the forwarding header is walked right to left past trusted proxies, and the first
-    address not trusted is the client. An entry that is not an address stops the walk at
-    the last trusted hop (which is then reported, never something a client wrote)."""
+def forwarding(peer: str, headers: Mapping[str, str], trusted: TrustedNetworks) -> Forwarding:
+    """Where the request came from: the socket peer, unless the peer is a trusted proxy;
+    then the forwarding header is walked right to left past trusted proxies, and the
+    first address not trusted is the client. An entry that is not an address stops the
+    walk at the last trusted hop (which is then reported, never something a client
+    wrote). Scheme and country are believed from trusted peers only."""
     address = parse_ip(peer)
     if not trusted.networks or not trusted.trusts(address):
-        return str(address) if address is not None else peer
+        return Forwarding((str(address) if address is not None else peer,))
+    chain = [str(address)]
     raw = headers.get(trusted.header)
-    if not raw:
-        return str(address)
-    hops = forwarded_for(raw) if trusted.header == "forwarded" else raw.split(",")
-    current = address
-    for hop in reversed(hops):
-        candidate = parse_ip(_strip_node(hop))
-        if candidate is None:
-            break
-        current = candidate
-        if not trusted.trusts(candidate):
-            break
-    return str(current)
+    if raw:
+        hops = forwarded_for(raw) if trusted.header == "forwarded" else raw.split(",")
+        for hop in reversed(hops):
+            candidate = parse_ip(_strip_node(hop))
+            if candidate is None:
+                break
+            chain.append(str(candidate))
+            if not trusted.trusts(candidate):
+                break
+    chain.reverse()
+    return Forwarding(tuple(chain), _proto(headers, trusted), country_of(peer, headers, trusted))
+
+
+def client_ip(peer: str, headers: Mapping[str, str], trusted: TrustedNetworks) -> str:
+    """The client's address (see `forwarding`)."""
+    return forwarding(peer, headers, trusted).client
+
+
+def _proto(headers: Mapping[str, str], trusted: TrustedNetworks) -> str | None:
+    """The scheme the trusted peer says it was asked with: the last (its own) entry of
+    X-Forwarded-Proto, or of the Forwarded proto= parameters when that is the header."""
+    if trusted.header == "forwarded":
+        values = _forwarded_params(headers.get("forwarded", ""), "proto")
+    else:
+        values = headers.get("x-forwarded-proto", "").split(",")
+    value = values[-1].strip().lower() if values else ""
+    return value if value in ("http", "https") else None
 
 
 def country_of(peer: str, headers: Mapping[str, str], trusted: TrustedNetworks) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from proxy.http.dates import format_http_date
 from proxy.http.headers import HOP_BY_HOP
@@ -19,6 +20,37 @@ RECOMPUTED = frozenset({"age", "content-length", "cache-status", "server-timing"
 NOT_UPDATED_BY_304 = frozenset(
     {"content-length", "content-encoding", "content-range", "transfer-encoding"}
 )
+# Where a request came from, as proxies tell it: never taken from a client. The origin
+# gets one set of X-Forwarded-For/-Proto/-Host, edgeshield's (from `Forwarding`).
+FORWARDING = frozenset(
+    {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip"}
+)
+# Tunnelled methods: an origin that honours one on a GET answers for another method,
+# and the cache would store that answer under the GET (a 405 served to everyone).
+METHOD_OVERRIDE = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    """How the request reached this proxy, as far as the socket and the trusted proxies
+    in front vouch for it; worked out once per request (proxy/auth/access.py
+    `forwarding`)."""
+
+    # The client, the trusted proxies it came through, in order, and the socket peer:
+    # (peer,) when the peer is not a trusted proxy.
+    chain: tuple[str, ...]
+    # The scheme the client used, when a trusted proxy says ("http" or "https").
+    proto: str | None = None
+    # The client's country from a trusted proxy's geo header.
+    country: str | None = None
+
+    @property
+    def client(self) -> str:
+        return self.chain[0]
+
+    @property
+    def peer(self) -> str:
+        return self.chain[-1]
 
 
 def _connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
@@ -32,34 +64,34 @@ def _connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
 def origin_request_headers(
     request_headers: Iterable[tuple[str, str]],
     *,
-    client: str,
+    forwarding: Forwarding,
     scheme: str,
     host: str,
     cacheable: bool,
+    method_override: bool = False,
     etag: str | None = None,
     last_modified: float | None = None,
 ) -> list[tuple[str, str]]:
     """Client fields to forward. For a cache fetch, range and conditional fields are the
-    cache's to answer; the validators of a stale entry are added instead (RFC 9111 4.3.1)."""
+    cache's to answer; the validators of a stale entry are added instead (RFC 9111 4.3.1),
+    and method-override fields are dropped unless the route forwards them. Forwarding
+    fields are always edgeshield's own: the chain trusted proxies vouched for, the host
+    the cache key holds (what the origin answers for must be what the key names)."""
     headers = list(request_headers)
-    drop = HOP_BY_HOP | _connection_listed(headers) | {"host"}
+    drop = HOP_BY_HOP | _connection_listed(headers) | FORWARDING | {"host"}
     if cacheable:
-        drop |= LOCALLY_ANSWERED
+        drop |= LOCALLY_ANSWERED if method_override else LOCALLY_ANSWERED | METHOD_OVERRIDE
     out: list[tuple[str, str]] = []
-    forwarded_for = ""
     for name, value in headers:
         if name in drop:
-            continue
-        if name == "x-forwarded-for":
-            forwarded_for = value
             continue
         if name == "accept-encoding" and cacheable:
             value = normalize_accept_encoding(value)
             if not value:
                 continue
         out.append((name, value))
-    out.append(("x-forwarded-for", f"{forwarded_for}, {client}" if forwarded_for else client))
-    out.append(("x-forwarded-proto", scheme))
+    out.append(("x-forwarded-for", ", ".join(forwarding.chain)))
+    out.append(("x-forwarded-proto", forwarding.proto or scheme))
     out.append(("x-forwarded-host", host))
     out.append(("via", "1.1 edgeshield"))
     if cacheable and etag:

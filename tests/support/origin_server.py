@@ -26,7 +26,11 @@ POST /__script   a JSON object (or a list of them), all fields optional except p
      "chunked": false,            chunked framing for normal/trickle/close-mid too
      "close_after": null,         short/close-mid: body bytes sent before closing
                                   (default: half the body)
-     "extra": null}               long: bytes sent beyond Content-Length (default: 1024)
+     "extra": null,               long: bytes sent beyond Content-Length (default: 1024)
+     "honor_method_override": false}  X-HTTP-Method-Override / X-HTTP-Method /
+                                  X-Method-Override naming another method -> 405 with
+                                  the script's headers (as a framework that routes by
+                                  the overridden method and has no such handler)
     Modes: hang = read the request, never answer (until the client goes away);
     reset = read the request, then close with a TCP RST; short = declare Content-Length,
     send close_after bytes, close (FIN); long = declare Content-Length, send `extra` more
@@ -68,7 +72,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -116,6 +120,7 @@ class Script:
     chunked: bool = False
     close_after: int | None = None
     extra: int | None = None
+    honor_method_override: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Script:
@@ -418,6 +423,8 @@ class OriginApp:
     ) -> None:
         self._record(req)
         script = self.scripts.get(req.path) or _default_script(req.path)
+        if script.honor_method_override and _overridden(req):
+            script = replace(script, status=405, body=b"method not allowed\n", size=None)
         if script.delay:
             await asyncio.sleep(script.delay)
         if script.mode == "hang":
@@ -509,6 +516,14 @@ class OriginApp:
         ims = _parse_date(req.header("if-modified-since"))
         lm = _parse_date(next((v for k, v in script.headers if k.lower() == "last-modified"), None))
         return ims is not None and lm is not None and lm <= ims
+
+
+def _overridden(req: Request) -> bool:
+    for name in ("x-http-method-override", "x-http-method", "x-method-override"):
+        value = req.header(name)
+        if value is not None and value.strip().upper() != req.method:
+            return True
+    return False
 
 
 def _parse_range(req: Request, script: Script, total: int) -> tuple[int, int] | str | None:

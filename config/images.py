@@ -35,8 +35,13 @@ class ImageLimits(_Frozen):
     # bigger and ask for no size are scaled down to fit.
     max_output_width: int = Field(default=4096, ge=16, le=16384)
     max_output_height: int = Field(default=4096, ge=16, le=16384)
-    # Animated sources with more frames are refused (413); anim=false still works.
+    # Animations with more frames, more decoded pixels than max_input_pixels, or more
+    # work than max_animation_pixels are answered with their first frame (a still), as
+    # imgproxy (first frame by default) and MediaWiki do: a picture, not an error.
     max_frames: int = Field(default=200, ge=1, le=10000)
+    # The work of one animated transform: frames x (source frame + output frame) pixels.
+    # Bounds what the output costs too (a 100x100 GIF asked at w=4096 is 200 x 16.7 MP).
+    max_animation_pixels: int = Field(default=100_000_000, ge=1)
 
 
 class QualitySettings(_Frozen):
@@ -110,6 +115,11 @@ class ImageSettings(_Frozen):
     queue_depth: int = Field(default=32, ge=0, le=100_000)
     # libvips threads per transform. 1 is best for throughput with one job per core.
     vips_concurrency: int = Field(default=1, ge=1, le=64)
+    # Ceiling on the memory of the transforms running at once in this process. Each
+    # transform's peak is estimated from the header before decoding (transforms/image/
+    # cost.py); jobs wait, in order, until theirs fits. An animation whose own estimate
+    # is above it gets its first frame; a still one is refused (413).
+    memory_budget_bytes: int = Field(default=1024 * MiB, ge=32 * MiB)
 
     @field_validator("presets")
     @classmethod

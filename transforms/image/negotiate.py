@@ -45,6 +45,7 @@ class SourceInfo:
     frames: int = 1
     orientation: int = 1
     size: int = 0  # bytes
+    pixel_bytes: int = 4  # decoded bytes per pixel: bands x bytes per band
 
     @property
     def oriented(self) -> tuple[int, int]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import pyvips
 
@@ -13,6 +14,7 @@ from transforms.image.options import ImageOptions
 from transforms.image.steps.autorotate import autorotate
 from transforms.image.steps.background import background
 from transforms.image.steps.blur_sharpen import blur_sharpen
+from transforms.image.steps.budget import budget
 from transforms.image.steps.colourspace import colourspace
 from transforms.image.steps.crop import crop
 from transforms.image.steps.describe import describe
@@ -30,12 +32,15 @@ from transforms.image.steps.strip_metadata import strip_metadata
 from transforms.image.work import TransformResult, Work
 
 Step = Callable[[Work], None]
+# Holds `n` bytes of the pool's memory budget while the pixels are processed.
+Reserve = Callable[[int], AbstractContextManager[object]]
 
 PREPARE: tuple[Step, ...] = (
     probe,  # size/format/pixel limits from the header: nothing decoded yet
     lqip,  # a placeholder request becomes a tiny blurred one
     plan,  # every later size, and the output limits
     negotiate,  # output format from options, Accept and source
+    budget,  # animation limits (else first frame), peak memory estimate
 )
 PROCESS: tuple[Step, ...] = (
     load,  # decode, shrinking on load where the decoder can
@@ -56,22 +61,34 @@ FINALIZE: tuple[Step, ...] = (
 DESCRIBE: tuple[Step, ...] = (probe, describe)  # fm=json
 
 
-def steps_for(options: ImageOptions) -> tuple[Step, ...]:
+def steps_for(options: ImageOptions) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+    """The steps before and after the memory reservation (header only / pixels)."""
     if options.format == "json":
-        return DESCRIBE
-    return (*PREPARE, *PROCESS, *FINALIZE)
+        return DESCRIBE, ()
+    return PREPARE, (*PROCESS, *FINALIZE)
 
 
 def transform(
-    source: bytes, options: ImageOptions, accept: str | None, settings: ImageSettings
+    source: bytes,
+    options: ImageOptions,
+    accept: str | None,
+    settings: ImageSettings,
+    reserve: Reserve = lambda _: nullcontext(),
 ) -> TransformResult:
     """Run the whole transform, synchronously (call it from a worker thread: libvips
-    releases the GIL). Raises ``ImageLimitError`` (400/413/422) or ``ImageOptionError``
-    (400); libvips errors become 422."""
+    releases the GIL). ``reserve(peak_bytes)`` is held from the first decoded pixel to
+    the encoded body (``ImageWorkers`` waits there for its memory budget). Raises
+    ``ImageLimitError`` (400/413/422) or ``ImageOptionError`` (400); libvips errors
+    become 422."""
     work = Work(source=source, options=options, settings=settings, accept=accept)
+    prepare, process = steps_for(options)
     try:
-        for step in steps_for(options):
+        for step in prepare:
             step(work)
+        if process:
+            with reserve(work.peak_bytes):
+                for step in process:
+                    step(work)
     except pyvips.Error as exc:
         detail = str(getattr(exc, "detail", "") or exc.message).strip().splitlines()
         reason = detail[0][:200] if detail else "unknown libvips error"
@@ -80,8 +97,11 @@ def transform(
 
 
 def encode_avif_later(
-    source: bytes, options: ImageOptions, settings: ImageSettings
+    source: bytes,
+    options: ImageOptions,
+    settings: ImageSettings,
+    reserve: Reserve = lambda _: nullcontext(),
 ) -> TransformResult:
     """The AVIF for a variant first answered with WebP ("background" AVIF mode): the
     pipeline runs this off the request path and replaces the cached variant's body."""
-    return transform(source, options.with_changes(format="avif"), None, settings)
+    return transform(source, options.with_changes(format="avif"), None, settings, reserve)

@@ -2,8 +2,10 @@
 
 libvips releases the GIL for the whole of a transform, so N threads keep N cores busy.
 At most ``threads + queue_depth`` transforms are admitted at once; the next one raises
-``Overloaded(retry_after)`` at once (503 + Retry-After) instead of queueing without bound:
-memory stays bounded by the number of admitted jobs.
+``Overloaded(retry_after)`` at once (503 + Retry-After) instead of queueing without bound.
+Memory is bounded by ``memory_budget_bytes``: each transform reserves its estimated peak
+(transforms/image/cost.py) after reading the header and before decoding, and waits, in
+arrival order, until it fits beside the transforms running.
 
 libvips state is process-wide, not per object: the constructor applies it (operation
 cache off, threads per operation, untrusted loaders blocked, SVG blocked unless enabled).
@@ -17,8 +19,10 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pyvips
 
@@ -50,10 +54,54 @@ def configure_vips(settings: ImageSettings) -> None:
     pyvips.operation_block_set("VipsForeignLoadSvg", not settings.svg)
 
 
+class MemoryBudget:
+    """Bytes reserved by the transforms running now: never more than ``limit``.
+
+    Reservations are granted in arrival order, so a large transform is not starved by a
+    stream of small ones; a worker thread waits in ``reserve`` until its turn comes and
+    its bytes fit. Every waiter is an admitted job, so the queue is bounded by
+    ``threads + queue_depth``, and every holder is running, so the wait ends.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0  # most bytes reserved at once (tests, benchmarks)
+        self._turns: deque[object] = deque()
+        self._changed = threading.Condition()
+
+    @property
+    def waiting(self) -> int:
+        """Transforms waiting for their reservation."""
+        return len(self._turns)
+
+    @contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        # The budget step refuses more than the limit; clamping keeps a wrong caller
+        # from waiting forever.
+        nbytes = max(0, min(nbytes, self.limit))
+        turn = object()
+        with self._changed:
+            self._turns.append(turn)
+            while self._turns[0] is not turn or self.used + nbytes > self.limit:
+                self._changed.wait()
+            self._turns.popleft()
+            self.used += nbytes
+            self.peak = max(self.peak, self.used)
+            self._changed.notify_all()  # the next in line may fit too
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= nbytes
+                self._changed.notify_all()
+
+
 class ImageWorkers:
     def __init__(self, settings: ImageSettings) -> None:
         configure_vips(settings)
         self.settings = settings
+        self.memory = MemoryBudget(settings.memory_budget_bytes)
         self.threads = settings.threads or os.cpu_count() or 1
         self.capacity = self.threads + settings.queue_depth
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="edgeshield-image")
@@ -76,7 +124,9 @@ class ImageWorkers:
         ``transforms.image.pipeline.transform`` raises (ImageLimitError, ImageOptionError).
         Cancelling the caller does not stop a started transform; its slot is freed when
         it ends."""
-        future = self._submit(transform, source, options, accept, self.settings)
+        future = self._submit(
+            transform, source, options, accept, self.settings, self.memory.reserve
+        )
         return await asyncio.wrap_future(future)
 
     async def encode_avif_later(
@@ -85,7 +135,9 @@ class ImageWorkers:
         """The background AVIF of "background" mode, on the same pool; None when the
         pool is full (the variant simply stays WebP until the next chance)."""
         try:
-            future = self._submit(encode_avif_later, source, options, self.settings)
+            future = self._submit(
+                encode_avif_later, source, options, self.settings, self.memory.reserve
+            )
         except Overloaded:
             return None
         return await asyncio.wrap_future(future)

@@ -94,3 +94,20 @@ def photo_jpeg() -> bytes:
 @pytest.fixture(scope="session")
 def alpha_png() -> bytes:
     return png(with_alpha(photo(320, 240)))
+
+
+def flat_animation(width: int, height: int, frames: int, fmt: str = "gif") -> bytes:
+    """A cheap animation like most real ones: a flat background and a moving square
+    (small on the wire, like the 150 KB 190-frame GIF of issue 11)."""
+    side = max(1, min(width, height) // 8)
+    strips = []
+    for i in range(frames):
+        frame = pyvips.Image.black(width, height).new_from_image([200, 220, 240]).cast("uchar")
+        x, y = (i * 7) % max(1, width - side), (i * 3) % max(1, height - side)
+        strips.append(frame.draw_rect([255, 0, 0], x, y, side, side, fill=True))
+    image = pyvips.Image.arrayjoin(strips, across=1).copy(interpretation="srgb")
+    image.set_type(pyvips.GValue.gint_type, "page-height", height)
+    image.set_type(pyvips.GValue.array_int_type, "delay", [40] * frames)
+    image.set_type(pyvips.GValue.gint_type, "loop", 0)
+    saver = image.gifsave_buffer if fmt == "gif" else image.webpsave_buffer
+    return bytes(saver())

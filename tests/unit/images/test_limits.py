@@ -58,15 +58,19 @@ def test_pixel_limit_on_a_valid_image() -> None:
     assert error.status == 413
 
 
-def test_frame_limits() -> None:
-    settings = ImageSettings(limits=ImageLimits(max_frames=4))
+def test_animations_beyond_a_limit_become_their_first_frame() -> None:
     source = animated_gif(40, 30, frames=6)
-    error = rejects(source, ImageOptions(width=20), settings)
-    assert error.status == 413 and "frames" in error.reason
-    # A still of the first frame is fine.
-    assert transform(source, ImageOptions(width=20, anim=False), None, settings).frames == 1
-    few_pixels = ImageSettings(limits=ImageLimits(max_input_pixels=5000))
-    assert rejects(source, ImageOptions(width=20), few_pixels).status == 413
+    options = ImageOptions(width=20)
+    assert transform(source, options, None, ImageSettings()).frames == 6
+    for limits in (
+        ImageLimits(max_frames=4),
+        ImageLimits(max_input_pixels=5000),  # 6 x 1200 decoded pixels
+        ImageLimits(max_animation_pixels=6 * (1200 + 300) - 1),  # the output's work too
+    ):
+        result = transform(source, options, None, ImageSettings(limits=limits))
+        assert (result.frames, result.width, result.height, result.format) == (1, 20, 15, "gif")
+    # A single frame above the pixel limit is still a bomb.
+    assert rejects(source, options, ImageSettings(limits=ImageLimits(max_input_pixels=1000)))
 
 
 def test_output_larger_than_the_limit(settings: ImageSettings) -> None:

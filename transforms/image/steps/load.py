@@ -11,7 +11,6 @@ crop/rotate/pad order under our control.
 
 from __future__ import annotations
 
-from transforms.image.negotiate import ANIMATED_OUTPUTS
 from transforms.image.steps.probe import ANIMATED_INPUTS, open_image
 from transforms.image.work import Work
 
@@ -19,25 +18,36 @@ JPEG_SHRINKS = (8, 4, 2)
 
 
 def load(work: Work) -> None:
-    info, plan, options = work.info, work.plan, work.options
-    assert info is not None and plan is not None
-    animated = info.frames > 1 and options.anim and work.format in ANIMATED_OUTPUTS
+    info = work.info
+    assert info is not None
+    animated = work.animated
     kwargs: dict[str, object] = {"access": "random" if needs_random(work) else "sequential"}
     if info.format in ANIMATED_INPUTS:
         kwargs["n"] = -1 if animated else 1
-    need = _needed_scale(work)
-    if info.format == "jpeg":
-        shrink = next((k for k in JPEG_SHRINKS if need * k <= 1), 1)
-        if shrink > 1:
-            kwargs["shrink"] = shrink
-    elif info.format == "webp" and need < 1:
-        kwargs["scale"] = need
+    scale = decode_scale(work)
+    if info.format == "jpeg" and scale < 1:
+        kwargs["shrink"] = round(1 / scale)
+    elif info.format == "webp" and scale < 1:
+        kwargs["scale"] = scale
     image = open_image(work.source, info.format, **kwargs)
     work.frames = int(image.get("n-pages")) if animated and image.get_typeof("n-pages") else 1
     if work.frames > 1 and image.height % work.frames:
         work.frames = 1
     work.image = image
     work.load_scale = image.width / info.width
+
+
+def decode_scale(work: Work) -> float:
+    """Loaded pixels per source pixel, per side: JPEG shrinks by 2, 4 or 8 on load and
+    WebP scales freely, as far as the planned resize allows; other decoders load 1:1."""
+    info = work.info
+    assert info is not None
+    need = _needed_scale(work)
+    if info.format == "jpeg":
+        return 1 / next((k for k in JPEG_SHRINKS if need * k <= 1), 1)
+    if info.format == "webp":
+        return need
+    return 1.0
 
 
 def needs_random(work: Work) -> bool:
@@ -51,7 +61,6 @@ def needs_random(work: Work) -> bool:
         or "v" in options.flip
         or options.gravity.mode != "point"
         or options.rect is not None
-        or info.frames > 1
     )
 
 

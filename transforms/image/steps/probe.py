@@ -20,6 +20,8 @@ LOADERS = {
     "heif": "heifload_buffer",
     "svg": "svgload_buffer",
 }
+# Bytes per band of libvips band formats (for the memory estimate of a decoded source).
+FORMAT_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4}
 # Formats whose extra pages are animation frames (other multi-page files: first page).
 ANIMATED_INPUTS = frozenset({"gif", "webp"})
 
@@ -52,17 +54,7 @@ def probe(work: Work) -> None:
             f"source is {width}x{height} = {width * height} pixels; "
             f"the limit is {limits.max_input_pixels}",
         )
-    decoded_frames = frames if work.options.anim else 1
-    if decoded_frames > limits.max_frames:
-        raise ImageLimitError(
-            413, f"source has {frames} frames; the limit is {limits.max_frames} (or anim=false)"
-        )
-    if width * height * decoded_frames > limits.max_input_pixels:
-        raise ImageLimitError(
-            413,
-            f"source is {frames} frames of {width}x{height}; the limit is "
-            f"{limits.max_input_pixels} pixels in all (or anim=false)",
-        )
+    # Frames beyond the limits make a still, not an error: see steps/budget.py.
     work.info = SourceInfo(
         format=fmt,
         width=width,
@@ -71,6 +63,7 @@ def probe(work: Work) -> None:
         frames=frames,
         orientation=orientation,
         size=len(data),
+        pixel_bytes=header.bands * FORMAT_BYTES.get(header.format, 8),
     )
 
 

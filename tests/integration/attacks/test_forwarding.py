@@ -22,6 +22,7 @@ import pytest
 from proxy.auth.keys import Key
 from proxy.auth.native import sign_url
 from tests.support.origin_server import OriginServer
+from tests.support.ports import free_port
 from tests.support.proxy_server import ProxyServer, proxy_config, running_proxy
 from tests.support.raw_http import RawResponse, exchange, read_response
 
@@ -163,6 +164,22 @@ def test_forwarded_for_does_not_bypass_an_ip_deny_list(
         assert answer.header("edgeshield-auth-reason") == "ip-denied"
     assert origin.requests("/blocked/a") == 0
     assert _access_lines(edge, "/blocked/a")[0]["client"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("way", ["workers", "admin listener"])
+def test_every_way_of_serving_keeps_the_peer(origin: OriginServer, way: str) -> None:
+    """`edgeshield serve` starts uvicorn four ways (one process or workers, with or
+    without an admin listener); none believes a client's X-Forwarded-For."""
+    _script(origin, "/blocked/w")
+    extra = {"workers": 2} if way == "workers" else {}
+    config = proxy_config(origin.url, route={"path_prefix": "/blocked"})
+    config += '[routes.access.ip]\ndeny = ["127.0.0.0/8", "::1"]\n'
+    if way == "admin listener":
+        config += f"[admin]\nport = {free_port()}\n"
+    with running_proxy(config, **extra) as server:
+        answer = exchange(server.port, _request("GET", "/blocked/w", HOSTILE_FORWARDING))
+    assert (answer.status, answer.header("edgeshield-auth-reason")) == (403, "ip-denied")
+    assert origin.requests("/blocked/w") == 0
 
 
 def test_rotating_forwarded_for_does_not_reset_a_rate_limit(

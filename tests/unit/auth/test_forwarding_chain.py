@@ -96,3 +96,12 @@ def test_the_chain_is_vouched_for_hop_by_hop(peer: str, hops: list[str], proto: 
     if not _trusted(found.peer):
         assert found == Forwarding((found.peer,))
     assert found.proto in (None, "http", "https")
+
+
+@given(st.text(max_size=60), st.text(max_size=30))
+def test_any_forwarded_header_gives_addresses_only(value: str, tail: str) -> None:
+    found = forwarding("10.0.0.1", {"forwarded": f"{value}, for=10.0.0.2;{tail}"}, FORWARDED)
+    for address in found.chain:
+        ipaddress.ip_address(address)
+    assert found.peer == "10.0.0.1"
+    assert found.proto in (None, "http", "https")

@@ -66,6 +66,8 @@ class PurgeSettings(_Frozen):
     # Bans are kept this long; copies in the Redis and disk tiers stored before that are
     # not trusted (dropped on lookup), so no ban is forgotten while they live.
     ban_retention: Annotated[float, Field(gt=60)] = 86400.0
+    # Seconds between ban lurker runs (dropping banned entries, retiring old bans).
+    lurk_interval: Annotated[float, Field(gt=0, le=3600)] = 10.0
     # Downstream CDNs ([[purge.cdn]], proxy/cdn_purge/): told after every local purge.
     cdn: CdnPurgeSettings = ()
 

@@ -53,7 +53,6 @@ from routing.origins import build_origin
 from routing.rules import build_route_table
 
 FLUSH_INTERVAL = 1.0
-LURK_INTERVAL = 10.0
 OpsHandler = Callable[[AppState], tuple[int, bytes, bytes]]
 
 
@@ -338,10 +337,11 @@ class EdgeShield:
             )
         elif method == "POST":
             body = await read_body(receive, headers)
+            # off the loop: 100,000 URLs take ~0.3 s to check, requests must not wait
             parsed = (
                 body
                 if isinstance(body, PurgeError)
-                else parse_purge_body(body, headers.get("content-type"))
+                else await asyncio.to_thread(parse_purge_body, body, headers.get("content-type"))
             )
         else:
             return 405, await send_error(send, 405, "method not allowed", [(b"allow", b"POST")])
@@ -428,9 +428,10 @@ class EdgeShield:
 
 
 async def _lurker(state: AppState) -> None:
-    """Bans retire once nothing they cover can still be served (proxy/cache/store.py)."""
+    """Bans retire once nothing they cover can still be served (proxy/cache/store.py).
+    Each run works in slices of about 2 ms, so requests never queue behind it."""
     while True:
-        await asyncio.sleep(LURK_INTERVAL)
+        await asyncio.sleep(state.settings.purge.lurk_interval)
         dropped, retired = await state.cache.lurk(time.time())
         if dropped or retired:
             state.log.debug("ban lurker: %d entries dropped, %d bans retired", dropped, retired)

@@ -22,10 +22,15 @@ An entry is banned when stored_at <= created: a tie counts as stored before the 
 which at worst costs one refetch. The caller chooses what stored_at is; the time the
 origin request was sent is the exact one (a fetch that started before the purge may
 carry pre-purge content and should be banned). The response time (Entry.response_time)
-leaves a window of one origin latency. Keep bans sorted by created (`add` inserts in
-order even if the clock steps back), so `check` walks only the bans newer than the
-entry: O(newer bans), usually none, since `newest` rules most entries out in one
-comparison.
+leaves a window of one origin latency.
+
+Cost: `check` is O(segments of the URL), whatever the number of bans. The bans live in
+a trie keyed by host (or "every host"), then by the URL's segments and separators
+(`_tokens`), so a lookup walks only the nodes of prefixes the URL could match; a node
+keeps the newest hard and the newest soft ban of its prefix (an older ban of the same
+prefix and kind covers a subset of what the newer one covers). `newest` rules most
+entries out in one comparison before any walk. The list sorted by `created` (`add`
+inserts in order even if the clock steps back) is kept for retiring and the bound.
 
 The lurker (Varnish's name): a ban can be dropped once no entry it could match exists
 or can appear. `retire(before)` drops the bans created before `before`, where `before`
@@ -38,6 +43,8 @@ is a lower bound on stored_at of every entry that is cached now *or will be stor
   * or, for tiers that cannot be walked (Redis): now - the longest time an entry may
     stay there (its EXPIRE), which bounds the age of anything they can return.
 
+Both run in slices (`lurk` takes a `Pacer`, `retire` a `limit`) so the lurker never
+holds the event loop for more than a few milliseconds, whatever the cache or ban count.
 Soft-banned entries stay cached (stale), so they keep holding their bans until they are
 refreshed or go; that needs no write to the entry.
 
@@ -48,22 +55,25 @@ That purges more than asked, never less; the floors retire like any ban."""
 
 from __future__ import annotations
 
-import asyncio
 import math
+import re
 import time
 from bisect import bisect_left, insort
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from operator import attrgetter
+
+from proxy.cache.pacing import Pacer
 
 __all__ = [
     "DEFAULT_MAX_BANS",
     "Ban",
     "BanList",
     "LurkReport",
+    "TagBans",
     "lurk",
-    "prefix_matches",
     "split_url",
     "url_of_key",
 ]
@@ -71,6 +81,9 @@ __all__ = [
 DEFAULT_MAX_BANS = 10_000
 # Storage keys of variants (Vary, image variants) are the URL key + NUL + more.
 KEY_SEPARATOR = "\x00"
+# Where a prefix not ending in "/" may end in a target (the whole-segment rule).
+_BOUNDARY = "/?"
+_SEPARATORS = re.compile(r"([/?])")
 
 _created = attrgetter("created")
 
@@ -91,13 +104,14 @@ def split_url(url: str) -> tuple[str, str]:
     return url[:i], url[i:]
 
 
-def prefix_matches(prefix: str, target: str) -> bool:
-    """`target` (path [+ "?" query]) is `prefix` or below it, on whole segments."""
-    if not target.startswith(prefix):
-        return False
-    if prefix.endswith("/") or len(target) == len(prefix):
-        return True
-    return target[len(prefix)] in "/?"
+def _tokens(text: str) -> list[str]:
+    """`text` cut before and after every "/" and "?": "/a/b?x" -> ["", "/", "a", "/",
+    "b", "?", "x"], without a trailing "". A prefix that matches a target (module text)
+    ends where one of the target's tokens ends, so its tokens start the target's."""
+    tokens = _SEPARATORS.split(text)
+    if not tokens[-1]:
+        tokens.pop()
+    return tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +122,80 @@ class Ban:
     host: str | None = None  # None: every host
     soft: bool = False
 
-    def matches(self, host: str, target: str) -> bool:
-        if self.host is not None and self.host != host:
-            return False
-        return prefix_matches(self.prefix, target)
+
+def _newer(ban: Ban, than: Ban | None) -> bool:
+    """The list order: by created, then by id (a tie keeps the order of adding)."""
+    return than is None or (ban.created, ban.id) > (than.created, than.id)
+
+
+class _Node:
+    """One token of a prefix; the bans whose prefix ends here (newest of each kind)."""
+
+    __slots__ = ("children", "hard", "soft")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.hard: Ban | None = None
+        self.soft: Ban | None = None
+
+
+class _PrefixIndex:
+    """The bans by host, then by prefix tokens: `matching` costs O(tokens of the URL)."""
+
+    def __init__(self) -> None:
+        self._roots: dict[str | None, _Node] = {}
+
+    def add(self, ban: Ban) -> None:
+        node = self._roots.setdefault(ban.host, _Node())
+        for token in _tokens(ban.prefix):
+            node = node.children.setdefault(token, _Node())
+        if ban.soft:
+            if _newer(ban, node.soft):
+                node.soft = ban
+        elif _newer(ban, node.hard):
+            node.hard = ban
+
+    def remove(self, ban: Ban) -> None:
+        """Forget `ban` if it is its node's newest; prune the nodes left empty."""
+        node = self._roots.get(ban.host)
+        path: list[tuple[_Node, str]] = []
+        for token in _tokens(ban.prefix):
+            if node is None:
+                return
+            path.append((node, token))
+            node = node.children.get(token)
+        if node is None:
+            return
+        if node.soft is ban:
+            node.soft = None
+        elif node.hard is ban:
+            node.hard = None
+        for parent, token in reversed(path):
+            if node.children or node.hard is not None or node.soft is not None:
+                return
+            del parent.children[token]
+            node = parent
+        if not node.children and ban.host in self._roots:
+            del self._roots[ban.host]
+
+    def matching(self, host: str, target: str) -> Iterator[_Node]:
+        """The nodes of the prefixes that match `target` on `host` or on every host."""
+        tokens: list[str] | None = None
+        for root in (self._roots.get(host), self._roots.get(None)):
+            if root is None:
+                continue
+            if tokens is None:
+                tokens = _tokens(target)
+            node, end = root, 0
+            for token in tokens:
+                child = node.children.get(token)
+                if child is None:
+                    break
+                node = child
+                end += len(token)
+                # a prefix ending in "/" matches below it; any other only on a boundary
+                if token == "/" or end == len(target) or target[end] in _BOUNDARY:
+                    yield node
 
 
 class BanList:
@@ -120,6 +204,7 @@ class BanList:
             raise ValueError("max_bans must be at least 1")
         self.max_bans = max_bans
         self._bans: list[Ban] = []  # sorted by created
+        self._index = _PrefixIndex()
         self._next_id = 1
         # Bans ever added (an attribute: the hot path reads it). An entry checked at this
         # generation needs no check until it grows, whatever later bans' `created` times.
@@ -158,6 +243,7 @@ class BanList:
             bans.append(ban)
         else:  # the clock stepped back, or a ban from the bus arrived late
             insort(bans, ban, key=_created)
+        self._index.add(ban)
         self.newest = max(self.newest, created)
         if len(bans) > self.max_bans:
             self._collapse(len(bans) - self.max_bans * 9 // 10)
@@ -165,19 +251,22 @@ class BanList:
 
     def check(self, key: str, stored_at: float) -> Ban | None:
         """The ban that applies to the entry at `key` (a storage key; the URL part is
-        used) stored at `stored_at`, or None. A hard ban wins over soft ones."""
+        used) stored at `stored_at`, or None: the newest hard one, else the hard floor,
+        else the newest soft one, else the soft floor."""
         if stored_at > self.newest:
             return None
         host, target = split_url(url_of_key(key))
+        hard: Ban | None = None
         soft: Ban | None = None
-        for ban in reversed(self._bans):
-            if ban.created < stored_at:
-                break
-            if ban.matches(host, target):
-                if not ban.soft:
-                    return ban
-                if soft is None:
-                    soft = ban
+        for node in self._index.matching(host, target):
+            ban = node.hard
+            if ban is not None and ban.created >= stored_at and _newer(ban, hard):
+                hard = ban
+            ban = node.soft
+            if ban is not None and ban.created >= stored_at and _newer(ban, soft):
+                soft = ban
+        if hard is not None:
+            return hard
         floor = self.floor_hard
         if floor is not None and stored_at <= floor.created:
             return floor
@@ -188,11 +277,16 @@ class BanList:
             return floor
         return None
 
-    def retire(self, before: float) -> int:
+    def retire(self, before: float, *, limit: int | None = None) -> int:
         """Drop the bans created before `before`, a lower bound on the stored_at of every
-        entry cached now or stored later (see the module text). Returns how many went."""
+        entry cached now or stored later (see the module text), at most `limit` of them
+        (call again while it returns `limit`). Returns how many went."""
         bans = self._bans
         cut = bisect_left(bans, before, key=_created)
+        if limit is not None:
+            cut = min(cut, limit)
+        for ban in islice(bans, cut):
+            self._index.remove(ban)
         del bans[:cut]
         gone = cut
         if self.floor_hard is not None and self.floor_hard.created < before:
@@ -211,6 +305,8 @@ class BanList:
     def _collapse(self, count: int) -> None:
         old = self._bans[:count]
         del self._bans[:count]
+        for ban in old:
+            self._index.remove(ban)
         self.collapsed += len(old)
         for soft in (False, True):
             group = [b for b in old if b.soft is soft]
@@ -236,14 +332,16 @@ class LurkReport:
 
 
 async def lurk(
-    entries: Iterable[tuple[str, float]], bans: BanList, *, batch_size: int = 500
+    entries: Iterable[tuple[str, float]], bans: BanList, pacer: Pacer | None = None
 ) -> LurkReport:
-    """Test (key, stored_at) pairs against `bans`, yielding to the event loop every
-    `batch_size` entries so a large tier never blocks requests. Pass a snapshot (e.g. a
-    list), not a live dict view: the cache changes while this awaits."""
+    """Test (key, stored_at) pairs against `bans`, yielding to the event loop whenever
+    `pacer`'s slice is used up, so a large tier never blocks requests. `entries` is read
+    lazily, between yields: pass a snapshot or a generator over one (e.g. a list of keys,
+    each looked up when its turn comes), not a live dict view."""
+    pacer = pacer or Pacer()
     report = LurkReport()
     oldest = math.inf
-    for n, (key, stored_at) in enumerate(entries, 1):
+    for key, stored_at in entries:
         ban = bans.check(key, stored_at)
         if ban is not None and not ban.soft:
             report.hard.append(key)
@@ -251,9 +349,8 @@ async def lurk(
             if ban is not None:
                 report.soft.append(key)
             oldest = min(oldest, stored_at)
-        if n % batch_size == 0:
-            await asyncio.sleep(0)
-        report.checked = n
+        report.checked += 1
+        await pacer.tick()
     report.oldest = None if oldest == math.inf else oldest
     return report
 
@@ -261,11 +358,13 @@ async def lurk(
 class TagBans:
     """Bans by surrogate key, for copies no local index knows (the shared and disk tiers
     hold entries other instances stored): an entry carrying a banned tag and stored at
-    or before the ban is banned. Bounded: beyond `max_tags` the oldest fold into a hard
-    floor ("every tagged entry stored at or before T"), purging more, never less."""
+    or before the ban is banned. `check` costs O(tags of the entry). Bounded: beyond
+    `max_tags` the oldest fold into a hard floor ("every tagged entry stored at or
+    before T"), purging more, never less."""
 
     def __init__(self, max_tags: int = 100_000) -> None:
         self.max_tags = max_tags
+        # tag -> (created, soft), in the order the bans came (mostly by time)
         self._bans: OrderedDict[str, tuple[float, bool]] = OrderedDict()
         self.floor = -math.inf
         self.newest = -math.inf
@@ -299,8 +398,18 @@ class TagBans:
                 found = ban
         return found
 
-    def retire(self, before: float) -> None:
-        for tag in [t for t, (created, _) in self._bans.items() if created < before]:
-            del self._bans[tag]
+    def retire(self, before: float, *, limit: int | None = None) -> int:
+        """Drop the tag bans created before `before`, oldest first, at most `limit`;
+        returns how many went. It stops at the first newer one: a ban that arrived late
+        (from the bus) with an older time waits behind it, kept longer, never shorter."""
+        bans = self._bans
+        gone = 0
+        while bans and (limit is None or gone < limit):
+            tag, (created, _soft) = next(iter(bans.items()))
+            if created >= before:
+                break
+            del bans[tag]
+            gone += 1
         if self.floor < before:
             self.floor = -math.inf
+        return gone

@@ -45,6 +45,17 @@ class MemoryTier:
     def delete(self, key: str) -> bool:
         return self._lru.pop(key, None) is not None
 
+    def key_snapshot(self) -> list[str]:
+        """A snapshot of the keys, for a scan that awaits between slices (the lurker)."""
+        return list(self._lru)
+
+    def peek(self, key: str) -> Stored | None:
+        """`get` without touching recency (a scan must not reorder the LRU)."""
+        try:
+            return Cache.__getitem__(self._lru, key)
+        except KeyError:
+            return None
+
     def items(self) -> list[tuple[str, Stored]]:
         """A snapshot, without touching recency (LRUCache's own lookup would)."""
         lru = self._lru

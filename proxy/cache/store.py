@@ -24,6 +24,7 @@ from proxy.cache.bans import BanList, TagBans, lurk
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 from proxy.cache.keys import vary_key
 from proxy.cache.memory import MemoryTier
+from proxy.cache.pacing import Pacer
 from proxy.cache.tags import TagIndex
 from proxy.http.vary import variant_key
 
@@ -43,6 +44,8 @@ Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
 # Bounds of the derived-entry index (image variants per source URL), see `link`.
 MAX_LINKED_SOURCES = 65536
 MAX_DERIVED_PER_SOURCE = 256
+# Bans taken out of the ban index per call of the lurker (about 1 ms of work).
+RETIRE_SLICE = 256
 
 
 class Cache:
@@ -205,42 +208,37 @@ class Cache:
                 self.derived.pop(key, None)
         return touched, lower_keys
 
-    def purge_tags_memory(
-        self, tags: Iterable[str], *, soft: bool, now: float
-    ) -> tuple[int, set[str]]:
-        """Entries carrying any of `tags`, out of memory (or stale); a tag ban goes on for
-        the copies in lower tiers that no local index knows."""
-        tags = list(tags)
-        self.tag_bans.add(tags, soft=soft, now=now)
-        if soft:
-            keys: set[str] = set()
-            for tag in tags:
-                keys |= self.tags.keys_for(tag)
-        else:
-            keys = self.tags.purge(tags)
-        return self.purge_memory(keys, soft=soft, now=now)
-
     async def lurk(self, now: float) -> tuple[int, int]:
         """The ban lurker (Varnish): drop the memory entries a ban covers, then retire
         the bans no entry can need any more: older than every entry kept in memory and
         than `ban_retention` (lower-tier copies older than that are not trusted).
+        Every step runs in slices of about 2 ms (`Pacer`), yielding to requests between
+        them, and a check costs the bans matching the URL, not all bans.
         Returns (entries dropped, bans retired)."""
         bans = self.bans
         if not len(bans) and not len(self.tag_bans):
             return 0, 0
-        snapshot = [(k, v.request_time) for k, v in self.memory.items() if type(v) is Entry]
-        report = await lurk(snapshot, bans)
+        pacer = Pacer()
+        memory = self.memory
+        # keys snapshotted, entries read when their turn comes (they change meanwhile)
+        entries = (
+            (key, entry.request_time)
+            for key in memory.key_snapshot()
+            if type(entry := memory.peek(key)) is Entry
+        )
+        report = await lurk(entries, bans, pacer)
         dropped = 0
         for key in report.hard:
-            current = self.memory.get(key)  # may have been replaced while lurking
+            current = memory.peek(key)  # may have been replaced since it was checked
             if type(current) is Entry:
                 ban = bans.check(key, current.request_time)
                 if ban is not None and not ban.soft:
                     dropped += self._drop_memory(key)
+            await pacer.tick()
         floor = now - self.ban_retention
         oldest = report.oldest if report.oldest is not None else floor
-        retired = bans.retire(min(floor, oldest))
-        self.tag_bans.retire(floor)
+        retired = await _retire_in_slices(bans.retire, min(floor, oldest), pacer)
+        await _retire_in_slices(self.tag_bans.retire, floor, pacer)
         return dropped, retired
 
     def _make_stale(self, key: str, now: float) -> int:
@@ -297,6 +295,18 @@ class Cache:
         self.tags.forget(key)
         removed += self.memory.delete(key)
         return removed
+
+
+async def _retire_in_slices(retire: Callable[..., int], before: float, pacer: Pacer) -> int:
+    """Call a `retire(before, limit=...)` until it has nothing more to drop, a slice at
+    a time (each ban out of the index costs a walk of its prefix); how many went."""
+    total = 0
+    while True:
+        gone = retire(before, limit=RETIRE_SLICE)
+        total += gone
+        await pacer.tick()
+        if gone < RETIRE_SLICE:
+            return total
 
 
 def variant_storage_key(key: str, names: tuple[str, ...], headers: Mapping[str, str]) -> str:

@@ -7,9 +7,11 @@ worker); it describes what this process's tiers hold. Usage, like `Cache.link`:
     for old in evicted: drop(old)     # entries that lost their links must go
     if key not in evicted: store(key, entry)
 
-    keys = index.purge(tags)          # hard purge: the keys, and their links forgotten
-    keys = index.keys_for(tag)        # soft purge: entries stay (stale), links too
-    index.forget(key)                 # the entry left the cache some other way
+    keys = index.keys_for(tag)        # a purge: the keys carrying a tag (a copy)
+    index.forget(key)                 # the entry left the cache (dropped, purged, evicted)
+
+A purge reads the keys tag by tag and drops their entries in slices (proxy/purge/
+engine.py); dropping an entry forgets its links, a soft purge keeps them.
 
 The bound counts links (one per (key, tag) pair): each response has at most
 `surrogate.MAX_KEYS` tags, so a count of keys alone would not bound memory. At the bound
@@ -87,16 +89,6 @@ class TagIndex:
     def keys_for(self, tag: str) -> set[str]:
         """The keys tagged `tag` (a copy: the caller may purge while iterating)."""
         return set(self._keys_of.get(tag, ()))
-
-    def purge(self, tags: Iterable[str]) -> set[str]:
-        """The keys carrying any of `tags`, each forgotten (all of its links go, since
-        the caller drops the entry)."""
-        found: set[str] = set()
-        for tag in tags:
-            found.update(self._keys_of.get(tag, ()))
-        for key in found:
-            self.forget(key)
-        return found
 
     def forget(self, key: str) -> bool:
         """Remove every link of `key`; False when it had none."""

@@ -7,6 +7,8 @@ from proxy.cache.entry import Entry
 from proxy.cache.memory import MemoryTier
 from proxy.cache.store import Cache
 from proxy.http.freshness import Freshness
+from proxy.purge.engine import apply
+from proxy.purge.request import PurgeRequest
 
 FRESH = Freshness(True, "", 300.0, 0.0, 30.0, 0.0, False, False)
 
@@ -57,12 +59,13 @@ def test_soft_ban_makes_stale_and_keeps_the_entry() -> None:
     assert found.fresh_until == 150.0 and found.stale_while_revalidate_until == 180.0
 
 
-def test_tag_purge_removes_tagged_entries_and_bans_lower_copies() -> None:
+async def test_tag_purge_removes_tagged_entries_and_bans_lower_copies() -> None:
     c = cache()
     c.store("h/1", entry(100.0, frozenset({"album"})), {})
     c.store("h/2", entry(100.0, frozenset({"other"})), {})
-    touched, lower = c.purge_tags_memory(["album"], soft=False, now=150.0)
-    assert (touched, lower) == (1, {"h/1"})
+    report = await apply(c, PurgeRequest(tags=("album",)), now=150.0, shared=True)
+    assert report.purged["memory"] == 1 and report.tags == 1
+    assert c.tags.tags_of("h/1") == frozenset()  # its links went with it
     assert c.lookup("h/1", {}) is None and c.lookup("h/2", {}) is not None
     # a copy another instance stored (known to no local index) is refused on the way up
     assert not c._admit_lower("h/9", entry(120.0, frozenset({"album"})), now=160.0)

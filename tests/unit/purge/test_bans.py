@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from bisect import insort
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.cache.bans import Ban, BanList, lurk, prefix_matches, split_url, url_of_key
+import proxy.cache.bans as bans_module
+from proxy.cache.bans import Ban, BanList, lurk, split_url, url_of_key
+from proxy.cache.pacing import Pacer
 
 T0 = 1_700_000_000.0
+
+
+def prefix_matches(prefix: str, target: str) -> bool:
+    """The matching rule, naively: `target` (path [+ "?" query]) is `prefix` or below
+    it, on whole segments. The model the trie in BanList is checked against."""
+    if not target.startswith(prefix):
+        return False
+    if prefix.endswith("/") or len(target) == len(prefix):
+        return True
+    return target[len(prefix)] in "/?"
 
 
 @pytest.mark.parametrize(
@@ -49,6 +63,9 @@ def test_split_url() -> None:
 )
 def test_prefix_matches_whole_segments(prefix: str, target: str, matches: bool) -> None:
     assert prefix_matches(prefix, target) is matches
+    bans = BanList()
+    bans.add(prefix, now=T0)
+    assert (bans.check(f"h{target}", T0 - 1) is not None) is matches
 
 
 def test_entry_stored_before_a_ban_is_banned_after_is_not() -> None:
@@ -91,25 +108,29 @@ def test_ids_increase_and_clock_steps_keep_order() -> None:
     assert bans.newest == T0
 
 
-def test_check_only_walks_newer_bans(monkeypatch: pytest.MonkeyPatch) -> None:
-    bans = BanList()
-    for i in range(1000):
-        bans.add(f"/p{i}", now=T0 + i)
-    tested: list[str] = []
-    original = Ban.matches
+def test_check_costs_the_matching_bans_not_all_bans(monkeypatch: pytest.MonkeyPatch) -> None:
+    bans = BanList(max_bans=20_000)
+    for i in range(10_000):
+        bans.add(f"/p{i}/", now=T0 + i)
+    bans.add("/p5", host="h", soft=True, now=T0 + 1)
+    compared: list[Ban] = []
+    original = bans_module._newer
 
-    def counting(self: Ban, host: str, target: str) -> bool:
-        tested.append(self.prefix)
-        return original(self, host, target)
+    def counting(ban: Ban, than: Ban | None) -> bool:
+        compared.append(ban)
+        return original(ban, than)
 
-    monkeypatch.setattr(Ban, "matches", counting)
+    monkeypatch.setattr(bans_module, "_newer", counting)
     # Stored after all of them: the one comparison with `newest` answers.
-    assert bans.check("h/p5", T0 + 5000) is None
-    assert tested == []
-    # Stored after ban 997: only the two newer bans are tested.
-    assert bans.check("h/p5", T0 + 997.5) is None
-    assert tested == ["/p999", "/p998"]
-    assert bans.check("h/p999", T0 + 997.5) is not None
+    assert bans.check("h/p5/x", T0 + 20_000) is None
+    assert compared == []
+    # Stored before all of them: only the bans of the prefixes of the URL are looked at.
+    found = bans.check("h/p5/x?y=1", T0 - 1)
+    assert found is not None and found.prefix == "/p5/" and not found.soft
+    assert sorted(b.prefix for b in compared) == ["/p5", "/p5/"]
+    compared.clear()
+    assert bans.check("h/q/p5/x", T0 - 1) is None
+    assert compared == []
 
 
 def test_add_refuses_non_paths() -> None:
@@ -207,7 +228,7 @@ def test_lurk_applies_bans_and_reports_the_oldest_survivor() -> None:
         ("h/keep", T0 - 30),
         ("h/gone/2", T0 + 1),  # stored after the ban: stays
     ]
-    report = asyncio.run(lurk(entries, bans, batch_size=2))
+    report = asyncio.run(lurk(entries, bans))
     assert report.hard == ["h/gone/1"]
     assert report.soft == ["h/stale/1"]
     assert report.oldest == T0 - 30  # soft-banned entries still count: they stay cached
@@ -231,9 +252,10 @@ def test_lurk_yields_between_batches() -> None:
         task = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         before = ticks
-        await lurk([(f"h/{i}", T0) for i in range(5000)], bans, batch_size=500)
+        # a slice of 0 s: the loop gets a turn after every entry
+        await lurk(((f"h/{i}", T0) for i in range(50)), bans, Pacer(0.0))
         task.cancel()
-        assert ticks - before >= 9  # the loop ran between the 10 batches
+        assert ticks - before >= 50
 
     asyncio.run(main())
 
@@ -250,3 +272,105 @@ def test_lurker_rule_end_to_end() -> None:
     assert bans.check("h/a/1", inflight_started) is not None
     # ...and goes once that fetch is stored and nothing older remains.
     assert bans.retire(T0 + 3) == 1
+
+
+# -- the index against a naive scan ------------------------------------------------------
+
+
+class NaiveBans:
+    """BanList without its index: every check scans every ban. Same bound and floors."""
+
+    def __init__(self, max_bans: int) -> None:
+        self.max_bans = max_bans
+        self.bans: list[Ban] = []
+        self.next_id = 1
+        self.floors: dict[bool, Ban] = {}  # soft -> floor
+
+    def add(self, prefix: str, host: str | None, soft: bool, now: float) -> None:
+        insort(self.bans, Ban(self.next_id, now, prefix, host, soft), key=lambda b: b.created)
+        self.next_id += 1
+        if len(self.bans) > self.max_bans:
+            old = self.bans[: len(self.bans) - self.max_bans * 9 // 10]
+            del self.bans[: len(old)]
+            for soft_ in (False, True):
+                group = [b for b in old if b.soft is soft_]
+                floor = self.floors.get(soft_)
+                if group and (floor is None or group[-1].created > floor.created):
+                    self.floors[soft_] = Ban(group[-1].id, group[-1].created, "/", None, soft_)
+
+    def retire(self, before: float) -> None:
+        self.bans = [b for b in self.bans if b.created >= before]
+        self.floors = {s: f for s, f in self.floors.items() if f.created >= before}
+
+    def check(self, key: str, stored_at: float) -> Ban | None:
+        host, target = split_url(url_of_key(key))
+        live = [
+            b
+            for b in self.bans
+            if b.created >= stored_at
+            and (b.host is None or b.host == host)
+            and prefix_matches(b.prefix, target)
+        ]
+        newest = {
+            soft: max(
+                (b for b in live if b.soft is soft), key=lambda b: (b.created, b.id), default=None
+            )
+            for soft in (False, True)
+        }
+        floors = {s: f for s, f in self.floors.items() if stored_at <= f.created}
+        return newest[False] or floors.get(False) or newest[True] or floors.get(True)
+
+
+_PATHS = st.text(alphabet="/?ab", max_size=7).map(lambda s: "/" + s)
+_ADD = st.tuples(
+    st.just("add"), _PATHS, st.sampled_from([None, "h1", "h2"]), st.booleans(), st.integers(0, 40)
+)
+_RETIRE = st.tuples(st.just("retire"), st.integers(0, 45), st.sampled_from([None, 1, 3]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    ops=st.lists(st.one_of(_ADD, _ADD, _ADD, _RETIRE), max_size=40),
+    bound=st.sampled_from([4, 10, 10_000]),
+    keys=st.lists(
+        st.tuples(st.sampled_from(["h1", "h2", "h3"]), _PATHS, st.sampled_from(["", "\x00v"])),
+        min_size=1,
+        max_size=8,
+    ),
+    stored=st.integers(-1, 42),
+)
+def test_the_index_answers_exactly_as_a_naive_scan(
+    ops: list[tuple], bound: int, keys: list[tuple[str, str, str]], stored: int
+) -> None:
+    fast, naive = BanList(max_bans=bound), NaiveBans(bound)
+    for op in ops:
+        if op[0] == "add":
+            _, prefix, host, soft, at = op
+            fast.add(prefix, host=host, soft=soft, now=float(at))
+            naive.add(prefix, host, soft, float(at))
+        else:
+            _, before, limit = op
+            if limit is None:
+                fast.retire(float(before))
+            else:  # in slices, as the lurker does
+                while fast.retire(float(before), limit=limit) >= limit:
+                    pass
+            naive.retire(float(before))
+        for host, path, variant in keys:
+            key = f"{host}{path}{variant}"
+            assert fast.check(key, float(stored)) == naive.check(key, float(stored)), key
+    assert fast.bans() == sorted(naive.floors.values(), key=lambda b: b.created) + naive.bans
+    fast.retire(math.inf)
+    assert not fast._index._roots  # nothing left behind once every ban went
+
+
+def test_retire_in_slices_and_the_index_empties() -> None:
+    bans = BanList()
+    for i in range(1000):
+        bans.add(f"/a/{i}/b", host="h" if i % 2 else None, now=T0 + i)
+    assert bans.retire(T0 + 500, limit=200) == 200
+    assert bans.retire(T0 + 500, limit=200) == 200
+    assert bans.retire(T0 + 500, limit=200) == 100
+    assert bans.retire(T0 + 500, limit=200) == 0
+    assert bans.check("h/a/499/b", T0) is None and bans.check("h/a/500/b", T0) is not None
+    assert bans.retire(math.inf) == 500 and not bans._index._roots

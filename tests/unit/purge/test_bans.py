@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import proxy.cache.bans as bans_module
-from proxy.cache.bans import Ban, BanList, lurk, split_url, url_of_key
+from proxy.cache.bans import Ban, BanList, TagBans, lurk, split_url, url_of_key
 from proxy.cache.pacing import Pacer
 
 T0 = 1_700_000_000.0
@@ -374,3 +374,20 @@ def test_retire_in_slices_and_the_index_empties() -> None:
     assert bans.retire(T0 + 500, limit=200) == 0
     assert bans.check("h/a/499/b", T0) is None and bans.check("h/a/500/b", T0) is not None
     assert bans.retire(math.inf) == 500 and not bans._index._roots
+
+
+def test_tag_bans_check_by_tag_and_retire_in_slices() -> None:
+    tags = TagBans()
+    for i in range(10):
+        tags.add([f"t{i}"], soft=i == 9, now=T0 + i)
+    assert tags.check(frozenset({"t3", "other"}), T0 + 3) == (T0 + 3, False)
+    assert tags.check(frozenset({"t3"}), T0 + 3.5) is None  # stored after its ban
+    assert tags.check(frozenset({"t9"}), T0) == (T0 + 9, True)
+    tags.add(["late"], soft=False, now=T0 - 100)  # from the bus, an older time
+    assert tags.retire(T0 + 5, limit=2) == 2
+    assert tags.retire(T0 + 5, limit=2) == 2
+    assert tags.retire(T0 + 5, limit=2) == 1  # t5 is not older than the bound
+    assert len(tags) == 6
+    # the late ban waits behind newer ones: kept longer, never dropped early
+    assert tags.check(frozenset({"late"}), T0 - 200) == (T0 - 100, False)
+    assert tags.retire(math.inf) == 6 and len(tags) == 0

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Debian packages the test suite starts for real: nginx (the comparison harness) and
-# chromium (the /_admin page test). Installed only when missing; needs root for apt.
+# Debian packages the test suite starts for real: nginx (the comparison harness and the
+# secure_link test), chromium (the /_admin page test) and nodejs (the JavaScript signer
+# in docs/auth.md). Installed only when missing; needs root for apt.
 set -eu
 missing=""
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages:$missing (run as root: apt-get install -y$missing)" >&2

@@ -136,14 +136,16 @@ def window_reason(
     inclusive_start: bool = True,
 ) -> str:
     """ "" when ``now`` is inside the validity window, widened by ``skew`` on both ends.
-    By default a token expires at ``expires`` (valid while now < expires, like
-    CloudFront's DateLessThan); ``inclusive_expiry`` keeps the second ``expires`` valid
-    too (nginx secure_link and bunny.net: "the last second the file is accessible").
+    This is the one place expiry is decided, for every scheme. By default a token
+    expires at ``expires`` (valid while now < expires, like CloudFront's DateLessThan);
+    ``inclusive_expiry`` keeps the whole second ``expires`` valid too, up to its last
+    instant (nginx secure_link and bunny.net: "the last second the file is accessible"),
+    since ``now`` is a float and the token names whole seconds.
     ``inclusive_start=False`` makes ``not_before`` itself too early (CloudFront's
     DateGreaterThan)."""
     if expires is not None:
-        late = now - skew
-        if late > expires or (late == expires and not inclusive_expiry):
+        end = expires + 1 if inclusive_expiry else expires
+        if now - skew >= end:
             return EXPIRED
     if not_before is not None:
         early = now + skew

@@ -9,9 +9,17 @@
   parameter_data is every other query parameter but ``token`` and ``expires``, sorted by
   name, ``name=value`` with decoded values, empty values left out, joined with ``&``.
   ``token_countries`` / ``token_countries_blocked`` restrict the client's country.
-* HS256 (bunny's current signing libraries): ``token`` = "HS256-" + base64url, unpadded,
-  of HMAC-SHA256(security_key, signature_path + expires + parameter_data [+ client IP]),
-  parameter_data as above but keeping empty values.
+* HS256 (bunny's signing libraries, BunnyWay/BunnyCDN.TokenAuthentication 2.1):
+  ``token`` = "HS256-" [+ "1-"] + base64url, unpadded, of HMAC-SHA256(security_key,
+  signature_path + expires [+ packed client address] + parameter_data), parameter_data as
+  above but keeping empty values. The "1-" flag marks an IP-locked token: the address
+  goes in as its bytes (4 for IPv4; 16 for IPv6, the last 8 zeroed, so a /64), before the
+  parameters. The earlier HS256 form had no flag and appended the address as text, last,
+  when the pull zone validates addresses; it is still accepted.
+
+``token_ignore_params=true`` (signed like any parameter) takes every query parameter that
+is not one of bunny's own (``OWN_PARAMS``) out of parameter_data, so a player may add its
+own parameters to a signed URL.
 
 The directory form puts the parameters in the first path segment:
 ``/bcdn_token=<token>&token_path=%2Fvideos%2F&expires=<n>/videos/a.mp4``; cut it from the
@@ -40,6 +48,7 @@ from proxy.auth.common import (
     constant_time_equal,
     deny,
     parse_epoch,
+    parse_ip,
     prefix_allows,
     query_pairs,
     window_reason,
@@ -73,10 +82,22 @@ def split_bunny_path_token(raw_path: str) -> tuple[str | None, str]:
     return "token=" + segment[len("bcdn_token=") :], rest
 
 
-def parameter_data(pairs: Iterable[tuple[str, str]], *, keep_empty: bool) -> str:
+IGNORE_PARAMS = "token_ignore_params"
+IP_LOCKED = "1-"  # the HS256 flag of a token signed with the client address
+
+
+def ignores_params(params: Mapping[str, str]) -> bool:
+    return params.get(IGNORE_PARAMS, "").lower() == "true"
+
+
+def parameter_data(
+    pairs: Iterable[tuple[str, str]], *, keep_empty: bool, own_only: bool = False
+) -> str:
+    """Sorted, decoded ``name=value`` of the signed parameters joined with "&"; with
+    ``own_only`` (token_ignore_params) only bunny's own parameters are signed."""
     values: dict[str, str] = {}
     for name, raw in pairs:
-        if name in ("token", "expires"):
+        if name in ("token", "expires") or (own_only and name not in OWN_PARAMS):
             continue
         values[name] = unquote_plus(raw)
     return "&".join(
@@ -99,6 +120,16 @@ def sign_sha256(
     data = parameter_data(pairs, keep_empty=False)
     digest = hashlib.sha256(f"{key}{signature_path}{expires}{ip}{data}".encode()).digest()
     return b64url_encode(digest)
+
+
+def packed_address(text: str) -> bytes | None:
+    """The client address as the "1-" tokens sign it: IPv4 as its 4 bytes, IPv6 as its
+    16 bytes with the interface identifier (last 8) zeroed, so the lock is to a /64."""
+    address = parse_ip(text)
+    if address is None:
+        return None
+    packed = address.packed
+    return packed if len(packed) == 4 else packed[:8] + bytes(8)
 
 
 class BunnyVerifier:
@@ -135,9 +166,8 @@ class BunnyVerifier:
             # bunny's signers refuse repeated parameters; so do we (no ambiguity about
             # which value was signed).
             return deny(SCHEME, BAD_SIGNATURE)
-        ip = inp.client_ip if self.ip_validation else ""
         canonical = canonical_path(inp.path)
-        if not self._signature_ok(token, pairs, params, inp.path, expires, ip):
+        if not self._signature_ok(token, pairs, params, inp.path, expires, inp.client_ip):
             return deny(SCHEME, BAD_SIGNATURE)
         claims: dict[str, Any] = {"exp": expires}
         token_path = unquote(params["token_path"]) if "token_path" in params else None
@@ -169,33 +199,77 @@ class BunnyVerifier:
         params: Mapping[str, str],
         path: str,
         expires: int,
-        ip: str,
+        client: str,
     ) -> bool:
-        key = self._key
-        token_path = unquote_plus(params["token_path"]) if params.get("token_path") else None
-        decoded_path = unquote(path)
+        own_only = ignores_params(params)
+        ip = client if self.ip_validation else ""  # the older forms append it as text
+        if params.get("token_path"):
+            paths: tuple[str, ...] = (unquote_plus(params["token_path"]),)
+        else:
+            # Signers hash the path as they were given it, raw or decoded; try both.
+            decoded = unquote(path)
+            paths = (path, decoded) if decoded != path else (path,)
         if token.startswith("HS256-"):
             if "hs256" not in self.forms:
                 return False
-            given = b64url_decode(token[6:])
-            message = (
-                f"{token_path or decoded_path}{expires}{parameter_data(pairs, keep_empty=True)}{ip}"
-            )
-            expected = hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
-            return constant_time_equal(expected, given)
+            return self._hs256_ok(token[6:], pairs, paths, expires, client, ip, own_only)
         given = b64url_decode(token)
         if given is not None and len(given) == 16 and "md5" in self.forms:
-            ok = False
-            for candidate in (path, decoded_path) if decoded_path != path else (path,):
-                blob = key + f"{candidate}{expires}{ip}".encode()
-                ok |= constant_time_equal(hashlib.md5(blob).digest(), given)
-            return ok
+            # The basic form signs the URL path, never token_path.
+            decoded = unquote(path)
+            return self._any_equal(
+                given,
+                (
+                    hashlib.md5(self._key + f"{p}{expires}{ip}".encode()).digest()
+                    for p in ((path, decoded) if decoded != path else (path,))
+                ),
+            )
         if "sha256" not in self.forms:
             constant_time_equal(bytes(32), None)
             return False
-        data = f"{token_path or decoded_path}{expires}{ip}{parameter_data(pairs, keep_empty=False)}"
-        expected = hashlib.sha256(key + data.encode("utf-8")).digest()
-        return constant_time_equal(expected, given)
+        data = parameter_data(pairs, keep_empty=False, own_only=own_only)
+        return self._any_equal(
+            given,
+            (
+                hashlib.sha256(self._key + f"{p}{expires}{ip}{data}".encode()).digest()
+                for p in paths
+            ),
+        )
+
+    def _hs256_ok(
+        self,
+        body: str,
+        pairs: list[tuple[str, str]],
+        paths: tuple[str, ...],
+        expires: int,
+        client: str,
+        ip: str,
+        own_only: bool,
+    ) -> bool:
+        data = parameter_data(pairs, keep_empty=True, own_only=own_only).encode()
+        if body.startswith(IP_LOCKED):
+            # Current signers: the packed address, before the parameters, whatever the
+            # ip_validation setting (the token says it is locked).
+            given = b64url_decode(body[len(IP_LOCKED) :])
+            address = packed_address(client)
+            if address is None:
+                constant_time_equal(bytes(32), None)
+                return False
+            messages = (f"{p}{expires}".encode() + address + data for p in paths)
+        else:
+            # Unlocked, or the earlier form: the address as text, last.
+            given = b64url_decode(body)
+            messages = (f"{p}{expires}".encode() + data + ip.encode() for p in paths)
+        return self._any_equal(
+            given, (hmac.new(self._key, m, hashlib.sha256).digest() for m in messages)
+        )
+
+    @staticmethod
+    def _any_equal(given: bytes | None, candidates: Iterable[bytes]) -> bool:
+        ok = False
+        for expected in candidates:  # every candidate is compared: no early exit
+            ok |= constant_time_equal(expected, given)
+        return ok
 
 
 def _countries(value: str | None) -> frozenset[str]:

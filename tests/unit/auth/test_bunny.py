@@ -1,18 +1,24 @@
 """bunny.net tokens, expected values computed here from bunny.net's docs: basic
 "MD5(token_security_key + url_path + expiration)" in base64 with '+' -> '-', '/' -> '_'
 and '=' removed; the SHA-256 form over key + signature path + expiration [+ IP] +
-sorted parameters; and the HS256 form of bunny's current signing libraries."""
+sorted parameters; and the HS256 forms of bunny's signing libraries, the current one
+from tests/support/bunny_signer.py (written from bunny's documentation: its signers are
+not published to a registry)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import string
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.auth.bunny import BunnyVerifier, sign_basic, sign_sha256, split_bunny_path_token
 from proxy.auth.common import AuthInput, AuthResult
+from tests.support import bunny_signer
 
 KEY = "229248f0-f007-4bf9-ba1f-bbf1b4ad9d40"
 EXPIRES = 1_700_000_600
@@ -159,3 +165,141 @@ def test_missing_and_malformed() -> None:
     token = sign_basic(KEY, "/a", EXPIRES)
     repeated = f"token={token}&expires={EXPIRES}&expires={EXPIRES + 999}"
     assert run(verifier, "/a", repeated).reason == "bad-signature"
+
+
+# -- HS256 as bunny.net's current signers make it (tests/support/bunny_signer.py) --------
+
+
+def verify_url(
+    url: str,
+    *,
+    client: str = CLIENT,
+    now: float = NOW,
+    country: str | None = None,
+    ip_validation: bool = False,
+) -> AuthResult:
+    """A signed relative URL (query or directory form) through a BunnyVerifier."""
+    raw_path, _, query = url.partition("?")
+    params, rest = split_bunny_path_token(raw_path)
+    verifier = BunnyVerifier(KEY.encode(), ip_validation=ip_validation)
+    result = run(verifier, rest, query, now=now, client=client, country=country, bunny_path=params)
+    return result or AuthResult(False, "missing", "bunny")  # no token at all
+
+
+def test_hs256_current_form_plain_directory_and_countries() -> None:
+    assert verify_url(bunny_signer.signed_url("/300kb.jpg", KEY, EXPIRES)).ok
+    url = bunny_signer.signed_url(
+        "/abc/a.ts", KEY, EXPIRES, token_path="/abc/", countries="CA,US", directory=True
+    )
+    assert url.startswith("/bcdn_token=HS256-")
+    assert verify_url(url, country="CA").ok
+    assert verify_url(url, country="FR").reason == "ip-mismatch"
+    assert verify_url(url.replace("/abc/a.ts", "/abd/a.ts")).reason == "acl-mismatch"
+
+
+@pytest.mark.parametrize(
+    ("signed_for", "same_lock", "other"),
+    [
+        ("146.14.19.7", "146.14.19.7", "146.14.19.8"),
+        # IPv6 locks to the /64: another interface identifier is the same client.
+        (
+            "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+            "2001:db8:85a3:0:ffff:ffff:ffff:1",
+            "2001:db8:85a3:1::7334",
+        ),
+    ],
+)
+def test_hs256_ip_lock(signed_for: str, same_lock: str, other: str) -> None:
+    url = bunny_signer.signed_url("/a.mp4", KEY, EXPIRES, ip=signed_for, params={"w": "640"})
+    assert "token=HS256-1-" in url
+    for ip_validation in (False, True):  # the flag says it is locked, whatever the zone
+        assert verify_url(url, client=signed_for, ip_validation=ip_validation).ok
+        assert verify_url(url, client=same_lock, ip_validation=ip_validation).ok
+        result = verify_url(url, client=other, ip_validation=ip_validation)
+        assert result.reason == "bad-signature"
+    # An IPv4 client seen through a dual-stack socket is the same IPv4 address.
+    if "." in signed_for:
+        assert verify_url(url, client=f"::ffff:{signed_for}").ok
+    # The flag cannot be dropped to unlock the token.
+    assert verify_url(url.replace("HS256-1-", "HS256-"), client=other).reason == "bad-signature"
+
+
+def test_hs256_ignore_params() -> None:
+    url = bunny_signer.signed_url("/a.mp4", KEY, EXPIRES, ignore_params=True)
+    assert "token_ignore_params=true" in url
+    assert verify_url(url).ok
+    assert verify_url(url + "&width=640&quality=hd").ok
+    assert verify_url(url.replace("?", "?player=x&", 1)).ok
+    # Without the flag every parameter is signed, and the flag cannot be added later.
+    plain = bunny_signer.signed_url("/a.mp4", KEY, EXPIRES, params={"w": "640"})
+    assert verify_url(plain).ok
+    assert verify_url(plain + "&width=1").reason == "bad-signature"
+    assert verify_url(plain + "&token_ignore_params=true&width=1").reason == "bad-signature"
+    # bunny's own parameters stay signed under the flag: no country list can be added.
+    assert verify_url(url + "&token_countries=US", country="US").reason == "bad-signature"
+
+
+def test_ignore_params_in_the_sha256_form() -> None:
+    data = "token_ignore_params=true"
+    token = fmt(hashlib.sha256(f"{KEY}/a.mp4{EXPIRES}{data}".encode()).digest())
+    query = f"token={token}&{data}&expires={EXPIRES}&w=640"
+    assert run(BunnyVerifier(KEY.encode()), "/a.mp4", query).ok
+
+
+def test_hs256_first_form_with_the_address_as_text_last() -> None:
+    # The first HMAC signers (no flag): path + expires + parameters + client IP as text.
+    message = f"/a.mp4{EXPIRES}w=640{CLIENT}"
+    token = "HS256-" + fmt(hmac.new(KEY.encode(), message.encode(), hashlib.sha256).digest())
+    query = f"token={token}&w=640&expires={EXPIRES}"
+    assert run(BunnyVerifier(KEY.encode(), ip_validation=True), "/a.mp4", query).ok
+    other = run(BunnyVerifier(KEY.encode(), ip_validation=True), "/a.mp4", query, client="1.1.1.1")
+    assert other is not None and other.reason == "bad-signature"
+
+
+def test_hs256_signed_path_raw_or_decoded() -> None:
+    # Signers hash the path as given: Node's URL keeps "%20", others may decode it.
+    for signed_path in ("/a%20b.mp4", "/a b.mp4"):
+        url = bunny_signer.signed_url(signed_path, KEY, EXPIRES)
+        query = url.partition("?")[2]
+        assert verify_url(f"/a%20b.mp4?{query}").ok, signed_path
+
+
+NAME = st.text(string.ascii_lowercase + "_", min_size=1, max_size=8).filter(
+    lambda n: n not in ("token", "expires", "token_path", "token_ignore_params")
+)
+VALUE = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+# An IPv4-mapped IPv6 address is left out: the client it names connects over IPv4 and is
+# packed as 4 bytes, so such a token cannot match (at bunny.net either).
+ADDRESS = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None).map(str),
+    st.just(""),
+)
+
+
+@given(
+    params=st.dictionaries(NAME, VALUE, max_size=4),
+    ip=ADDRESS,
+    directory=st.booleans(),
+    token_path=st.sampled_from(["", "/v/", "/v"]),
+)
+def test_any_hs256_url_of_the_independent_signer_verifies(
+    params: dict[str, str], ip: str, directory: bool, token_path: str
+) -> None:
+    params.pop("token_countries", None)
+    params.pop("token_countries_blocked", None)
+    url = bunny_signer.signed_url(
+        "/v/a.mp4", KEY, EXPIRES, params=params, ip=ip, token_path=token_path, directory=directory
+    )
+    result = verify_url(url, client=ip or CLIENT)
+    assert result.ok, (url, result)
+
+
+@given(st.integers(0, 200), st.sampled_from("AQw-_%=&."))
+def test_any_byte_of_an_ip_locked_hs256_url(index: int, char: str) -> None:
+    url = bunny_signer.signed_url("/v/a.mp4", KEY, EXPIRES, ip=CLIENT, params={"q": "hd"})
+    index %= len(url)
+    if url[index] == char or index < len("/v/a.mp4?"):
+        return
+    mutated = url[:index] + char + url[index + 1 :]
+    assert not verify_url(mutated).ok, mutated

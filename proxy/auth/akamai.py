@@ -1,14 +1,16 @@
 """Akamai EdgeAuth (Auth Token 2.0) tokens, as Akamai's EdgeAuth-Token-Python describes.
 
 A token is ``~``-separated ``name=value`` fields in this order: ``ip``, ``st`` (start),
-``exp`` (end), ``acl`` (ACL tokens: ``!``-separated patterns, ``*`` a wildcard), ``id``
-(session id), ``data`` (payload), and last ``hmac``. The HMAC (sha256, sha1 or md5, as
-lower-case hex) is keyed with the hex-decoded EdgeAuth key and covers every field before
-``hmac`` joined with ``~``, followed for URL tokens (no ``acl``) by ``~url=<path>`` and,
-when the signer used one, ``~salt=<salt>``. With the signer's ``escape_early`` option the
-ip/id/data values and the URL were percent-encoded (``quote_plus``, lower-case escapes)
-before hashing. The token travels as ``__token__`` (or a configured name such as
-``hdnts``) in the query, a cookie or a header.
+``exp`` (end), ``acl`` (ACL tokens: ``!``-separated patterns with the wildcards ``*`` and
+``?``), ``id`` (session id), ``data`` (payload), and last ``hmac``. The HMAC (sha256,
+sha1 or md5, as lower-case hex) is keyed with the hex-decoded EdgeAuth key and covers
+every field before ``hmac`` joined with ``~``, followed for URL tokens (no ``acl``) by
+``~url=<path>`` and, when the signer used one, ``~salt=<salt>``. With the signer's
+``escape_early`` option the ip/id/data values and the URL were percent-encoded
+(``quote_plus``, lower-case escapes) before hashing. The token travels as ``__token__``
+(or a configured name such as ``hdnts``) in the query, a cookie or a header. In the query
+it is taken as is when it holds a literal ``exp=``, else as form-encoded by the client
+(``+`` a space, as ``urlencode`` and ``URLSearchParams`` write it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import quote_plus, unquote, unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from proxy.auth.common import (
     ACL_MISMATCH,
@@ -54,14 +56,23 @@ def escape_early(text: str) -> str:
     return _ESCAPE.sub(lambda m: m.group(0).lower(), quote_plus(text))
 
 
+_WILDCARDS = {"*": ".*", "?": "."}
+_ACL_PARTS = re.compile(r"([*?])")
+
+
 @lru_cache(maxsize=512)
 def _acl_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+    parts = _ACL_PARTS.split(pattern)  # odd indexes are the wildcards
+    return re.compile(
+        "".join(_WILDCARDS[p] if i % 2 else re.escape(p) for i, p in enumerate(parts)),
+        re.DOTALL,
+    )
 
 
 def acl_allows(acl: str, path: str, delimiter: str = "!") -> bool:
     """Does any ``delimiter``-separated pattern of ``acl`` match the whole canonical
-    path? ``*`` matches any run of characters, "/" included (EdgeAuth's wildcard)."""
+    path? EdgeAuth's wildcards: ``*`` matches any run of characters, "/" included, and
+    ``?`` exactly one character."""
     return any(
         pattern and _acl_regex(pattern).fullmatch(path) is not None
         for pattern in acl.split(delimiter)
@@ -151,8 +162,9 @@ class AkamaiVerifier:
             if source == "query":
                 value = inp.arg(self.token_name)
                 if value is not None:
-                    # Sent raw (it contains "exp=") or percent-encoded as a whole.
-                    return value if "exp=" in value else unquote(value)
+                    # Sent raw (it contains "exp="; a "+" is then the token's own,
+                    # escape_early's space) or form-encoded as a whole by the client.
+                    return value if "exp=" in value else unquote_plus(value)
             elif source == "cookie":
                 value = inp.cookie(self.token_name)
                 if value is not None:

@@ -1,16 +1,21 @@
 """Akamai EdgeAuth tokens, with expected values computed here step by step from the
 EdgeAuth-Token-Python description (fields joined with "~", HMAC keyed with the
-hex-decoded key, lower-case hex digest appended as hmac=)."""
+hex-decoded key, lower-case hex digest appended as hmac=), and tokens from Akamai's own
+generator (PyPI akamai-edgeauth)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from urllib.parse import quote, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.auth.akamai import AkamaiVerifier, acl_allows, generate_token
 from proxy.auth.common import AuthInput, AuthResult
+from tests.support.edgeauth import EdgeAuth
 
 KEY_HEX = "52a152a152a152a152a152a152a152a1"
 KEY = bytes.fromhex(KEY_HEX)
@@ -150,7 +155,7 @@ def test_acl_wildcards_and_normalisation(acl: str, path: str, allowed: bool) -> 
         assert result.reason == "acl-mismatch"
 
 
-def test_acl_allows_is_literal_except_for_the_star() -> None:
+def test_acl_allows_is_literal_except_for_the_wildcards() -> None:
     assert acl_allows("/a.b/*", "/a.b/x")
     assert not acl_allows("/a.b/*", "/axb/x")  # "." is not a regex wildcard
     assert not acl_allows("", "/x")
@@ -173,3 +178,94 @@ def test_acl_allows_is_literal_except_for_the_star() -> None:
 def test_malformed(token: str) -> None:
     result = run(AkamaiVerifier(KEY), path="/a", query=f"__token__={token}")
     assert result is not None and result.reason == "bad-signature"
+
+
+# -- Akamai's own generator: "?" in ACLs, tokens as clients send them ---------------------
+
+
+@pytest.mark.parametrize(
+    ("acl", "path", "allowed"),
+    [
+        ("/v/seg-?.ts", "/v/seg-1.ts", True),
+        ("/v/seg-?.ts", "/v/seg-12.ts", False),  # "?" is exactly one character
+        ("/v/seg-?.ts", "/v/seg-.ts", False),
+        ("/v/??/*", "/v/hd/a.ts", True),
+        ("/v/??/*", "/v/sd1/a.ts", False),
+        ("/v/?", "/v/", False),
+    ],
+)
+def test_question_mark_wildcard_with_edgeauth_tokens(acl: str, path: str, allowed: bool) -> None:
+    token = EdgeAuth(key=KEY_HEX, end_time=NOW + 60).generate_acl_token(acl)
+    result = run(AkamaiVerifier(KEY), path=path, query=urlencode({"__token__": token}))
+    assert result is not None and result.ok is allowed, (acl, path, result)
+
+
+@pytest.mark.parametrize("escape_early", [False, True])
+def test_form_encoded_query_token_with_a_space(escape_early: bool) -> None:
+    """requests/httpx/urlencode write a space as "+": the token still verifies, and a
+    "+" that is the token's own (escape_early's space) survives as "%2B"."""
+    signer = EdgeAuth(
+        key=KEY_HEX,
+        end_time=NOW + 60,
+        payload="user 42 / plan: gold",
+        session_id="s 1",
+        escape_early=escape_early,
+    )
+    token = signer.generate_acl_token(["/videos/abc/*", "/videos/x?z/*"])
+    verifier = AkamaiVerifier(KEY, escape_early=escape_early)
+    form = urlencode({"__token__": token})  # quote_plus: " " -> "+", "+" -> "%2B"
+    assert ("+" in form) is not escape_early
+    result = run(verifier, path="/videos/abc/1.ts", query=form)
+    assert result is not None and result.ok, result
+    assert result.claims["data"] == "user 42 / plan: gold"
+    percent = "__token__=" + quote(token, safe="")  # "%20" for a space
+    assert run(verifier, path="/videos/abc/1.ts", query=percent).ok
+    if escape_early:  # "~", "=", "!" and "+" are legal in a query: sent as signed
+        assert run(verifier, path="/videos/abc/1.ts", query=f"__token__={token}").ok
+
+
+def test_url_token_from_edgeauth() -> None:
+    token = EdgeAuth(key=KEY_HEX, end_time=NOW + 60).generate_url_token("/videos/a.mp4")
+    verifier = AkamaiVerifier(KEY)
+    assert run(verifier, path="/videos/a.mp4", query=urlencode({"__token__": token})).ok
+    other = run(verifier, path="/videos/b.mp4", query=urlencode({"__token__": token}))
+    assert other is not None and other.reason == "bad-signature"
+
+
+def glob_reference(pattern: str, path: str) -> bool:
+    """A plain backtracking glob: "*" any run, "?" one character, the rest literal."""
+    if not pattern:
+        return not path
+    head = pattern[0]
+    if head == "*":
+        return any(glob_reference(pattern[1:], path[i:]) for i in range(len(path) + 1))
+    if not path:
+        return False
+    return (head == "?" or head == path[0]) and glob_reference(pattern[1:], path[1:])
+
+
+@given(st.text("ab/.*?+[]()\\", max_size=8), st.text("ab/.*?+[]()\\", max_size=10))
+def test_acl_patterns_match_like_a_plain_glob(pattern: str, path: str) -> None:
+    assert acl_allows(pattern, path) is (bool(pattern) and glob_reference(pattern, path))
+
+
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=16)
+
+
+@given(payload=TEXT, session=TEXT, escape_early=st.booleans(), form=st.booleans())
+def test_any_payload_sent_by_a_standard_client_verifies(
+    payload: str, session: str, escape_early: bool, form: bool
+) -> None:
+    fields = {"payload": payload or None, "session_id": session or None}
+    if "~" in payload + session:
+        return  # the field delimiter (not escaped even by escape_early): no one can split it
+    token = EdgeAuth(
+        key=KEY_HEX, end_time=NOW + 60, escape_early=escape_early, **fields
+    ).generate_acl_token("/v/*")
+    query = urlencode({"__token__": token}) if form else "__token__=" + quote(token, safe="")
+    result = run(AkamaiVerifier(KEY, escape_early=escape_early), path="/v/a.ts", query=query)
+    assert result is not None and result.ok, (token, result)
+
+
+def test_glob_reference_sanity() -> None:
+    assert glob_reference("/a/*", "/a/b/c") and not glob_reference("/a/?", "/a/bc")

@@ -97,6 +97,12 @@ class CachePolicy(_Frozen):
     stale_if_error: Seconds = 0
     # 404 and 410 without explicit freshness are cached this long.
     negative_ttl: Seconds = 10
+    # When the origin cannot be reached ("error": refused, reset, DNS, TLS, all origins
+    # down; "timeout"), serve the stored copy however stale, as nginx's
+    # `proxy_cache_use_stale error timeout` does; RFC 9111 4.2.4 allows it for a
+    # disconnected cache, never under must-revalidate, proxy-revalidate, s-maxage or
+    # no-cache. 5xx answers use stale_if_error only. [] = only stale-if-error.
+    use_stale: tuple[Literal["error", "timeout"], ...] = ("error", "timeout")
     # Targeted cache-control fields (RFC 9213), highest precedence first; the first one
     # present in a response replaces Cache-Control for this cache.
     targeted_fields: tuple[str, ...] = ("cdn-cache-control", "surrogate-control")

@@ -13,7 +13,7 @@ from typing import Any
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry
 from proxy.http import cache_status
-from proxy.http.conditionals import evaluate_preconditions, if_range_matches
+from proxy.http.conditionals import evaluate_preconditions, if_range_matches, stored_date
 from proxy.http.dates import format_http_date
 from proxy.http.ranges import (
     ByteRange,
@@ -101,7 +101,10 @@ async def deliver_entry(
     """`extra` holds the per-response fields (Age, Cache-Status, Server-Timing)."""
     head_only = method == "HEAD"
     if entry.status == 200 and not LOCAL_FIELDS.isdisjoint(req_headers):
-        pre = _precondition(method, req_headers, entry.etag, entry.last_modified)
+        date = stored_date(entry.headers, entry.response_time)  # IMS without Last-Modified
+        pre = evaluate_preconditions(
+            method, req_headers, entry.etag, entry.last_modified, date=date
+        )
         if pre is not None:
             status, headers = _not_modified(pre, entry.headers, extra)
             if pre == 412:

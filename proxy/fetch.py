@@ -12,12 +12,25 @@ from proxy.cache.collapse import Fetch, Head
 from proxy.cache.entry import Entry
 from proxy.http.dates import parse_http_date
 from proxy.http.forwarding import client_response_headers, joined, merge_304, origin_request_headers
-from proxy.http.freshness import Freshness, FreshnessPolicy, response_freshness
+from proxy.http.freshness import (
+    Freshness,
+    FreshnessPolicy,
+    response_freshness,
+    stale_when_disconnected,
+)
+from proxy.http.origin_answer import unrequested_range
 from proxy.http.surrogate import surrogate_keys
 from proxy.http.vary import parse_vary, variant_key
 from proxy.request import Request
 from proxy.state import AppState
-from routing.origins.base import OriginError, OriginRequest, OriginResponse
+from routing.origins.base import (
+    BadOriginPath,
+    OriginError,
+    OriginRequest,
+    OriginResponse,
+    OriginTimeout,
+    OriginUnavailable,
+)
 from routing.rules import Route, rewrite
 
 # How long a key stays hit-for-miss after an unstorable response (Varnish uses 120 s).
@@ -194,15 +207,14 @@ async def produce(
     request_time = time.time()
     started = time.perf_counter()
     try:
-        resp, origin_name = await send(
+        resp, origin_name = await _send_whole(
             route, origin_request(route, req, cacheable=True, stale=stale)
         )
     except OriginError as exc:
         state.log.debug("origin %s failed for %s: %s", exc.origin, req.target, exc.reason)
-        if stale is not None and time.time() < stale.stale_if_error_until:
-            present_entry(
-                fetch, stale, fwd="stale", fwd_status=None, origin_ms=0.0, detail="stale-if-error"
-            )
+        detail = _stale_detail(route, stale, exc, time.time())
+        if stale is not None and detail is not None:
+            present_entry(fetch, stale, fwd="stale", fwd_status=None, origin_ms=0.0, detail=detail)
         else:
             fetch.fail(exc)
         state.inflight.remove(fetch)
@@ -240,8 +252,7 @@ async def produce(
                 tags=surrogate_keys(merged),
             )
             if freshness.storable:
-                state.cache.store(fetch.key, refreshed, req.headers)
-                fetch.stored = True
+                fetch.stored = state.cache.store(fetch.key, refreshed, req.headers)
             present_entry(fetch, refreshed, fwd="stale", fwd_status=304, origin_ms=origin_ms)
             return
         if (
@@ -281,7 +292,11 @@ async def produce(
             state.cache.mark_uncacheable(fetch.key, response_time + HIT_FOR_MISS_SECONDS)
             state.inflight.remove(fetch)
             fetch.stop_keeping()
-        elif resp.content_length is not None and not cache.fits(resp.content_length):
+        elif not cache.admits(
+            fetch.key, head.vary, req.headers, resp.content_length or 0, request_time
+        ):
+            # Known now not to be kept (too large, variant cap, a purge since it was
+            # sent): streamed with bounded memory, and Cache-Status never says stored.
             state.inflight.remove(fetch)
             fetch.stop_keeping()
         fetch.set_head(head)
@@ -294,6 +309,30 @@ async def produce(
     finally:
         state.inflight.remove(fetch)
         await resp.aclose()
+
+
+async def _send_whole(route: Route, request: OriginRequest) -> tuple[OriginResponse, str]:
+    """`send` for a request without Range: a partial answer to it is an origin error
+    (502, or a stale copy), never stored or relayed as the whole object."""
+    resp, origin_name = await send(route, request)
+    if unrequested_range(resp.status, resp.headers):
+        await resp.aclose()
+        raise OriginUnavailable(origin_name, "origin answered a range to a full request")
+    return resp, origin_name
+
+
+def _stale_detail(route: Route, stale: Entry | None, exc: OriginError, now: float) -> str | None:
+    """Why the stale copy may stand in for an origin that could not be reached (the
+    Cache-Status detail), or None: within its stale-if-error window, or by the route's
+    `use_stale` where RFC 9111 4.2.4 lets a disconnected cache serve stale."""
+    if stale is None or isinstance(exc, BadOriginPath):
+        return None
+    if now < stale.stale_if_error_until:
+        return "stale-if-error"
+    kind = "timeout" if isinstance(exc, OriginTimeout) else "error"
+    if kind in route.policy.use_stale and stale_when_disconnected(stale.freshness):
+        return f"origin-{kind}"
+    return None
 
 
 async def _pump(
@@ -330,7 +369,8 @@ async def produce_pass(
     fetch.stop_keeping()
     oreq = origin_request(route, req, cacheable=False, stale=None, body=body)
     try:
-        resp, origin_name = await send(route, oreq)
+        ranged = "range" in req.headers  # pass mode forwards Range: a 206 may answer it
+        resp, origin_name = await (send(route, oreq) if ranged else _send_whole(route, oreq))
     except OriginError as exc:
         state.log.debug(
             "origin %s failed for %s %s: %s", exc.origin, req.method, req.target, exc.reason

@@ -226,7 +226,10 @@ async def _deliver_miss(
         # The shared answer turned out private or another variant: fetch our own.
         fetch.unsubscribe(cid)
         return await miss(state, route, req, key, None, receive, send, collapse=False)
-    stored = head.shareable and fetch.keep_all
+    # RFC 9211 2.6 `stored`: what a tier did with it when the body is already in, else
+    # what is known before it (the producer stops keeping what the cache will refuse).
+    # A body that breaks off later cuts this response off, so no complete one claims it.
+    stored = fetch.stored if fetch.done else head.shareable and fetch.keep_all
     status_value = cache_status.forward(
         head.fwd,
         fwd_status=head.fwd_status,

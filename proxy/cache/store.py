@@ -130,8 +130,40 @@ class Cache:
         """Some tier would store an entry of this size (so a fetch keeps its body)."""
         return self.memory.fits(nbytes) or any(tier.accepts(nbytes) for tier in self.lower)
 
+    def admits(
+        self,
+        key: str,
+        vary: tuple[str, ...],
+        request_headers: Mapping[str, str],
+        size: int,
+        request_time: float,
+    ) -> bool:
+        """Would `store` keep such an entry? What can be known before the body arrives
+        (`size` 0 when unknown): a tier takes its size (entries that vary stay in
+        memory), the URL's variant cap, a purge since the request was sent. `store`
+        refuses by this same check, so Cache-Status can say `stored` at head time."""
+        # A fetch sent before a ban and answered after it: deliver it, never keep it.
+        ban = self.bans.check(key, request_time)
+        if ban is not None and not ban.soft:
+            return False
+        if not vary:
+            return self.fits(size)
+        if not self.memory.fits(size):
+            return False
+        index = self.memory.get(key)
+        if type(index) is not VaryIndex or index.names != vary:
+            return True  # a new index replaces the old one
+        vkey = variant_key(vary, request_headers)
+        return vkey in index.variants or len(index.variants) < self.max_variants
+
     def store(self, key: str, entry: Entry, request_headers: Mapping[str, str]) -> bool:
-        """True when some tier takes the entry (lower tiers are written in the background)."""
+        """True when some tier takes the entry (lower tiers are written in the background:
+        a failed write there, e.g. a full disk, is only known later)."""
+        if not self.admits(key, entry.vary, request_headers, entry.size, entry.request_time):
+            return False
+        ban = self.bans.check(key, entry.request_time)
+        if ban is not None:  # soft (admits refused hard ones): kept, but stale
+            entry.make_stale(ban.created)
         stored = False
         if not entry.vary and self.lower:
             now = time.time()
@@ -141,12 +173,6 @@ class Cache:
                     stored = True
         if not self.memory.fits(entry.size):
             return stored
-        # A fetch sent before a ban and answered after it: deliver it, never keep it.
-        ban = self.bans.check(key, entry.request_time)
-        if ban is not None:
-            if not ban.soft:
-                return False
-            entry.make_stale(ban.created)
         entry.ban_gen = self.bans.generation
         if not entry.vary:
             return (self._index_tags(key, entry) and self.memory.put(key, entry)) or stored
@@ -155,8 +181,6 @@ class Cache:
             self._drop(key)
             index = VaryIndex(entry.vary)
         vkey = variant_key(entry.vary, request_headers)
-        if vkey not in index.variants and len(index.variants) >= self.max_variants:
-            return False
         skey = vary_key(key, vkey)
         if not self._index_tags(skey, entry) or not self.memory.put(skey, entry):
             return False

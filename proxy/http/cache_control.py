@@ -1,4 +1,5 @@
-"""Cache-Control parsing (RFC 9111 5.2); also used for CDN-Cache-Control (RFC 9213)."""
+"""Cache-Control parsing (RFC 9111 5.2) and targeted fields such as CDN-Cache-Control
+(RFC 9213: RFC 8941 Dictionaries, parsed with http-sfv)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["EMPTY", "MAX_DELTA_SECONDS", "CacheControl", "parse_cache_control"]
+import http_sfv
+
+__all__ = [
+    "EMPTY",
+    "MAX_DELTA_SECONDS",
+    "CacheControl",
+    "parse_cache_control",
+    "parse_targeted",
+]
 
 # RFC 9111 1.2.1: delta-seconds too large to represent are taken as 2**31.
 MAX_DELTA_SECONDS = 2**31
@@ -152,4 +161,58 @@ def parse_cache_control(value: str | None) -> CacheControl:
         stale_while_revalidate=stale.get("stale-while-revalidate"),
         stale_if_error=stale.get("stale-if-error"),
         invalid=invalid,
+    )
+
+
+# Surrogate-Control (W3C Edge Architecture, 2001) predates RFC 9213 and has the
+# Cache-Control syntax; every other targeted field is an RFC 9213 Dictionary.
+_LEGACY_TARGETED = frozenset({"surrogate-control"})
+_QUALIFIABLE = frozenset({"no-cache", "private"})  # may carry an sf-string field list
+
+
+def parse_targeted(name: str, value: str) -> CacheControl | None:
+    """A targeted cache-control field (RFC 9213) by its lower-case name; None when the
+    cache must ignore it (empty or invalid), never raises."""
+    if name in _LEGACY_TARGETED:
+        cc = parse_cache_control(value)
+        return None if cc.invalid or not value.strip(" \t,") else cc
+    return _parse_dictionary(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_dictionary(value: str) -> CacheControl | None:
+    """RFC 9213 2.1: an RFC 8941 Dictionary of directives. A parse error, or a known
+    directive with a value of the wrong type (max-age="10000", no-store=?0), makes the
+    whole field invalid, and an invalid field is ignored as if absent. Unknown
+    directives and parameters are ignored."""
+    parsed = http_sfv.Dictionary()
+    try:
+        parsed.parse(value.encode("latin-1"))
+    except (ValueError, UnicodeEncodeError):  # empty counts as a parse error too
+        return None
+    flags: set[str] = set()
+    seconds: dict[str, int] = {}
+    for key, member in parsed.items():
+        if key not in _FLAGS and key not in _FRESHNESS and key not in _STALE:
+            continue
+        arg = member.value if isinstance(member, http_sfv.Item) else None
+        if key in _FLAGS and (arg is True or (key in _QUALIFIABLE and isinstance(arg, str))):
+            flags.add(key)
+        elif key not in _FLAGS and type(arg) is int and arg >= 0:  # bool is an int too
+            seconds[key] = min(arg, MAX_DELTA_SECONDS)
+        else:
+            return None
+    return CacheControl(
+        max_age=seconds.get("max-age"),
+        s_maxage=seconds.get("s-maxage"),
+        no_store="no-store" in flags,
+        no_cache="no-cache" in flags,
+        private="private" in flags,
+        public="public" in flags,
+        must_revalidate="must-revalidate" in flags,
+        proxy_revalidate="proxy-revalidate" in flags,
+        immutable="immutable" in flags,
+        no_transform="no-transform" in flags,
+        stale_while_revalidate=seconds.get("stale-while-revalidate"),
+        stale_if_error=seconds.get("stale-if-error"),
     )

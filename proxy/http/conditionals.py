@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from proxy.http.dates import parse_http_date
@@ -12,6 +12,7 @@ __all__ = [
     "evaluate_preconditions",
     "if_range_matches",
     "parse_etag_list",
+    "stored_date",
     "strong_match",
     "weak_match",
 ]
@@ -74,13 +75,21 @@ def _any_match(value: str, etag: str | None, *, strong: bool) -> bool:
 
 
 def evaluate_preconditions(
-    method: str, headers: Mapping[str, str], etag: str | None, last_modified: float | None
+    method: str,
+    headers: Mapping[str, str],
+    etag: str | None,
+    last_modified: float | None,
+    *,
+    date: float | None = None,
 ) -> int | None:
     """RFC 9110 13.2.2 evaluation order; 304, 412, or None to go on (Range comes next).
 
     ``headers`` has lower-case names; ``etag``/``last_modified`` describe the selected
-    representation, which is assumed to exist. The caller skips this when the unconditional
-    response would not be 2xx (RFC 9110 13.2.1).
+    representation, which is assumed to exist. A cache passes its stored response's
+    ``date``: If-Modified-Since is compared with it when there is no Last-Modified (RFC
+    9111 4.3.2); If-Unmodified-Since never is (RFC 9110 13.1.4 wants a modification
+    date). The caller skips this when the unconditional response would not be 2xx (RFC
+    9110 13.2.1).
     """
     safe = method in ("GET", "HEAD")
     if_match = headers.get("if-match")
@@ -98,7 +107,8 @@ def evaluate_preconditions(
         return None
     if safe:  # step 4: RFC 9110 13.1.3, only without If-None-Match, only GET/HEAD
         ims = parse_http_date(headers.get("if-modified-since"))
-        if ims is not None and last_modified is not None and last_modified <= ims:
+        modified = last_modified if last_modified is not None else date
+        if ims is not None and modified is not None and modified <= ims:
             return 304
     return None
 
@@ -116,3 +126,14 @@ def if_range_matches(value: str | None, etag: str | None, last_modified: float |
         return etag is not None and _ETAG.fullmatch(v) is not None and strong_match(v, etag)
     date = parse_http_date(v)
     return date is not None and last_modified is not None and date == last_modified
+
+
+def stored_date(headers: Iterable[tuple[bytes, bytes]], received: float) -> float:
+    """The Date of a stored response (its client fields), else when it was received:
+    what If-Modified-Since is compared with when there is no Last-Modified (RFC 9111
+    4.3.2)."""
+    for name, value in headers:
+        if name == b"date":
+            date = parse_http_date(value.decode("latin-1"))
+            return received if date is None else date
+    return received

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from proxy.http.cache_control import MAX_DELTA_SECONDS, CacheControl, parse_cache_control
+from proxy.http.cache_control import (
+    MAX_DELTA_SECONDS,
+    CacheControl,
+    parse_cache_control,
+    parse_targeted,
+)
 from proxy.http.dates import parse_http_date
 from proxy.http.vary import parse_vary
 
@@ -15,6 +20,7 @@ __all__ = [
     "current_age",
     "is_fresh",
     "response_freshness",
+    "stale_when_disconnected",
     "within_stale_if_error",
     "within_stale_while_revalidate",
 ]
@@ -64,10 +70,8 @@ def _directives(headers: Mapping[str, str], targeted: tuple[str, ...]) -> tuple[
     Cache-Control *and* Expires for this cache. Returns (directives, targeted_used)."""
     for name in targeted:
         raw = headers.get(name)
-        if raw is None or not raw.strip(" \t,"):
-            continue
-        cc = parse_cache_control(raw)
-        if not cc.invalid:
+        cc = parse_targeted(name, raw) if raw is not None else None
+        if cc is not None:  # RFC 9213 2.1: an empty or invalid field is ignored
             return cc, True
     return parse_cache_control(headers.get("cache-control")), False
 
@@ -180,6 +184,13 @@ def within_stale_while_revalidate(f: Freshness, response_time: float, now: float
     """Stale, but by less than the stale-while-revalidate window (RFC 5861 3)."""
     staleness = current_age(f, response_time, now) - f.lifetime
     return 0 <= staleness < f.stale_while_revalidate
+
+
+def stale_when_disconnected(f: Freshness) -> bool:
+    """RFC 9111 4.2.4: a cache that cannot reach the origin may serve a stale copy,
+    unless must-revalidate, proxy-revalidate or s-maxage (5.2.2.2, 5.2.2.8, 5.2.2.10) or
+    no-cache (5.2.2.4) said every reuse needs the origin's say."""
+    return not (f.must_revalidate or f.no_cache)
 
 
 def within_stale_if_error(f: Freshness, response_time: float, now: float) -> bool:

@@ -24,6 +24,7 @@ import httpx
 
 from config.schema import HttpOrigin as HttpOriginSettings
 from config.schema import _HttpClientSettings
+from proxy.http.origin_answer import final_status
 from routing.origins.base import (
     BadOriginPath,
     OriginBodyError,
@@ -47,7 +48,9 @@ HOP_BY_HOP = frozenset(
 )
 # Request headers never copied from the client request: httpx frames the body itself,
 # and the body is sent at once (the pipeline already has it), so no Expect either.
-_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect"}
+# Request-Range is Netscape's Range: origins that still honour it would answer a full
+# request with a part.
+_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "request-range"}
 # Idle pooled connections are dropped after this long (below common origin keep-alive
 # timeouts such as Apache's 5 s, so we rarely reuse a connection the origin just closed).
 KEEPALIVE_EXPIRY = 4.0
@@ -124,6 +127,24 @@ def _body_error(origin: str, exc: Exception) -> OriginError:
     return OriginBodyError(origin, "body failed")
 
 
+# httpx and httpcore stream wrappers, outermost first, down to httpcore's HTTP/1.1 connection.
+_WRAPPERS = ("_stream", "_httpcore_stream", "_connection")
+
+
+def _unread_bytes(response: httpx.Response) -> bool:
+    """True when the connection holds received bytes the current response has not used
+    (h11's `trailing_data`). httpx exposes no such check, so this walks its private
+    stream wrappers to the h11 state; if their shape changes it answers False (the
+    previous behaviour) and tests/integration/attacks/test_responses.py fails."""
+    node: object = response.stream
+    for _ in range(6):
+        state = getattr(node, "_h11_state", None)
+        if state is not None:
+            return bool(state.trailing_data[0])
+        node = next((getattr(node, a) for a in _WRAPPERS if hasattr(node, a)), None)
+    return False
+
+
 class HttpResponse:
     """An OriginResponse streaming from an httpx response."""
 
@@ -151,6 +172,12 @@ class HttpResponse:
         chunks = self._response.aiter_raw()
         try:
             while True:
+                if received == declared and _unread_bytes(self._response):
+                    # The body ends at Content-Length (RFC 9112 6.3); the bytes past it
+                    # would be read as the next response on this connection. Stopping
+                    # before h11 ends the message makes closing the response close the
+                    # connection instead of pooling it.
+                    break
                 try:
                     if self._deadline is None:
                         chunk = await anext(chunks)
@@ -255,6 +282,9 @@ async def send_streaming(
         await response.aclose()
         raise OriginUnavailable(origin, "invalid content-length") from None
     status = response.status_code
+    if not final_status(status):  # e.g. 999: the server would refuse it mid-response
+        await response.aclose()
+        raise OriginUnavailable(origin, "invalid status")
     expects_body = method != "HEAD" and status >= 200 and status not in (204, 304)
     return HttpResponse(
         origin,

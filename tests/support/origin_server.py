@@ -27,6 +27,8 @@ POST /__script   a JSON object (or a list of them), all fields optional except p
      "close_after": null,         short/close-mid: body bytes sent before closing
                                   (default: half the body)
      "extra": null,               long: bytes sent beyond Content-Length (default: 1024)
+     "keep_open": false,          long: keep the connection open afterwards (the extra
+                                  bytes sit where the client expects its next response)
      "honor_method_override": false}  X-HTTP-Method-Override / X-HTTP-Method /
                                   X-Method-Override naming another method -> 405 with
                                   the script's headers (as a framework that routes by
@@ -120,6 +122,7 @@ class Script:
     chunked: bool = False
     close_after: int | None = None
     extra: int | None = None
+    keep_open: bool = False
     honor_method_override: bool = False
 
     @classmethod
@@ -489,6 +492,8 @@ class OriginApp:
         if mode == "long":
             extra = 1024 if script.extra is None else script.extra
             await _write_body(writer, script, start, length + extra, chunked=False, finish=False)
+            if script.keep_open:
+                return
             writer.close()
             raise _Aborted
         if mode == "trickle":

@@ -8,7 +8,8 @@ The first gives "<hash>[,<expires>]": the hash is the base64url MD5 of the secon
 expression evaluated for the request; ``$secure_link_expires`` is the part after the
 comma. A link with an expiry is valid through that second (nginx: expired when
 expires < now). Variables: ``$uri`` (the decoded, normalised path), ``$remote_addr``,
-``$arg_<name>`` (raw query value), ``$cookie_<name>``, ``$http_<name>`` (header, "_" for
+``$arg_<name>`` (raw query value, found as nginx's ngx_http_arg does: see ``nginx_arg``),
+``$cookie_<name>``, ``$http_<name>`` (header, "_" for
 "-"), ``$host``, ``$scheme``, ``$secure_link_expires``, and ``$secret`` (the configured
 key, so the secret need not sit in the expression). ``${name}`` works too.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -39,6 +41,7 @@ SCHEME = "nginx"
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 _FIXED = frozenset({"uri", "remote_addr", "host", "scheme", "secure_link_expires", "secret"})
 _PREFIXES = ("arg_", "cookie_", "http_")
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 Part = bytes | str  # a literal, or a variable name
 
@@ -72,6 +75,21 @@ def args_in(parts: tuple[Part, ...]) -> tuple[str, ...]:
     return tuple(p[4:] for p in parts if isinstance(p, str) and p.startswith("arg_"))
 
 
+def nginx_arg(query: str, name: str) -> str | None:
+    """``$arg_<name>`` as nginx's ngx_http_arg finds it: the raw value of the first
+    ``name=`` that starts the query or follows an "&", the name compared as sent (not
+    decoded) and case-insensitively in ASCII letters only, so ``$arg_md5`` reads
+    ``?MD5=...``; nothing for a bare ``name`` without "="."""
+    if not query:
+        return None
+    wanted = name.translate(_ASCII_LOWER) + "="
+    size = len(wanted)
+    for part in query.split("&"):
+        if part[:size].translate(_ASCII_LOWER) == wanted:
+            return part[size:]
+    return None
+
+
 def evaluate(parts: tuple[Part, ...], inp: AuthInput, expires: str, secret: bytes | None) -> bytes:
     out: list[bytes] = []
     for part in parts:
@@ -97,7 +115,7 @@ def _variable(name: str, inp: AuthInput, expires: str, secret: bytes | None) -> 
         return inp.scheme.encode()
     value: str | None
     if name.startswith("arg_"):
-        value = inp.arg(name[4:])
+        value = nginx_arg(inp.query, name[4:])
     elif name.startswith("cookie_"):
         value = inp.cookie(name[7:])
     else:
@@ -122,7 +140,9 @@ class NginxVerifier:
             raise ExpressionError("secure_link_md5 uses $secret but no key is configured")
         self._secret = secret
         self.skew = skew
-        self.query_params = frozenset(args_in(self._link))
+        # Lower case: tokens are stripped whatever the case of their names, as nginx
+        # reads them (policy.strip_token).
+        self.query_params = frozenset(a.translate(_ASCII_LOWER) for a in args_in(self._link))
         self.cookies = frozenset(
             p[7:] for p in self._link if isinstance(p, str) and p.startswith("cookie_")
         )

@@ -340,7 +340,8 @@ def verify(
 
 
 def strip_token(query: str, names: Iterable[str] | frozenset[str]) -> str:
-    """``query`` without parameters called any of ``names`` (names compared decoded)."""
+    """``query`` without parameters called any of ``names`` (names compared decoded, and
+    also in lower case: nginx's ``$arg_`` names are case-insensitive)."""
     if not query:
         return query
     wanted = names if isinstance(names, frozenset) else frozenset(names)
@@ -353,7 +354,7 @@ def strip_token(query: str, names: Iterable[str] | frozenset[str]) -> str:
         name = part.partition("=")[0]
         if "%" in name or "+" in name:
             name = unquote_plus(name)
-        if name not in wanted:
+        if name not in wanted and name.lower() not in wanted:
             kept.append(part)
     return "&".join(kept)
 

@@ -8,9 +8,12 @@ import base64
 import hashlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.auth.common import AuthInput, AuthResult
-from proxy.auth.nginx import ExpressionError, NginxVerifier, parse_expression, sign
+from proxy.auth.nginx import ExpressionError, NginxVerifier, nginx_arg, parse_expression, sign
+from proxy.auth.policy import AuthPolicy
 
 
 def run(
@@ -113,3 +116,94 @@ def test_expressions() -> None:
         NginxVerifier(secure_link_md5="$uri $secret")  # no key for $secret
     assert NginxVerifier("$arg_h,$arg_e", "$uri x").query_params == frozenset({"h", "e"})
     assert "topsecret" not in repr(NginxVerifier(secure_link_md5="$uri topsecret"))
+
+
+# -- $arg_NAME as nginx's ngx_http_arg reads it ------------------------------------------
+
+
+EXAMPLE = "md5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "MD5=_e4Nc3iduzkWRm01TBBNYw&EXPIRES=2147483647",
+        "Md5=_e4Nc3iduzkWRm01TBBNYw&Expires=2147483647",
+        "x=1&mD5=_e4Nc3iduzkWRm01TBBNYw&eXpIrEs=2147483647",
+        # The first match wins, whatever its case, as in nginx.
+        "MD5=_e4Nc3iduzkWRm01TBBNYw&md5=wrong&expires=2147483647",
+        # A bare name without "=" is no match; the search goes on.
+        "md5&MD5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647",
+    ],
+)
+def test_arg_names_are_case_insensitive(query: str) -> None:
+    verifier = NginxVerifier(secret=b"secret")
+    result = run(verifier, "/s/link", query)
+    assert result is not None and result.ok, (query, result)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "md%35=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647",  # names are not decoded
+        "xmd5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647",  # whole names only
+        "md5=wrong&MD5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647",
+    ],
+)
+def test_what_nginx_would_not_read_either(query: str) -> None:
+    result = run(NginxVerifier(secret=b"secret"), "/s/link", query)
+    assert result is None or not result.ok, query
+
+
+def test_the_expression_may_name_the_argument_in_any_case() -> None:
+    verifier = NginxVerifier("$arg_MD5,$arg_Expires", "$secure_link_expires$uri$remote_addr secret")
+    assert run(verifier, "/s/link", EXAMPLE).ok
+    assert verifier.query_params == frozenset({"md5", "expires"})
+
+
+def test_token_parameters_are_stripped_whatever_their_case() -> None:
+    policy = AuthPolicy([NginxVerifier(secret=b"secret")])
+    query = "a=1&MD5=_e4Nc3iduzkWRm01TBBNYw&Expires=2147483647&b=MD5"
+    assert policy.strip_token(query) == "a=1&b=MD5"
+
+
+def ngx_http_arg(args: bytes, name: bytes) -> bytes | None:
+    """A line-by-line port of nginx's ngx_http_arg (src/http/ngx_http_parse.c): search
+    the lower-case name with ngx_strlcasestrn, accept it at the start or after "&" when
+    an "=" follows, the value running to the next "&"."""
+
+    def lower(b: int) -> int:
+        return b | 0x20 if 0x41 <= b <= 0x5A else b
+
+    needle = bytes(lower(b) for b in name)
+    size = len(needle)
+    last = len(args)
+    p = 0
+    while p < last:
+        # ngx_strlcasestrn(p, last - 1, name, len - 1): the first case-insensitive match
+        # of the whole name starting in [p, last - 1 - (len - 1)).
+        found = -1
+        for start in range(p, last - 1 - (size - 1)):
+            if bytes(lower(b) for b in args[start : start + size]) == needle:
+                found = start
+                break
+        if found < 0:
+            return None
+        p = found
+        if (p == 0 or args[p - 1] == ord("&")) and args[p + size] == ord("="):
+            end = args.find(b"&", p)
+            return args[p + size + 1 : end if end >= 0 else last]
+        p += 1
+    return None
+
+
+@given(
+    st.lists(
+        st.tuples(st.text("mdMD5x=", max_size=5), st.text("aB&=%5", max_size=4)), max_size=5
+    ).map(lambda parts: "&".join(n + v for n, v in parts)),
+    st.sampled_from(["md5", "MD5", "d5", "m", "x"]),
+)
+def test_nginx_arg_matches_nginx(query: str, name: str) -> None:
+    expected = ngx_http_arg(query.encode(), name.lower().encode())
+    got = nginx_arg(query, name)
+    assert got == (None if expected is None else expected.decode()), (query, name)

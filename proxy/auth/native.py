@@ -12,7 +12,9 @@ A token is ``<claims>.<mac>``, both base64url without padding (RFC 4648 section 
   each occurrence in the request's query, joined with "&" (a name absent from the query
   contributes the bare name).
 
-The MAC covers the claims exactly as sent, so nothing is re-serialised before checking.
+The MAC covers the claims text exactly as sent (the decoded bytes of the first part, not
+their base64url form), so nothing is re-serialised before checking. docs/auth.md
+specifies every detail a signer in another language needs.
 The token travels as a query parameter (``?token=``), as the first path segment after a
 marker (``/_t/<token>/videos/abc/master.m3u8``, so relative URLs in a playlist inherit
 it) or as a cookie.
@@ -98,7 +100,8 @@ def bound_string(names: Sequence[str], pairs: Iterable[tuple[str, str]]) -> str:
 
 
 def mac(key: Key, claims: str, bound: str) -> bytes:
-    message = b"%s\n%s\n%s" % (VERSION, claims.encode("ascii"), bound.encode("ascii"))
+    # UTF-8: a bound name may be any text (its value parts are always ASCII).
+    message = b"%s\n%s\n%s" % (VERSION, claims.encode("ascii"), bound.encode("utf-8"))
     return hmac.digest(key.secret, message, "sha256")
 
 

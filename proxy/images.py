@@ -34,7 +34,7 @@ from urllib.parse import unquote_plus
 
 from config.images import ImageSettings
 from config.schema import Settings
-from proxy.cache.collapse import Fetch, FetchAborted
+from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry, Uncacheable
 from proxy.cache.keys import image_key, url_key
 from proxy.deliver import Send, deliver_entry, deliver_fetch, send_error
@@ -80,6 +80,8 @@ KEPT_SOURCE_FIELDS = frozenset(
     }
 )
 NO_HEADERS: Mapping[str, str] = {}
+# Vary fields of a source that the variant step handles itself (see source_vary).
+NEGOTIATED = frozenset({"accept", "accept-encoding"})
 # Parsed image URLs remembered per process (each a few hundred bytes).
 PARSE_MEMO = 4096
 # Freshness of a variant whose source could not be stored: served once, never stored.
@@ -232,7 +234,9 @@ async def image_request(state: AppState, route: Route, req: Request, send: Send)
     image = ImageRequest(url, req.headers.get("accept"))
     source_key = url.source_key(req.host)
     key = image_key(source_key, image.variant)
-    found = state.cache.lookup(key, NO_HEADERS)
+    # The request's fields pick the variant when the source varies (other than on
+    # Accept): the cache's Vary index under the variant key, as for any object.
+    found = state.cache.lookup(key, req.headers)
     stored = found if type(found) is Entry else None
     now = req.now
     if stored is not None and not stored.freshness.no_cache:
@@ -276,6 +280,15 @@ async def _miss(
     try:
         try:
             head = await asyncio.shield(fetch.head)
+            if collapsed and _other_variant(fetch, head, req):
+                # Made from the source for other values of its Vary fields: make ours,
+                # unregistered (the shared one keeps serving its own requests).
+                fetch.unsubscribe(cid)
+                fetch = start_variant(
+                    state, route, req, image, source_key, key, stale, register=False
+                )
+                collapsed, cid = False, fetch.subscribe()
+                head = await asyncio.shield(fetch.head)
         except VariantError as exc:
             if exc.status >= 500 and stale is not None and req.now < stale.stale_if_error_until:
                 return await _stale_if_error(req, stale, collapsed, send)
@@ -298,6 +311,10 @@ async def _miss(
         fetch.unsubscribe(cid)
 
 
+def _other_variant(fetch: VariantFetch, head: Head, req: Request) -> bool:
+    return bool(head.vary) and vary_variant_key(head.vary, req.headers) != fetch.variant
+
+
 async def _stale_if_error(req: Request, stale: Entry, collapsed: bool, send: Send) -> Answer:
     """RFC 5861 stale-if-error for a variant: its source could not be had."""
     value = cache_status.forward(
@@ -316,11 +333,16 @@ def start_variant(
     source_key: str,
     key: str,
     stale: Entry | None,
+    *,
+    register: bool = True,
 ) -> VariantFetch:
-    """One producer per variant key: every concurrent request for it waits on this."""
+    """One producer per variant key: every concurrent request for it waits on this
+    (unless not registered: a request that another Vary variant's producer cannot
+    serve)."""
     fetch = VariantFetch(key)
     fetch.stale = stale
-    state.inflight.add(fetch)
+    if register:
+        state.inflight.add(fetch)
     state.spawn(produce_variant(state, route, req, image, source_key, fetch))
     return fetch
 
@@ -341,14 +363,17 @@ async def produce_variant(
         result = await _transform(state, body, image)
         fetch.transform_ms = (time.perf_counter() - started) * 1000
         entry = variant_entry(result, source, negotiated=image.options.format == "auto")
+        if entry.vary:
+            fetch.variant = vary_variant_key(entry.vary, req.headers)
         if source is not None:
             # Only variants of a stored source are stored, and always linked to it.
             state.cache.link(source_key, fetch.key)
-            fetch.stored = state.cache.store(fetch.key, entry, NO_HEADERS)
+            fetch.stored = state.cache.store(fetch.key, entry, req.headers)
             if fetch.stored:
                 state.stats.inc("edgeshield_cache_stores", ("memory",))
                 if result.avif_later and state.images is not None:
-                    state.spawn(_upgrade_to_avif(state, fetch.key, entry, body, image, source))
+                    upgrade = _upgrade_to_avif(state, req, fetch.key, entry, body, image, source)
+                    state.spawn(upgrade)
         present_entry(
             fetch, entry, fwd="miss", fwd_status=fetch.source_status, origin_ms=fetch.origin_ms
         )
@@ -510,8 +535,10 @@ def _count(state: AppState, result: str, started: float) -> None:
 def variant_entry(result: TransformResult, source: Entry | None, *, negotiated: bool) -> Entry:
     """The variant as a cache entry. Its freshness is the source entry's (same response
     time, lifetime and stale windows), so it expires with the source it was made from;
-    its ETag is a strong validator of its own bytes; Vary: Accept when the format was
-    negotiated (the key holds the negotiated class, never the raw Accept)."""
+    its ETag is a strong validator of its own bytes. Vary: Accept when the format was
+    negotiated (the key holds the negotiated class, never the raw Accept), plus the
+    source's own Vary fields: the variant is made from the source those fields chose,
+    so it varies on them too, and the cache keys it by them (``Entry.vary``)."""
     body = result.body
     etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
     if source is not None:
@@ -522,8 +549,10 @@ def variant_entry(result: TransformResult, source: Entry | None, *, negotiated: 
         (b"content-type", result.content_type.encode()),
         (b"etag", etag.encode()),
     ]
-    if negotiated:
-        headers.append((b"vary", b"accept"))
+    vary = source_vary(source)
+    sent = ("accept",) if negotiated else ()
+    if vary or sent:
+        headers.append((b"vary", ", ".join(sorted({*sent, *vary})).encode()))
     if source is None:
         freshness, response_time = UNSTORED, time.time()
     else:
@@ -540,11 +569,27 @@ def variant_entry(result: TransformResult, source: Entry | None, *, negotiated: 
         freshness=freshness,
         request_time=source.request_time if source is not None else 0.0,
         tags=source.tags if source is not None else frozenset(),
+        vary=vary,
     )
 
 
+def source_vary(source: Entry | None) -> tuple[str, ...]:
+    """The source's Vary fields a variant is keyed by: all but Accept, which the variant
+    step negotiates itself (its class is in the variant key), and Accept-Encoding (the
+    source is fetched without it, and a variant is never content-encoded)."""
+    if source is None:
+        return ()
+    return tuple(name for name in source.vary if name not in NEGOTIATED)
+
+
 async def _upgrade_to_avif(
-    state: AppState, key: str, webp: Entry, source: bytes, image: ImageRequest, src: Entry
+    state: AppState,
+    req: Request,
+    key: str,
+    webp: Entry,
+    source: bytes,
+    image: ImageRequest,
+    src: Entry,
 ) -> None:
     """Background AVIF mode: the variant was answered (and stored) as WebP; encode the
     AVIF off the request path and replace the stored variant, unless it was invalidated
@@ -556,7 +601,7 @@ async def _upgrade_to_avif(
     except (ImageLimitError, ImageOptionError) as exc:
         state.log.debug("background AVIF for %r failed: %s", key, exc)
         return
-    if better is None or state.cache.memory.get(key) is not webp:
+    if better is None or state.cache.lookup(key, req.headers) is not webp:
         return
     state.stats.inc("edgeshield_image_transforms", (better.format,))
-    state.cache.store(key, variant_entry(better, src, negotiated=True), NO_HEADERS)
+    state.cache.store(key, variant_entry(better, src, negotiated=True), req.headers)

@@ -29,10 +29,14 @@ POST /__script   a JSON object (or a list of them), all fields optional except p
      "extra": null,               long: bytes sent beyond Content-Length (default: 1024)
      "keep_open": false,          long: keep the connection open afterwards (the extra
                                   bytes sit where the client expects its next response)
-     "honor_method_override": false}  X-HTTP-Method-Override / X-HTTP-Method /
+     "honor_method_override": false,  X-HTTP-Method-Override / X-HTTP-Method /
                                   X-Method-Override naming another method -> 405 with
                                   the script's headers (as a framework that routes by
                                   the overridden method and has no such handler)
+     "vary_bodies": null}         {"header": "accept-language", "bodies": {"en": <b64>,
+                                  "fr": <b64>}}: the body is the one named by the
+                                  request field's value (lower-cased, trimmed), else the
+                                  script's own (send the Vary header in "headers")
     Modes: hang = read the request, never answer (until the client goes away);
     reset = read the request, then close with a TCP RST; short = declare Content-Length,
     send close_after bytes, close (FIN); long = declare Content-Length, send `extra` more
@@ -124,6 +128,7 @@ class Script:
     extra: int | None = None
     keep_open: bool = False
     honor_method_override: bool = False
+    vary_bodies: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Script:
@@ -158,6 +163,16 @@ class Script:
         if self.body is not None:
             return self.body[offset : offset + length]
         return gen_bytes(offset, length)
+
+
+def _vary_body(script: Script, req: Request) -> Script:
+    """vary_bodies: the body named by the value of the request field."""
+    spec = script.vary_bodies or {}
+    value = (req.header(str(spec.get("header", ""))) or "").strip().lower()
+    chosen = spec.get("bodies", {}).get(value)
+    if chosen is None:
+        return script
+    return replace(script, body=base64.b64decode(chosen), size=None)
 
 
 def _default_script(path: str) -> Script:
@@ -428,6 +443,8 @@ class OriginApp:
         script = self.scripts.get(req.path) or _default_script(req.path)
         if script.honor_method_override and _overridden(req):
             script = replace(script, status=405, body=b"method not allowed\n", size=None)
+        if script.vary_bodies:
+            script = _vary_body(script, req)
         if script.delay:
             await asyncio.sleep(script.delay)
         if script.mode == "hang":

@@ -4,9 +4,10 @@ negotiation, a pyvips pipeline of named steps, safety limits and a bounded worke
 Pipeline integration (see docs/images.md):
 
     options = parse_query(query, settings=s) or parse_cloudflare_path(path, settings=s)
-    key     = source_key + "|" + variant_key(options, accept)    # never the raw Accept
-    result  = await workers.run(source_bytes, options, accept)   # TransformResult
+    key     = image_key(source_key, variant_key(options, accept))  # never the raw Accept
+    result  = await workers.run(source_bytes, options, accept)     # TransformResult
     # Vary: Accept on the response when options.format == "auto"
+    # workers.run waits for its estimated peak memory within images.memory_budget_bytes
 """
 
 from transforms.image.cloudflare import parse_cloudflare_path

@@ -9,8 +9,8 @@ every field before ``hmac`` joined with ``~``, followed for URL tokens (no ``acl
 ``escape_early`` option the ip/id/data values and the URL were percent-encoded
 (``quote_plus``, lower-case escapes) before hashing. The token travels as ``__token__``
 (or a configured name such as ``hdnts``) in the query, a cookie or a header. In the query
-it is taken as is when it holds a literal ``exp=``, else as form-encoded by the client
-(``+`` a space, as ``urlencode`` and ``URLSearchParams`` write it).
+it may be form-encoded by the client as a whole (``+`` a space, as ``urlencode`` and
+``URLSearchParams`` write it) or sent raw, spaces as ``%20`` (``_from_query``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import quote_plus, unquote, unquote_plus
 
 from proxy.auth.common import (
     ACL_MISMATCH,
@@ -162,9 +162,7 @@ class AkamaiVerifier:
             if source == "query":
                 value = inp.arg(self.token_name)
                 if value is not None:
-                    # Sent raw (it contains "exp="; a "+" is then the token's own,
-                    # escape_early's space) or form-encoded as a whole by the client.
-                    return value if "exp=" in value else unquote_plus(value)
+                    return self._from_query(value)
             elif source == "cookie":
                 value = inp.cookie(self.token_name)
                 if value is not None:
@@ -174,6 +172,15 @@ class AkamaiVerifier:
                 if value is not None:
                     return value.strip()
         return None
+
+    def _from_query(self, value: str) -> str:
+        """The token as signed, from a query value. Form-encoded as a whole by the
+        client (no literal "exp="): "+" a space. Sent raw: with escape_early its "%XX"
+        and "+" are the signer's own; without, any escape (a space as "%20") is the
+        client's."""
+        if "exp=" not in value:
+            return unquote_plus(value)
+        return value if self.escape_early or "%" not in value else unquote(value)
 
     def verify(self, inp: AuthInput) -> AuthResult | None:
         token = self.find(inp)

@@ -177,11 +177,13 @@ class CloudFrontSettings(_Frozen):
 
 
 class BunnySettings(_Frozen):
-    """``[auth.bunny]``: bunny.net token authentication (basic MD5 and SHA-256 forms)."""
+    """``[auth.bunny]``: bunny.net token authentication (basic MD5, SHA-256 and HS256)."""
 
     # kid in [auth.keys] holding the pull zone's token security key.
     key: str
-    # The signer appended the client IP to the hashed string ("IP validation").
+    # The signer appended the client IP to the hashed string ("IP validation"), as the
+    # MD5, SHA-256 and first HS256 signers do. IP-locked "HS256-1-" tokens of the
+    # current signers are checked against the client address either way.
     ip_validation: bool = False
     # Accepted forms: basic MD5, the SHA-256 form (token_path, countries) and the
     # HMAC-SHA256 "HS256-" form of bunny's current signing libraries.

@@ -6,15 +6,15 @@ which is O(1); the cache is not walked. A lookup asks `check(key, stored_at)` an
 (hard) or revalidates (soft) what it gets back. Entries stored after the ban are not
 affected, so the refetched copy is served normally.
 
-Matching, on the URL part of a cache key (`url_of_key`: host + path [+ "?" query], the
-form `proxy.pipeline` builds; variant keys append NUL-separated parts, which are cut):
+Matching, on the URL part of a cache key (proxy/cache/keys.py `url_of`: host + path
+[+ "?" query]; derived keys append NUL-separated parts, which are cut):
 
   * a prefix ending in "/" matches every target under it: "/a/b/" matches "/a/b/c",
     not "/a/b" and not "/a/bc";
   * any other prefix matches whole segments, like route prefixes: "/a/b" matches
     "/a/b", "/a/b/c" and "/a/b?x=1", never "/a/bc" (purging /v/1 must not take /v/10);
   * host None means every host; otherwise the host must be equal (lower case, no port,
-    as `routing.rules.host_of` makes it).
+    as proxy/http/authority.py makes it).
 
 Time: `created` and `stored_at` are wall-clock seconds (time.time()), so bans received
 from other instances (the purge bus) compare with local entries given synced clocks.
@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from operator import attrgetter
 
+from proxy.cache.keys import split_url, url_of
 from proxy.cache.pacing import Pacer
 
 __all__ = [
@@ -74,34 +75,14 @@ __all__ = [
     "LurkReport",
     "TagBans",
     "lurk",
-    "split_url",
-    "url_of_key",
 ]
 
 DEFAULT_MAX_BANS = 10_000
-# Storage keys of variants (Vary, image variants) are the URL key + NUL + more.
-KEY_SEPARATOR = "\x00"
 # Where a prefix not ending in "/" may end in a target (the whole-segment rule).
 _BOUNDARY = "/?"
 _SEPARATORS = re.compile(r"([/?])")
 
 _created = attrgetter("created")
-
-
-def url_of_key(key: str) -> str:
-    """The URL part of a storage key: host + path [+ "?" query]."""
-    i = key.find(KEY_SEPARATOR)
-    return key if i < 0 else key[:i]
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """(host, path [+ "?" query]) of a URL key. A host never contains "/" once routed
-    (routes match host names), so the first "/" starts the path; if an odd Host did
-    contain one, a ban on the shorter host would match it: more purged, never less."""
-    i = url.find("/")
-    if i < 0:
-        return url, "/"
-    return url[:i], url[i:]
 
 
 def _tokens(text: str) -> list[str]:
@@ -255,7 +236,7 @@ class BanList:
         else the newest soft one, else the soft floor."""
         if stored_at > self.newest:
             return None
-        host, target = split_url(url_of_key(key))
+        host, target = split_url(url_of(key))
         hard: Ban | None = None
         soft: Ban | None = None
         for node in self._index.matching(host, target):

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import proxy.cache.bans as bans_module
-from proxy.cache.bans import Ban, BanList, TagBans, lurk, split_url, url_of_key
+from proxy.cache.bans import Ban, BanList, TagBans, lurk
+from proxy.cache.keys import split_url, url_of
 from proxy.cache.pacing import Pacer
 
 T0 = 1_700_000_000.0
@@ -36,7 +37,7 @@ def prefix_matches(prefix: str, target: str) -> bool:
     ],
 )
 def test_url_of_key(key: str, url: str) -> None:
-    assert url_of_key(key) == url
+    assert url_of(key) == url
 
 
 def test_split_url() -> None:
@@ -303,7 +304,7 @@ class NaiveBans:
         self.floors = {s: f for s, f in self.floors.items() if f.created >= before}
 
     def check(self, key: str, stored_at: float) -> Ban | None:
-        host, target = split_url(url_of_key(key))
+        host, target = split_url(url_of(key))
         live = [
             b
             for b in self.bans

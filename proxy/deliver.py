@@ -7,8 +7,8 @@ status sent and the body bytes sent, for the log and the metrics."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry
@@ -26,6 +26,10 @@ from proxy.http.ranges import (
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Header = tuple[bytes, bytes]
+
+# Bytes per body message: what one stalled client can make the server hold per response
+# (uvloop keeps a reference to what it could not send; asyncio's transport copies it).
+SEND_SLICE = 256 * 1024
 
 PRECONDITION_FIELDS = ("if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
 # RFC 9110 15.4.5: what a 304 carries of the 200 it stands for.
@@ -95,10 +99,67 @@ def _not_modified(
     return status, kept + extra
 
 
+class Body(Protocol):
+    """Where an answer's bytes come from: memory or a file region (proxy/cache/disk.py
+    BodyStream). Every decision (preconditions, ranges, multipart, HEAD) is made once,
+    in deliver_entry; only the bytes differ."""
+
+    @property
+    def size(self) -> int: ...
+
+    def pieces(self, start: int, end: int) -> AsyncIterator[bytes | memoryview]:
+        """Bytes [start, end) in bounded pieces, none read before the last was taken."""
+        ...
+
+
+class InMemory:
+    """A body held in memory, handed out as views of at most SEND_SLICE bytes: no copies,
+    and a server that copies what it cannot send at once copies a slice, not the body."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    async def pieces(self, start: int, end: int) -> AsyncIterator[bytes | memoryview]:
+        view = memoryview(self.data)
+        for lo in range(start, end, SEND_SLICE):
+            yield view[lo : min(end, lo + SEND_SLICE)]
+
+
+async def send_sliced(send: Send, body: bytes) -> None:
+    """The whole of a large in-memory body, SEND_SLICE bytes per message."""
+    await _send_pieces(send, InMemory(body).pieces(0, len(body)), len(body))
+
+
+async def _send_pieces(send: Send, pieces: AsyncIterator[bytes | memoryview], total: int) -> int:
+    """Send `total` bytes of pieces, each awaiting the server's backpressure; the last
+    one ends the response (an empty one if there was none)."""
+    sent = 0
+    async for piece in pieces:
+        sent += len(piece)
+        await send({"type": "http.response.body", "body": piece, "more_body": sent < total})
+    if not total:
+        await send({"type": "http.response.body", "body": b""})
+    return sent
+
+
 async def deliver_entry(
-    send: Send, method: str, req_headers: Mapping[str, str], entry: Entry, extra: list[Header]
+    send: Send,
+    method: str,
+    req_headers: Mapping[str, str],
+    entry: Entry,
+    extra: list[Header],
+    body: Body | None = None,
 ) -> tuple[int, int]:
-    """`extra` holds the per-response fields (Age, Cache-Status, Server-Timing)."""
+    """`extra` holds the per-response fields (Age, Cache-Status, Server-Timing). The
+    bytes come from `body`, default the entry's own; `entry` describes the whole object
+    either way (a disk entry's own body is empty)."""
+    source = InMemory(entry.body) if body is None else body
     head_only = method == "HEAD"
     if entry.status == 200 and not LOCAL_FIELDS.isdisjoint(req_headers):
         date = stored_date(entry.headers, entry.response_time)  # IMS without Last-Modified
@@ -110,15 +171,22 @@ async def deliver_entry(
             if pre == 412:
                 return pre, await send_error(send, 412, "precondition failed", extra)
             return status, await send_response(send, status, headers, head_only=True)
-        ranges = _wanted_ranges(req_headers, len(entry.body), entry.etag, entry.last_modified)
+        ranges = _wanted_ranges(req_headers, source.size, entry.etag, entry.last_modified)
         if ranges is not None:
             return await _send_ranges(
-                send, entry.headers, entry.body, ranges, entry.content_type, extra, head_only
+                send, entry.headers, source, ranges, entry.content_type, extra, head_only
             )
-    sent = await send_response(
-        send, entry.status, entry.full_headers + extra, entry.body, head_only=head_only
+    await send(
+        {
+            "type": "http.response.start",
+            "status": entry.status,
+            "headers": entry.full_headers + extra,
+        }
     )
-    return entry.status, sent
+    if head_only:
+        await send({"type": "http.response.body", "body": b""})
+        return entry.status, 0
+    return entry.status, await _send_pieces(send, source.pieces(0, source.size), source.size)
 
 
 async def _unsatisfiable(send: Send, size: int, extra: list[Header]) -> tuple[int, int]:
@@ -129,13 +197,13 @@ async def _unsatisfiable(send: Send, size: int, extra: list[Header]) -> tuple[in
 async def _send_ranges(
     send: Send,
     headers: list[Header],
-    body: bytes,
+    body: Body,
     ranges: list[ByteRange] | str,
     content_type: str | None,
     extra: list[Header],
     head_only: bool,
 ) -> tuple[int, int]:
-    size = len(body)
+    size = body.size
     if isinstance(ranges, str):  # "unsatisfiable"
         return await _unsatisfiable(send, size, extra)
     base = [h for h in headers if h[0] != b"content-type"] if len(ranges) > 1 else headers
@@ -148,23 +216,35 @@ async def _send_ranges(
             (b"accept-ranges", b"bytes"),
             *extra,
         ]
-        return 206, await send_response(
-            send, 206, fields, body[r.start : r.end + 1], head_only=head_only
-        )
-    boundary = make_boundary()
-    parts, total = multipart_byteranges(ranges, size, content_type, boundary)
-    payload = (
-        b"".join(p + body[r.start : r.end + 1] for p, r in zip(parts, ranges, strict=False))
-        + parts[-1]
-    )
-    fields = [
-        *base,
-        (b"content-type", f"multipart/byteranges; boundary={boundary}".encode()),
-        (b"content-length", str(total).encode()),
-        (b"accept-ranges", b"bytes"),
-        *extra,
-    ]
-    return 206, await send_response(send, 206, fields, payload, head_only=head_only)
+        pieces = body.pieces(r.start, r.end + 1)
+        total = r.length
+    else:
+        boundary = make_boundary()
+        parts, total = multipart_byteranges(ranges, size, content_type, boundary)
+        fields = [
+            *base,
+            (b"content-type", f"multipart/byteranges; boundary={boundary}".encode()),
+            (b"content-length", str(total).encode()),
+            (b"accept-ranges", b"bytes"),
+            *extra,
+        ]
+        pieces = _multipart(body, ranges, parts)
+    await send({"type": "http.response.start", "status": 206, "headers": fields})
+    if head_only:
+        await send({"type": "http.response.body", "body": b""})
+        return 206, 0
+    return 206, await _send_pieces(send, pieces, total)
+
+
+async def _multipart(
+    body: Body, ranges: list[ByteRange], parts: list[bytes]
+) -> AsyncIterator[bytes | memoryview]:
+    """multipart/byteranges: each part's head, then its bytes; the closing boundary."""
+    for head, r in zip(parts, ranges, strict=False):
+        yield head
+        async for piece in body.pieces(r.start, r.end + 1):
+            yield piece
+    yield parts[-1]
 
 
 async def deliver_fetch(
@@ -245,7 +325,7 @@ async def _stream_range(
             pass  # wait for the whole body: bounded, its declared length fits the cache
     except FetchAborted as exc:
         return 502, await send_error(send, 502, f"origin failed: {exc}", extra)
-    body = fetch.body()
+    body = InMemory(fetch.body())
     return await _send_ranges(send, head.headers, body, ranges, head.content_type, extra, head_only)
 
 

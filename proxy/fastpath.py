@@ -20,7 +20,7 @@ from proxy.auth.native import split_path_token
 from proxy.auth.policy import strip_token
 from proxy.cache.entry import Entry
 from proxy.cache.keys import url_key, valid_query
-from proxy.deliver import Send, fresh_hit_fields
+from proxy.deliver import SEND_SLICE, Send, fresh_hit_fields, send_sliced
 from proxy.guard import Answer, Guard, check_inline
 from proxy.http.authority import BadAuthority, parse_authority
 from proxy.http.paths import BadPath
@@ -125,9 +125,13 @@ class HitFastPath:
             return False  # the full pipeline answers (and logs) the refusal
         headers = _hit_headers(found, now)
         await send({"type": "http.response.start", "status": found.status, "headers": headers})
-        await send({"type": "http.response.body", "body": found.body})
+        body = found.body
+        sent = len(body)
+        if sent <= SEND_SLICE:
+            await send({"type": "http.response.body", "body": body})
+        else:  # bounded messages: a stalled client makes the server hold a slice, not this
+            await send_sliced(send, body)
         plan.hits += 1
-        sent = len(found.body)
         if plan.made_for != (found.status, sent):
             route = plan.route
             plan.labels = (

@@ -10,7 +10,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from proxy.cache.codec import CorruptEntry
 from proxy.cache.collapse import Fetch, FetchAborted, Head
+from proxy.cache.disk import BodyStream
 from proxy.cache.entry import Entry, Uncacheable
 from proxy.cache.keys import BadKey, url_key
 from proxy.deliver import deliver_entry, deliver_fetch, fresh_hit_fields, send_error, send_response
@@ -143,10 +145,11 @@ async def lookup(
     cache = state.cache
     found = cache.lookup(key, req.headers)
     tier = "memory"
+    body: BodyStream | None = None  # a disk body too large to hold: sent from its file
     if found is None and cache.lower:
-        lower = await cache.lookup_lower(key)
+        lower = await cache.find_lower(key)
         if lower is not None:
-            found, tier = lower
+            found, tier, body = lower.entry, lower.tier, lower.body
     now = req.now
     stale: Entry | None = None
     if type(found) is Entry:
@@ -155,21 +158,50 @@ async def lookup(
             # hit (fresh-hit GETs without ranges or preconditions never get here:
             # proxy/fastpath.py answers them)
             extra = fresh_hit_fields(found, found.age(now), now, tier)
-            status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
+            status, sent = await _deliver_stored(send, receive, req, found, extra, body)
             return status, sent, "hit", ""
+        # A streamed body is not in memory for a 304 or stale-if-error to reuse: such an
+        # entry is refetched whole (reading it in per request is what it must not do).
+        revalidatable = found if body is None else None
         if now < found.stale_while_revalidate_until:
-            revalidate_in_background(state, route, req, key, found)
+            revalidate_in_background(state, route, req, key, revalidatable)
             ttl = found.fresh_until - now
             extra = [
                 (b"age", str(found.age(now)).encode()),
                 _cache_status(found.upstream_status, cache_status.hit(ttl, tier, stale=True)),
             ]
-            status, sent = await deliver_entry(send, req.method, req.headers, found, extra)
+            status, sent = await _deliver_stored(send, receive, req, found, extra, body)
             return status, sent, "stale", ""
-        stale = found
+        if body is not None:
+            await body.aclose()
+        stale = revalidatable
     elif type(found) is Uncacheable and now < found.until:
         return await miss(state, route, req, key, None, receive, send, collapse=False)
     return await miss(state, route, req, key, stale, receive, send, collapse=True)
+
+
+async def _deliver_stored(
+    send: Send,
+    receive: Receive,
+    req: Request,
+    entry: Entry,
+    extra: list[Header],
+    body: BodyStream | None,
+) -> tuple[int, int]:
+    """A stored answer; one streamed from its file stops when the client leaves and
+    always closes the file. Damage found mid-file leaves the response incomplete, as a
+    broken origin body does."""
+    if body is None:
+        return await deliver_entry(send, req.method, req.headers, entry, extra)
+    async with body:
+        try:
+            return await until_disconnect(
+                receive, deliver_entry(send, req.method, req.headers, entry, extra, body)
+            )
+        except ClientGone:
+            return 499, 0
+        except CorruptEntry:
+            return 502, 0
 
 
 async def miss(
@@ -305,7 +337,7 @@ def start_fetch(
 
 
 def revalidate_in_background(
-    state: AppState, route: Route, req: Request, key: str, stale: Entry
+    state: AppState, route: Route, req: Request, key: str, stale: Entry | None
 ) -> None:
     """stale-while-revalidate: one background refresh per key (it collapses too)."""
     if state.inflight.get(key) is None:

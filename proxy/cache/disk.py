@@ -8,8 +8,16 @@ few thousand names per shard of a terabyte tier well.
 File: exactly the codec layout (``proxy.cache.codec``), magic | meta length | meta | body,
 with one extra meta field, ``"key"``: the original cache key, so the index can be rebuilt
 from the files alone (``codec.decode`` still reads a file whole). The meta carries the body
-length and CRC-32; every read checks both, and a restart scan checks the file size against
-the recorded length. A damaged file is deleted and answered as a miss, never served.
+length and CRC-32. Opening checks the length against the file size (so does a restart
+scan); the CRC is checked before a body is used: read whole, or in one bounded pass before
+the file is streamed (once per file version: the slot remembers a checked body until the
+file's ctime says someone else changed it), and again on every full streamed read. A
+damaged file is deleted and answered as a miss, never served.
+
+Reads: bodies the memory tier takes are read whole (and promoted); larger ones are
+streamed from the file (``open_body``: one descriptor per response, CHUNK_BYTES per read,
+the next read only when the client took the last piece), so a stalled client holds at
+most a couple of chunks, never the object.
 
 Writes go to ``.tmp-<random>`` in the shard directory, then ``os.replace``: a file with a
 digest name is always complete. With ``fsync`` off (the default) a power loss can still
@@ -45,13 +53,13 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import orjson
 
@@ -72,7 +80,9 @@ __all__ = ["CHUNK_BYTES", "BodyStream", "DiskTier", "DiskTierBusy", "encode_head
 
 log = logging.getLogger("edgeshield.cache.disk")
 
-CHUNK_BYTES = 256 * 1024
+# Bytes per read of a streamed body: what a stalled client holds, about twice (one piece
+# in the server's transport buffer, the next one waiting to be sent).
+CHUNK_BYTES = 128 * 1024
 KEY_FIELD = "key"
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
@@ -174,6 +184,12 @@ class _Slot:
     path: str
     size: int  # bytes of the file, header included
     expires: float  # wall clock; past it the entry is of no use (codec.ttl_for)
+    # Whether the body was checked against its CRC, kept by the I/O threads under
+    # DiskTier._marks (see _mark): the file's ctime after our own last touch, bumped
+    # `epoch` whenever the file changed otherwise, and `checked` for the current epoch.
+    mark: int = 0
+    epoch: int = 0
+    checked: bool = False
 
 
 @dataclass(slots=True)
@@ -220,16 +236,19 @@ class _Warnings:
 
 
 class BodyStream:
-    """A disk entry's body read in CHUNK_BYTES pieces off the event loop.
+    """A disk entry's body, read from its file in CHUNK_BYTES pieces off the event loop.
 
     ``entry`` holds the stored facts with an empty body (its size and full_headers
-    describe the whole object); ``length`` is the body length. The file's size was checked
-    when it was opened, so truncation is known before the first byte; a flipped bit is only
-    known once every byte was read and checksummed: then the call that would return the
-    last chunk raises CorruptEntry instead (the file is deleted), and the caller must abort
-    the response (reset the stream / close the connection) rather than end it cleanly.
-    Iterate it to the end or ``aclose`` it (``async with`` does) to free the file. Reads go
-    on from the file that was opened even if it is replaced or evicted meanwhile.
+    describe the whole object); ``length`` (also ``size``) is the body length. The file's
+    size was checked when it was opened, so truncation is known before the first byte.
+    A flipped bit needs the CRC over the whole body: ``verify`` (before a response
+    begins; a no-op once this file version was checked) or ``read_entry`` (the whole body
+    into memory) find it early and answer a miss; a full sequential read (``pieces(0,
+    length)``, or iterating) also checks it, and then the call that would return the last
+    chunk raises CorruptEntry instead, so the caller aborts the response rather than end
+    it cleanly. Damage found either way deletes the file. Close it (``aclose``, ``async
+    with``) to free the descriptor. Reads go on from the file that was opened even if it
+    is replaced or evicted meanwhile.
     """
 
     def __init__(
@@ -238,63 +257,107 @@ class BodyStream:
         key: str,
         slot: _Slot,
         f: IO[bytes],
-        entry: Entry,
+        meta: dict[str, Any],
         length: int,
-        crc: int,
+        epoch: int,
     ) -> None:
-        self.entry = entry
+        self.entry = _head_entry(meta, length)
         self.length = length
+        self._meta = meta
+        self._expected_crc = int(meta["c"])
         self._tier = tier
         self._key = key
         self._slot = slot
         self._f: IO[bytes] | None = f
         self._st = os.fstat(f.fileno())
-        self._expected_crc = crc
-        self._crc = 0
-        self._done = 0
+        self._body_at = self._st.st_size - length
+        self._epoch = epoch
+        # A read in an I/O thread: the file is closed only once it is done.
+        self._reading: Future[Any] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.length
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
+        return self.pieces(0, self.length)
 
-    async def __anext__(self) -> bytes:
-        f = self._f
-        if f is None:
-            raise StopAsyncIteration
-        want = min(CHUNK_BYTES, self.length - self._done)
-        if want <= 0:
-            await self._finish()
-            raise StopAsyncIteration
-        chunk = await self._tier._run(self._read, f, want)
-        self._tier.bytes_read += len(chunk)
-        if len(chunk) != want:
-            await self._corrupt("file shorter than its recorded length")
-        self._done += len(chunk)
-        if self._done == self.length:
-            await self._finish()
-        return chunk
+    async def pieces(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """Body bytes [start, end) in pieces of at most CHUNK_BYTES, one read at a time:
+        nothing is read ahead of what the caller has taken."""
+        whole = start == 0 and end == self.length
+        crc = 0
+        pos = start
+        while pos < end:
+            n = min(CHUNK_BYTES, end - pos)
+            chunk, crc = await self._call(self._read, pos, n, crc if whole else None)
+            self._tier.bytes_read += len(chunk)
+            if len(chunk) != n:
+                await self._corrupt("file shorter than its recorded length")
+            pos += n
+            if whole and pos == end:
+                if crc != self._expected_crc:
+                    await self._corrupt("body checksum mismatch")
+                await self._call(self._tier._confirm, self._slot, self._epoch)
+            yield chunk
 
-    def _read(self, f: IO[bytes], n: int) -> bytes:
-        chunk = _read_exact(f, n)
-        self._crc = zlib.crc32(chunk, self._crc)
-        return chunk
+    async def verify(self) -> None:
+        """Check the body against its CRC unless this version of the file was checked
+        since it last changed; CorruptEntry (file dropped, stream closed) if it is damaged."""
+        try:
+            self._tier.bytes_read += await self._call(
+                self._tier._verify,
+                self._body_at,
+                self.length,
+                self._expected_crc,
+                self._slot,
+                self._epoch,
+            )
+        except CorruptEntry as exc:
+            await self._corrupt(str(exc), miss=True)
 
-    async def _finish(self) -> None:
-        if self._crc != self._expected_crc:
-            await self._corrupt("body checksum mismatch")
-        self._close()
+    async def read_entry(self) -> Entry:
+        """The whole entry, body in memory (CRC checked); closes the stream."""
+        try:
+            body, _ = await self._call(self._read, 0, self.length, None)
+            self._tier.bytes_read += len(body)
+            try:
+                entry = entry_from_meta(self._meta, body)
+            except CorruptEntry as exc:
+                await self._corrupt(str(exc), miss=True)
+            await self._call(self._tier._confirm, self._slot, self._epoch)
+            return entry
+        finally:
+            await self.aclose()
 
-    async def _corrupt(self, why: str) -> None:
-        self._close()
+    def _read(self, fd: int, offset: int, n: int, crc: int | None) -> tuple[bytes, int]:
+        chunk = _pread_exact(fd, n, self._body_at + offset)
+        return chunk, (0 if crc is None else zlib.crc32(chunk, crc))
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(fd, *args)`` in an I/O thread."""
+        if self._f is None:
+            raise ValueError("read from a closed BodyStream")
+        self._reading = self._tier._pool.submit(fn, self._f.fileno(), *args)
+        return await asyncio.wrap_future(self._reading)
+
+    async def _corrupt(self, why: str, *, miss: bool = False) -> NoReturn:
+        await self.aclose()
+        if miss:  # the caller answers a miss: count it as one
+            self._tier.hits -= 1
+            self._tier.misses += 1
         await self._tier._dropped_corrupt(self._key, self._slot, self._st, why)
         raise CorruptEntry(why)
 
-    def _close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-
     async def aclose(self) -> None:
-        self._close()
+        f, self._f = self._f, None
+        if f is None:
+            return
+        reading = self._reading
+        if reading is not None and not reading.done():
+            reading.add_done_callback(lambda _: f.close())  # a cancelled read still runs
+        else:
+            f.close()
 
     async def __aenter__(self) -> BodyStream:
         return self
@@ -305,7 +368,7 @@ class BodyStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._close()
+        await self.aclose()
 
 
 class DiskTier:
@@ -348,6 +411,7 @@ class DiskTier:
         self._clock = 0  # last LRU stamp (ns), see _stamp
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warnings = _Warnings()
+        self._marks = threading.Lock()
         self.hits = 0
         self.misses = 0
         self.stores = 0
@@ -454,33 +518,25 @@ class DiskTier:
 
     # -- reads -------------------------------------------------------------------------
     async def get(self, key: str, now: float | None = None) -> Entry | None:
-        """The whole entry (body in memory), or None. For large objects use open_body."""
-        slot = self._usable(key, now)
-        if slot is None:
+        """The whole entry (body in memory, CRC checked), or None."""
+        stream = await self.open_body(key, now)
+        if stream is None:
             return None
         try:
-            entry = await self._run(self._read_entry, slot.path, key, self._stamp())
-        except CorruptEntry as exc:
-            await self._dropped_corrupt(key, slot, None, str(exc))
-        except FileNotFoundError:
-            self._forget(key, slot)
-        except OSError as exc:
-            self._read_failed(key, slot, exc)
-        else:
-            self.hits += 1
-            self.bytes_read += slot.size
-            return entry
-        self.misses += 1
-        return None
+            return await stream.read_entry()
+        except CorruptEntry:
+            return None
 
     async def open_body(self, key: str, now: float | None = None) -> BodyStream | None:
-        """The entry's facts and its body as a stream of CHUNK_BYTES chunks, or None. See
-        BodyStream for how damage found late is reported."""
+        """The entry's facts and its body as a file to read from, or None. The body is
+        not checked yet: see BodyStream."""
         slot = self._usable(key, now)
         if slot is None:
             return None
         try:
-            f, meta, length = await self._run(self._open_file, slot.path, key, self._stamp())
+            f, meta, length, epoch = await self._run(
+                self._open_file, slot.path, key, slot, self._stamp()
+            )
         except CorruptEntry as exc:
             await self._dropped_corrupt(key, slot, None, str(exc))
         except FileNotFoundError:
@@ -489,9 +545,7 @@ class DiskTier:
             self._read_failed(key, slot, exc)
         else:
             try:
-                stream = BodyStream(
-                    self, key, slot, f, _head_entry(meta, length), length, int(meta["c"])
-                )
+                stream = BodyStream(self, key, slot, f, meta, length, epoch)
             except (CorruptEntry, KeyError, TypeError, ValueError) as exc:
                 st = os.fstat(f.fileno())
                 f.close()
@@ -520,22 +574,14 @@ class DiskTier:
         self._index.move_to_end(key)
         return slot
 
-    def _read_entry(self, path: str, key: str, stamp: int) -> Entry:
-        with open(path, "rb", buffering=0) as f:
-            try:
-                meta, length = _read_header(f, key)
-                entry = entry_from_meta(meta, _read_exact(f, length))
-            except CorruptEntry:
-                _unlink_if_same(path, os.fstat(f.fileno()))
-                raise
-            _touch(f.fileno(), stamp)
-            return entry
-
-    def _open_file(self, path: str, key: str, stamp: int) -> tuple[IO[bytes], dict[str, Any], int]:
+    def _open_file(
+        self, path: str, key: str, slot: _Slot, stamp: int
+    ) -> tuple[IO[bytes], dict[str, Any], int, int]:
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the BodyStream
         try:
             meta, length = _read_header(f, key)
-            _touch(f.fileno(), stamp)
+            with self._marks:
+                epoch = self._mark(f.fileno(), slot, stamp)
         except CorruptEntry:
             _unlink_if_same(path, os.fstat(f.fileno()))
             f.close()
@@ -543,7 +589,47 @@ class DiskTier:
         except BaseException:
             f.close()
             raise
-        return f, meta, length
+        return f, meta, length, epoch
+
+    def _mark(self, fd: int, slot: _Slot, stamp: int | None) -> int:
+        """Under _marks: notice a change we did not make (a new epoch, unchecked), stamp
+        the file for the LRU, remember its ctime after our own touch. Returns the epoch.
+        A change within the same ctime tick as our touch goes unnoticed here; the CRC
+        of every full read still catches its damage."""
+        if os.fstat(fd).st_ctime_ns != slot.mark:
+            slot.epoch += 1
+            slot.checked = False
+        if stamp is not None:
+            _touch(fd, stamp)
+        slot.mark = os.fstat(fd).st_ctime_ns
+        return slot.epoch
+
+    def _confirm(self, fd: int, slot: _Slot, epoch: int) -> bool:
+        """The body read in ``epoch`` matched its CRC: checked, unless the file changed
+        meanwhile (then False: the caller's bytes are suspect)."""
+        with self._marks:
+            if self._mark(fd, slot, None) != epoch:
+                return False
+            slot.checked = True
+            return True
+
+    def _verify(
+        self, fd: int, body_at: int, length: int, crc: int, slot: _Slot, epoch: int
+    ) -> int:
+        """CRC of the body in bounded reads, unless this epoch was checked already;
+        returns the bytes read."""
+        with self._marks:
+            if self._mark(fd, slot, None) == epoch and slot.checked:
+                return 0
+        got = 0
+        for pos in range(0, length, CHUNK_BYTES):
+            chunk = _pread_exact(fd, min(CHUNK_BYTES, length - pos), body_at + pos)
+            got = zlib.crc32(chunk, got)
+        if got != crc:
+            raise CorruptEntry("body checksum mismatch")
+        if not self._confirm(fd, slot, epoch):
+            raise CorruptEntry("file changed while being checked")
+        return length
 
     async def _dropped_corrupt(
         self, key: str, slot: _Slot, st: os.stat_result | None, why: str
@@ -839,6 +925,21 @@ class DiskTier:
             "temps_removed": self.temps_removed,
             "max_bytes": self.max_bytes,
         }
+
+
+def _pread_exact(fd: int, n: int, offset: int) -> bytes:
+    data = os.pread(fd, n, offset)
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:  # regular files return short reads only at EOF; loop to be sure
+        more = os.pread(fd, n - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 def _write_all(f: IO[bytes], data: bytes) -> None:

@@ -2,8 +2,9 @@
 and surrogate keys handled here.
 
 L1 (memory) is read synchronously (the hot path never awaits). The lower tiers (Redis,
-then disk) are asked only on an L1 miss (`lookup_lower`); a hit there is promoted into
-the tiers above it that take its size. Stores go to every tier whose size band takes the
+then disk) are asked only on an L1 miss (`find_lower`); a hit there is promoted into
+the tiers above it that take its size, and a disk body too large for them is streamed
+from its file, never read whole. Stores go to every tier whose size band takes the
 entry: memory up to its max object size, Redis up to its own, disk from its minimum;
 lower-tier writes run in the background, never on the client's time. Entries that vary
 (Vary) stay in memory only: the lower tiers hold no variant index.
@@ -18,15 +19,20 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from proxy.cache.bans import BanList, TagBans, lurk
+from proxy.cache.codec import CorruptEntry
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 from proxy.cache.keys import vary_key
 from proxy.cache.memory import MemoryTier
 from proxy.cache.pacing import Pacer
 from proxy.cache.tags import TagIndex
 from proxy.http.vary import variant_key
+
+if TYPE_CHECKING:
+    from proxy.cache.disk import BodyStream
 
 
 class LowerTier(Protocol):
@@ -37,6 +43,22 @@ class LowerTier(Protocol):
     async def get(self, key: str) -> Entry | None: ...
     async def put(self, key: str, entry: Entry, now: float) -> bool: ...
     async def delete(self, *keys: str) -> int: ...
+
+
+@runtime_checkable
+class StreamingTier(Protocol):
+    """A lower tier that can hand out a body without reading it whole (the disk tier)."""
+
+    async def open_body(self, key: str) -> BodyStream | None: ...
+
+
+@dataclass(slots=True)
+class LowerHit:
+    entry: Entry
+    tier: str
+    # A body too large to hold, left in its file: `entry.body` is empty (its size and
+    # full_headers describe the whole object). The caller closes it.
+    body: BodyStream | None = None
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -90,25 +112,57 @@ class Cache:
         return found  # type: ignore[return-value]
 
     async def lookup_lower(self, key: str) -> tuple[Entry, str] | None:
-        """An L1 miss: the first lower tier holding `key`, promoted upward; (entry, tier).
-        A copy a ban covers is dropped there (hard) or served stale (soft)."""
+        """An L1 miss, every body read whole: (entry, tier). See find_lower."""
+        hit = await self.find_lower(key, stream=False)
+        return None if hit is None else (hit.entry, hit.tier)
+
+    async def find_lower(self, key: str, *, stream: bool = True) -> LowerHit | None:
+        """An L1 miss: the first lower tier holding `key`. A body that memory or an upper
+        tier takes is read whole and promoted there; a larger one (with `stream`) stays
+        in its file and comes as `body`. A copy a ban covers is dropped there (hard) or
+        served stale (soft)."""
         now = time.time()
         for i, tier in enumerate(self.lower):
-            entry = await tier.get(key)
-            if entry is None:
+            found = await self._read_lower(tier, key, self.lower[:i], stream)
+            if found is None:
                 continue
+            entry, body = found
             if not self._admit_lower(key, entry, now):
+                if body is not None:
+                    await body.aclose()
                 self._background(tier.delete(key))
                 continue
-            if self.memory.fits(entry.size) and not entry.vary:
-                entry.ban_gen = self.bans.generation  # checked in _admit_lower
-                self._index_tags(key, entry)
-                self.memory.put(key, entry)
-            for upper in self.lower[:i]:
-                if upper.accepts(entry.size):
-                    self._background(upper.put(key, entry, now))
-            return entry, tier.name
+            if body is None:
+                self._promote(key, entry, self.lower[:i], now)
+            return LowerHit(entry, tier.name, body)
         return None
+
+    async def _read_lower(
+        self, tier: LowerTier, key: str, uppers: Sequence[LowerTier], stream: bool
+    ) -> tuple[Entry, BodyStream | None] | None:
+        if not isinstance(tier, StreamingTier):
+            entry = await tier.get(key)
+            return None if entry is None else (entry, None)
+        body = await tier.open_body(key)
+        if body is None:
+            return None
+        size = body.entry.size
+        try:
+            if not stream or self.memory.fits(size) or any(u.accepts(size) for u in uppers):
+                return await body.read_entry(), None
+            await body.verify()  # damage found now is a miss, not a broken response
+        except CorruptEntry:
+            return None  # the tier dropped the file and closed the stream
+        return body.entry, body
+
+    def _promote(self, key: str, entry: Entry, uppers: Sequence[LowerTier], now: float) -> None:
+        if self.memory.fits(entry.size) and not entry.vary:
+            entry.ban_gen = self.bans.generation  # checked in _admit_lower
+            self._index_tags(key, entry)
+            self.memory.put(key, entry)
+        for upper in uppers:
+            if upper.accepts(entry.size):
+                self._background(upper.put(key, entry, now))
 
     def _admit_lower(self, key: str, entry: Entry, now: float) -> bool:
         stored = entry.request_time

@@ -46,8 +46,10 @@ def record(
     now: float,
     reason: str = "",
     client: str | None = None,
+    key: str | None = None,
 ) -> None:
-    """`client`: the address trusted proxies vouch for (Request.client), when known."""
+    """`client`: the address trusted proxies vouch for (Request.client), when known;
+    `key`: the cache key the request looked up (proxy/cache/keys.py), when it got that far."""
     method = scope.get("method", "")
     if method == "HEAD":
         sent = 0  # the server never sends a body for HEAD, whatever was passed to send
@@ -57,7 +59,7 @@ def record(
     stats.observe("edgeshield_request_duration_seconds", (route, outcome), duration)
     if sent:
         stats.inc("edgeshield_client_bytes", (route,), sent)
-    state.top_objects.note(state, scope, host, route, outcome)  # fast-path hits: Plan.hits
+    state.top_objects.note(key, method, outcome)  # fast-path hits: Plan.hits
     log = state.access_log
     if log.enabled:
         line: dict[str, Any] = {

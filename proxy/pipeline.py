@@ -133,6 +133,7 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         now=req.now,
         reason=reason,
         client=req.client,
+        key=req.key if route is not None else None,
     )
 
 

@@ -5,7 +5,7 @@ Two sources, merged when the page asks:
 - fast-path hits (`proxy/fastpath.py`) bump `Plan.hits`, one integer on a plan the hit
   already holds, so the hot path pays nothing more;
 - every other routed GET/HEAD goes through `observe.record`, which calls `TopObjects.note`
-  here: a dict increment, plus a prune now and then.
+  here with the request's cache key: a dict increment, plus a prune now and then.
 
 Both count by the cache key (host + normalised path + query without auth tokens), so a
 miss and the hits that follow it add up. Keys are shown through the redactor
@@ -22,14 +22,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
-
-from proxy.auth.native import split_path_token
-from proxy.auth.policy import strip_token
-from proxy.http.paths import BadPath
-
-if TYPE_CHECKING:
-    from proxy.state import AppState
 
 DEFAULT_CAP = 512
 # Keys longer than this are cut (fast-path keys the same way when merged): a flood of
@@ -65,14 +57,10 @@ class TopObjects:
         self.pruned += len(counts) - len(kept)
         self.counts = dict(kept)
 
-    def note(
-        self, state: AppState, scope: dict[str, Any], host: str, route: str, outcome: str
-    ) -> None:
-        """One request through the full pipeline (called by `observe.record`)."""
-        if route == "-" or outcome in ("ops", "deny") or scope.get("method") not in COUNTED_METHODS:
-            return
-        key = object_key(state, scope, host, route)
-        if key is not None:
+    def note(self, key: str | None, method: str, outcome: str) -> None:
+        """One request through the full pipeline (called by `observe.record` with the
+        cache key the request looked up; None when it was refused before that)."""
+        if key is not None and outcome not in ("ops", "deny") and method in COUNTED_METHODS:
             self.add(key)
 
     def top(
@@ -90,25 +78,6 @@ class TopObjects:
                 cut = shown(key[:MAX_KEY])
                 merged[cut] = merged.get(cut, 0) + hits
         return heapq.nlargest(n, merged.items(), key=_count)
-
-
-def object_key(state: AppState, scope: dict[str, Any], host: str, route: str) -> str | None:
-    """The cache key the request looked up, computed as the fast path's `_plan` does (so
-    both sources count one object under one key); None for a path that cannot be one."""
-    guards = state.guards
-    _, scope = guards.split_bunny(scope)  # a directory token is cut before routing
-    raw: bytes = scope.get("raw_path") or scope.get("path", "").encode()
-    try:
-        path = state.normalize(raw.decode("latin-1"))
-        query = scope.get("query_string", b"").decode("ascii")
-    except (BadPath, UnicodeDecodeError):
-        return None
-    if guards.path_marker is not None:
-        _, path = split_path_token(path, guards.path_marker)
-    guard = guards.by_route.get(route)
-    if guard is not None and query:
-        query = strip_token(query, guard.auth.strip_params)
-    return f"{host}{path}?{query}" if query else f"{host}{path}"
 
 
 def _count(item: tuple[str, int]) -> int:

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 
 from proxy.auth.redact import Redactor
+from proxy.http.authority import BadAuthority, parse_authority
 from proxy.state import AppState
-from routing.rules import host_of
 
 # Long targets are cut in the log: the line stays bounded, the start is what identifies.
 MAX_LOGGED_TARGET = 2048
@@ -26,9 +26,14 @@ def raw_target(scope: dict[str, Any], redact: Redactor) -> str:
 
 
 def scope_host(scope: dict[str, Any]) -> str:
+    """The host for the log of a request refused before parsing ("" when it named none
+    that is valid: the line's reason says why)."""
     for name, value in scope.get("headers", ()):
         if name == b"host":
-            return host_of(value.decode("latin-1"))
+            try:
+                return parse_authority(value.decode("latin-1")).host
+            except BadAuthority:
+                return ""
     return ""
 
 

@@ -60,15 +60,6 @@ def host_matches(pattern: str, host: str) -> bool:
     return pattern == host
 
 
-def host_of(authority: str) -> str:
-    """Lower-case host without port; brackets of an IPv6 literal kept."""
-    if authority.startswith("["):
-        authority = authority.strip().lower()
-        end = authority.find("]")
-        return authority[: end + 1] if end > 0 else authority
-    return authority.partition(":")[0].strip().lower()
-
-
 def compile_glob(pattern: str) -> Callable[[str], Any]:
     """A matcher for an fnmatch-style pattern over the whole path."""
     return re.compile(fnmatch.translate(pattern), re.DOTALL).match

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from config.schema import CachePolicy
-from routing.rules import Route, RouteTable, host_of, prefix_matches
+from routing.rules import Route, RouteTable, prefix_matches
 
 
 class _Origin:
@@ -56,19 +56,6 @@ def test_first_matching_rule_wins(host: str, path: str, expected: str) -> None:
 
 def test_no_rule_matches() -> None:
     assert RouteTable([_route("a", "a.com", "/x")]).match("b.com", "/x") is None
-
-
-@pytest.mark.parametrize(
-    ("authority", "host"),
-    [
-        ("Example.COM:8080", "example.com"),
-        ("[::1]:80", "[::1]"),
-        ("127.0.0.1", "127.0.0.1"),
-        ("", ""),
-    ],
-)
-def test_host_of(authority: str, host: str) -> None:
-    assert host_of(authority) == host
 
 
 @pytest.mark.parametrize(

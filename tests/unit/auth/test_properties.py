@@ -166,9 +166,17 @@ NGINX_URL = "/s/link?md5={}&expires=1700000600".format(
 )
 
 
+def _names_lowered(url: str) -> str:
+    path, _, query = url.partition("?")
+    parts = (part.partition("=") for part in query.split("&"))
+    return path + "?" + "&".join(name.lower() + eq + value for name, eq, value in parts)
+
+
 @settings(max_examples=300, deadline=None)
 @given(mutations(NGINX_URL))
 def test_any_byte_of_an_nginx_secure_link(url: str) -> None:
+    # The case of a letter in a parameter name is no change: nginx's $arg_ ignores it.
+    assume(_names_lowered(url) != NGINX_URL)
     assert rejected(verify_url(url, NGINX))
 
 

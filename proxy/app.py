@@ -33,6 +33,7 @@ from proxy.http.freshness import FreshnessPolicy
 from proxy.http.paths import normalize_path
 from proxy.images import build_images
 from proxy.logs import configure_logging
+from proxy.memory_tuning import keep_trimmed, tuned_malloc
 from proxy.metrics import Stats, build_registry
 from proxy.observe import record, scope_host
 from proxy.pipeline import Receive, handle
@@ -388,10 +389,13 @@ class EdgeShield:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    malloc = tuned_malloc()  # before the state allocates much
                     self.state = await start_state(self.settings)
                     self.fast = HitFastPath(self.state, frozenset(self._ops))
                     self.state.router.start()
                     self.state.spawn(_flusher(self.state))
+                    if malloc is not None:
+                        self.state.spawn(keep_trimmed(malloc))
                     self.state.ready = True
                 except Exception as exc:  # a bad config never starts a half-working server
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

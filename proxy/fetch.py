@@ -35,8 +35,9 @@ from routing.rules import Route, rewrite
 
 # How long a key stays hit-for-miss after an unstorable response (Varnish uses 120 s).
 HIT_FOR_MISS_SECONDS = 120.0
-# Bytes a slow consumer may fall behind a pass-through stream before the origin waits.
-STREAM_WINDOW = 4 * 1024 * 1024
+# Bytes a slow consumer may fall behind a stream too large to keep before the origin
+# waits: what a stalled client costs on a pass-through (plus a chunk the server holds).
+STREAM_WINDOW = 256 * 1024
 STALE_IF_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 
 

@@ -8,6 +8,7 @@ tier on with a 65 MiB object limit, so 64 MiB bodies fit with their headers) and
 scripted test origin:
   disk  a disk-tier object (warmed once, then served with detail=disk)
   pass  an object larger than every tier: each client has its own origin stream
+  nostore  the same size with Cache-Control: no-store (the issue's reproduction)
 For each: the server's RSS before, at its peak while N raw-socket clients (small
 SO_RCVBUF) have read the head and stopped reading, and after they reset their
 connections (settled: three samples within 1 %). Bounded in count and time; exit 0
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from proxy.memory_tuning import TRIM_INTERVAL  # noqa: E402
+from proxy.memory_tuning import COLLECT_INTERVAL, TRIM_INTERVAL  # noqa: E402
 from tests.support.origin_server import running_origin  # noqa: E402
 from tests.support.proxy_server import running_proxy  # noqa: E402
 from tests.support.slow_readers import rss, settle, stalled_readers, wait_until  # noqa: E402
@@ -65,7 +66,8 @@ def measure(pid: int, port: int, path: str, clients: int) -> tuple[int, int, int
         if bad:
             print(f"  unexpected heads: {bad[:3]}")
         peak = max(peak, settle(lambda: rss(pid)))
-    time.sleep(2 * TRIM_INTERVAL)  # the server trims its heaps every TRIM_INTERVAL at most
+    # the server trims every TRIM_INTERVAL and collects cycles every COLLECT_INTERVAL at most
+    time.sleep(COLLECT_INTERVAL + 2 * TRIM_INTERVAL)
     after = settle(lambda: rss(pid), timeout=90.0)
     return start, peak, after
 
@@ -73,7 +75,7 @@ def measure(pid: int, port: int, path: str, clients: int) -> tuple[int, int, int
 def report(name: str, clients: int, size: int, figures: tuple[int, int, int]) -> None:
     start, peak, after = (f / MiB for f in figures)
     print(
-        f"{name:5} {clients:4d} clients x {size // MiB} MiB: RSS start {start:7.1f} MiB, "
+        f"{name:7} {clients:4d} clients x {size // MiB} MiB: RSS start {start:7.1f} MiB, "
         f"peak {peak:7.1f} (+{peak - start:.1f}), after {after:7.1f} MiB "
         f"({(after - start) / start * 100:+.1f} %)"
     )
@@ -90,6 +92,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d, running_origin() as origin:
         origin.script("/disk.bin", size=size, headers={"cache-control": "max-age=3600"})
         origin.script("/pass.bin", size=pass_size, headers={"cache-control": "max-age=3600"})
+        origin.script("/nostore.bin", size=pass_size, headers={"cache-control": "no-store"})
         with running_proxy(config(origin.url, Path(d) / "disk")) as proxy:
             assert proxy.proc is not None
             pid = proxy.proc.pid
@@ -108,6 +111,12 @@ def main() -> None:
                 args.pass_clients,
                 pass_size,
                 measure(pid, proxy.port, "/pass.bin", args.pass_clients),
+            )
+            report(
+                "nostore",
+                args.pass_clients,
+                pass_size,
+                measure(pid, proxy.port, "/nostore.bin", args.pass_clients),
             )
             print(f"({time.monotonic() - t:.0f} s)")
 

@@ -34,6 +34,7 @@ from routing.origins.base import (
     OriginTimeout,
     OriginUnavailable,
 )
+from routing.origins.read_ahead import bound_client_reads
 
 HOP_BY_HOP = frozenset(
     {
@@ -218,13 +219,15 @@ def new_client(
         max_keepalive_connections=settings.max_connections,
         keepalive_expiry=KEEPALIVE_EXPIRY,
     )
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         verify=settings.verify_tls,
         limits=limits,
         follow_redirects=False,
         trust_env=False,
         transport=transport,
     )
+    bound_client_reads(client)  # a stalled client's origin stream holds ~256 KiB, not MiBs
+    return client
 
 
 async def send_streaming(

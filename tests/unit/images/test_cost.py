@@ -216,7 +216,9 @@ def test_the_estimate_grows_with_frames_and_output(
     now = estimate(frames, out)
     assert now >= BASE_BYTES
     assert estimate(frames + 1, out) >= now
-    if out is not None:
+    if out is not None and out + 100 < width:
+        # (both shrink, so both render their frames: an output the size of the source
+        # skips that work and may cost a few bytes less than a smaller one)
         assert estimate(frames, out + 100) >= now
 
 

@@ -86,6 +86,10 @@ CHUNK_BYTES = 128 * 1024
 KEY_FIELD = "key"
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
+# Free space is looked at most this often; after a write fails for lack of space
+# (ENOSPC, EDQUOT), nothing is accepted for FULL_BACKOFF seconds.
+SPACE_CHECK_INTERVAL = 1.0
+FULL_BACKOFF = 10.0
 # Same layout as the codec's fixed head (magic, meta length), which it keeps private; the
 # header reader relies on HEAD_SIZE being this struct's size.
 _HEAD = struct.Struct(">4sI")
@@ -423,6 +427,11 @@ class DiskTier:
         self.write_errors = 0
         self.read_errors = 0
         self.temps_removed = 0
+        # Room on the file system (accepts): free bytes as last seen (None: unknown),
+        # when, and until when a write that failed for lack of space stops new stores.
+        self._free: int | None = None
+        self._space_checked = -SPACE_CHECK_INTERVAL
+        self._full_until = 0.0
 
     @classmethod
     async def from_settings(cls, settings: DiskSettings) -> DiskTier | None:
@@ -512,9 +521,24 @@ class DiskTier:
 
     def accepts(self, size: int) -> bool:
         """Placement (the store's LowerTier protocol): entries of ``size`` (Entry.size,
-        headers included) from min_object_bytes up to max_object_bytes. put() itself
-        checks only the upper bound."""
-        return self.min_object_bytes <= size <= self.max_object_bytes
+        headers included) from min_object_bytes up to max_object_bytes, while the file
+        system has room for them. put() itself checks only the upper bound. What this
+        says decides Cache-Status `stored` before the body arrives, so a full disk must
+        say no here, not fail the write later."""
+        return self.min_object_bytes <= size <= self.max_object_bytes and self._has_room(size)
+
+    def _has_room(self, size: int) -> bool:
+        now = time.monotonic()
+        if now < self._full_until:
+            return False
+        if now - self._space_checked >= SPACE_CHECK_INTERVAL:
+            self._space_checked = now
+            try:
+                found = os.statvfs(self.root)
+                self._free = found.f_bavail * found.f_frsize
+            except OSError:
+                self._free = None  # unknown: the write will tell
+        return self._free is None or size < self._free
 
     # -- reads -------------------------------------------------------------------------
     async def get(self, key: str, now: float | None = None) -> Entry | None:
@@ -613,9 +637,7 @@ class DiskTier:
             slot.checked = True
             return True
 
-    def _verify(
-        self, fd: int, body_at: int, length: int, crc: int, slot: _Slot, epoch: int
-    ) -> int:
+    def _verify(self, fd: int, body_at: int, length: int, crc: int, slot: _Slot, epoch: int) -> int:
         """CRC of the body in bounded reads, unless this epoch was checked already;
         returns the bytes read."""
         with self._marks:
@@ -675,6 +697,8 @@ class DiskTier:
                     size = await self._run(self._write, path, key, entry, self._stamp())
                 except (OSError, ValueError, TypeError) as exc:  # TypeError: orjson
                     self.write_errors += 1
+                    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        self._full_until = time.monotonic() + FULL_BACKOFF
                     self._warnings.warn("write", "disk tier: writing %s failed: %s", path, exc)
                 else:
                     # A clear() meanwhile means this write came before it: it must not stay.

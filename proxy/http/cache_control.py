@@ -147,9 +147,14 @@ def parse_cache_control(value: str | None) -> CacheControl:
             stale[name] = min(stale.get(name, secs), secs)
     if not (flags or fresh or stale or invalid):
         return EMPTY
+    return _directives(flags, fresh | stale, invalid=invalid)
+
+
+def _directives(flags: set[str], seconds: dict[str, int], *, invalid: bool = False) -> CacheControl:
+    """The parsed value from its valueless directives and its delta-seconds ones."""
     return CacheControl(
-        max_age=fresh.get("max-age"),
-        s_maxage=fresh.get("s-maxage"),
+        max_age=seconds.get("max-age"),
+        s_maxage=seconds.get("s-maxage"),
         no_store="no-store" in flags,
         no_cache="no-cache" in flags,
         private="private" in flags,
@@ -158,8 +163,8 @@ def parse_cache_control(value: str | None) -> CacheControl:
         proxy_revalidate="proxy-revalidate" in flags,
         immutable="immutable" in flags,
         no_transform="no-transform" in flags,
-        stale_while_revalidate=stale.get("stale-while-revalidate"),
-        stale_if_error=stale.get("stale-if-error"),
+        stale_while_revalidate=seconds.get("stale-while-revalidate"),
+        stale_if_error=seconds.get("stale-if-error"),
         invalid=invalid,
     )
 
@@ -202,17 +207,4 @@ def _parse_dictionary(value: str) -> CacheControl | None:
             seconds[key] = min(arg, MAX_DELTA_SECONDS)
         else:
             return None
-    return CacheControl(
-        max_age=seconds.get("max-age"),
-        s_maxage=seconds.get("s-maxage"),
-        no_store="no-store" in flags,
-        no_cache="no-cache" in flags,
-        private="private" in flags,
-        public="public" in flags,
-        must_revalidate="must-revalidate" in flags,
-        proxy_revalidate="proxy-revalidate" in flags,
-        immutable="immutable" in flags,
-        no_transform="no-transform" in flags,
-        stale_while_revalidate=seconds.get("stale-while-revalidate"),
-        stale_if_error=seconds.get("stale-if-error"),
-    )
+    return _directives(flags, seconds)

@@ -9,6 +9,7 @@ from typing import Literal
 from proxy.http.dates import parse_http_date
 
 __all__ = [
+    "NOT_MODIFIED_FIELDS",
     "evaluate_preconditions",
     "if_range_matches",
     "parse_etag_list",
@@ -16,6 +17,12 @@ __all__ = [
     "strong_match",
     "weak_match",
 ]
+
+# RFC 9110 15.4.5: the fields of the 200 that a 304 repeats, whoever makes the 304 (the
+# cache answering a client, the fs origin answering the cache). Names as sent: bytes.
+NOT_MODIFIED_FIELDS = frozenset(
+    {b"cache-control", b"content-location", b"date", b"etag", b"expires", b"last-modified", b"vary"}
+)
 
 # RFC 9110 8.8.3: entity-tag = [ %s"W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text.
 # A comma is a valid etagc, so lists cannot simply be split on commas.

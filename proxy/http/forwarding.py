@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from proxy.http.dates import format_http_date
-from proxy.http.headers import HOP_BY_HOP
+from proxy.http.headers import hop_by_hop
 from proxy.http.vary import normalize_accept_encoding
 
 # Request fields the cache answers itself; the origin gets an unconditional full GET.
@@ -53,14 +53,6 @@ class Forwarding:
         return self.chain[-1]
 
 
-def _connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    listed: set[str] = set()
-    for name, value in headers:
-        if name == "connection":
-            listed.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return frozenset(listed)
-
-
 def origin_request_headers(
     request_headers: Iterable[tuple[str, str]],
     *,
@@ -78,7 +70,7 @@ def origin_request_headers(
     fields are always edgeshield's own: the chain trusted proxies vouched for, the host
     the cache key holds (what the origin answers for must be what the key names)."""
     headers = list(request_headers)
-    drop = HOP_BY_HOP | _connection_listed(headers) | FORWARDING | {"host"}
+    drop = hop_by_hop(headers) | FORWARDING | {"host"}
     if cacheable:
         drop |= LOCALLY_ANSWERED if method_override else LOCALLY_ANSWERED | METHOD_OVERRIDE
     out: list[tuple[str, str]] = []
@@ -113,7 +105,7 @@ def client_response_headers(
     computed per response: content-length, age, cache-status, server-timing; and without
     Accept-Ranges when this cache answers ranges itself)."""
     headers = list(origin_headers)
-    drop = HOP_BY_HOP | _connection_listed(headers) | RECOMPUTED | frozenset(strip)
+    drop = hop_by_hop(headers) | RECOMPUTED | frozenset(strip)
     if answers_ranges:
         drop |= {"accept-ranges"}
     if downstream_cache_control is not None:
@@ -136,7 +128,9 @@ def merge_304(
     stored: Iterable[tuple[str, str]], update: Iterable[tuple[str, str]]
 ) -> list[tuple[str, str]]:
     """RFC 9111 4.3.4: fields in the 304 replace the stored ones of the same name."""
-    fresh = [(n, v) for n, v in update if n not in NOT_UPDATED_BY_304 and n not in HOP_BY_HOP]
+    update = list(update)
+    drop = NOT_UPDATED_BY_304 | hop_by_hop(update)
+    fresh = [(n, v) for n, v in update if n not in drop]
     replaced = {n for n, _ in fresh}
     return [(n, v) for n, v in stored if n not in replaced] + fresh
 

@@ -39,7 +39,7 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
-from proxy.http.conditionals import evaluate_preconditions
+from proxy.http.conditionals import NOT_MODIFIED_FIELDS, evaluate_preconditions
 from routing.origins.base import BadOriginPath, OriginBodyError, OriginRequest
 
 log = logging.getLogger("edgeshield.origins.fs")
@@ -90,10 +90,6 @@ _CHARSET = "; charset=utf-8"
 _NOT_FOUND = b"not found\n"
 _NOT_ALLOWED = b"method not allowed\n"
 _PRECONDITION_FAILED = b"precondition failed\n"
-# RFC 9110 15.4.5: the fields of the 200 that a 304 repeats.
-_NOT_MODIFIED_FIELDS = frozenset(
-    {"cache-control", "content-location", "date", "etag", "expires", "last-modified", "vary"}
-)
 # RFC 3986 pchar (minus "%", re-encoded) and query characters, for the Location field.
 _PCHAR_SAFE = "!$&'()*+,;=:@"
 _QUERY_SAFE = _PCHAR_SAFE + "/?%"
@@ -240,7 +236,7 @@ class FsOrigin:
             ("etag", make_etag(st.st_size, st.st_mtime_ns)),
         ]
         if found.status == 304:
-            kept = [(n, v) for n, v in headers if n in _NOT_MODIFIED_FIELDS]
+            kept = [(n, v) for n, v in headers if n.encode() in NOT_MODIFIED_FIELDS]
             return FsResponse(304, kept, None, origin=self.name)
         if found.fd is not None:
             file = _OpenFile(found.fd, st.st_size)

@@ -24,6 +24,7 @@ import httpx
 
 from config.schema import HttpOrigin as HttpOriginSettings
 from config.schema import _HttpClientSettings
+from proxy.http.headers import HOP_BY_HOP, hop_by_hop
 from proxy.http.origin_answer import final_status
 from routing.origins.base import (
     BadOriginPath,
@@ -36,17 +37,6 @@ from routing.origins.base import (
 )
 from routing.origins.read_ahead import bound_client_reads
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 # Request headers never copied from the client request: httpx frames the body itself,
 # and the body is sent at once (the pipeline already has it), so no Expect either.
 # Request-Range is Netscape's Range: origins that still honour it would answer a full
@@ -67,10 +57,7 @@ def _limit(value: float | None) -> float | None:
 def strip_hop_by_hop(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     """Lower-case names, decode as latin-1, drop hop-by-hop and Connection-listed fields."""
     headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
-    drop = set(HOP_BY_HOP)
-    for name, value in headers:
-        if name == "connection":
-            drop.update(t.strip().lower() for t in value.split(",") if t.strip())
+    drop = hop_by_hop(headers)
     return [(k, v) for k, v in headers if k not in drop]
 
 

@@ -17,12 +17,8 @@ from proxy.http.vary import parse_vary
 __all__ = [
     "Freshness",
     "FreshnessPolicy",
-    "current_age",
-    "is_fresh",
     "response_freshness",
     "stale_when_disconnected",
-    "within_stale_if_error",
-    "within_stale_while_revalidate",
 ]
 
 
@@ -169,31 +165,8 @@ def response_freshness(
     return Freshness(True, "", lifetime, initial_age, swr, sie, must_revalidate, cc.no_cache)
 
 
-def current_age(f: Freshness, response_time: float, now: float) -> float:
-    """RFC 9111 4.2.3: corrected_initial_age + resident_time (a clock going back counts 0)."""
-    resident = now - response_time
-    return f.initial_age + resident if resident > 0 else f.initial_age
-
-
-def is_fresh(f: Freshness, response_time: float, now: float) -> bool:
-    """RFC 9111 4.2: freshness_lifetime > current_age."""
-    return f.lifetime > current_age(f, response_time, now)
-
-
-def within_stale_while_revalidate(f: Freshness, response_time: float, now: float) -> bool:
-    """Stale, but by less than the stale-while-revalidate window (RFC 5861 3)."""
-    staleness = current_age(f, response_time, now) - f.lifetime
-    return 0 <= staleness < f.stale_while_revalidate
-
-
 def stale_when_disconnected(f: Freshness) -> bool:
     """RFC 9111 4.2.4: a cache that cannot reach the origin may serve a stale copy,
     unless must-revalidate, proxy-revalidate or s-maxage (5.2.2.2, 5.2.2.8, 5.2.2.10) or
     no-cache (5.2.2.4) said every reuse needs the origin's say."""
     return not (f.must_revalidate or f.no_cache)
-
-
-def within_stale_if_error(f: Freshness, response_time: float, now: float) -> bool:
-    """Stale, but by less than the stale-if-error window (RFC 5861 4)."""
-    staleness = current_age(f, response_time, now) - f.lifetime
-    return 0 <= staleness < f.stale_if_error

@@ -16,7 +16,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.handoff import settings_from_handoff
-from config.schema import CachePolicy, CacheSettings, Settings
+from config.schema import Settings
 from proxy import admin_page, admin_status
 from proxy.access_log import AccessLog
 from proxy.admin import PROBES, authorize, is_admin_request, needs_authorization, on_admin_listener
@@ -30,7 +30,6 @@ from proxy.deliver import Send, send_error, send_response
 from proxy.fastpath import HitFastPath
 from proxy.guard import build_guards
 from proxy.http.dates import format_http_date
-from proxy.http.freshness import FreshnessPolicy
 from proxy.http.paths import normalize_path
 from proxy.images import build_images
 from proxy.logs import configure_logging
@@ -56,19 +55,6 @@ from routing.rules import build_route_table
 
 FLUSH_INTERVAL = 1.0
 OpsHandler = Callable[[AppState], tuple[int, bytes, bytes]]
-
-
-def freshness_policy(policy: CachePolicy, cache: CacheSettings) -> FreshnessPolicy:
-    return FreshnessPolicy(
-        default_ttl=policy.default_ttl,
-        override_ttl=policy.override_ttl,
-        negative_ttl=policy.negative_ttl,
-        heuristic_fraction=cache.heuristic_fraction,
-        heuristic_max=cache.heuristic_max,
-        stale_while_revalidate=policy.stale_while_revalidate,
-        stale_if_error=policy.stale_if_error,
-        targeted_fields=tuple(f.lower() for f in policy.targeted_fields),
-    )
 
 
 def build_state(settings: Settings) -> AppState:
@@ -115,7 +101,6 @@ def build_state(settings: Settings) -> AppState:
         routes=table,
         origins=origins,
         router=router,
-        policies={route.name: freshness_policy(route.policy, settings.cache) for route in routes},
         cache=cache,
         inflight=inflight,
         stats=stats,

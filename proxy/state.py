@@ -19,7 +19,6 @@ from proxy.cache.redis_tier import RedisTier
 from proxy.cache.store import Cache
 from proxy.cdn_purge import CdnPurger
 from proxy.guard import Guards
-from proxy.http.freshness import FreshnessPolicy
 from proxy.metrics import Stats, StatsCollector
 from proxy.purge.bus import PurgeBus
 from proxy.top_objects import TopObjects
@@ -37,7 +36,6 @@ class AppState:
     routes: RouteTable
     origins: dict[str, Origin]
     router: OriginRouter
-    policies: dict[str, FreshnessPolicy]  # by route name
     cache: Cache
     inflight: Inflight
     stats: Stats

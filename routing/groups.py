@@ -576,11 +576,3 @@ def group_from_settings(
         hedge_after=spec.hedge_after,
         outlier=spec.outlier_detection or settings.outlier_detection,
     )
-
-
-def build_groups(
-    settings: Settings, origins: Mapping[str, Origin], stats: _Sampled
-) -> dict[str, OriginGroup]:
-    """`build_router(...).groups` (the health checker stays reachable as
-    `group.health`; prefer build_router to keep the router for start/stop/snapshot)."""
-    return build_router(settings, origins, stats).groups

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from config.schema import CachePolicy, Settings
+from config.schema import CachePolicy, CacheSettings, Settings
+from proxy.http.freshness import FreshnessPolicy
 from routing.origins.base import Origin
 
 if TYPE_CHECKING:
@@ -32,12 +33,14 @@ class Route:
     origin: Origin
     read_only: bool
     policy: CachePolicy
+    # `policy` as freshness arithmetic takes it (proxy/http/freshness.py).
+    freshness: FreshnessPolicy
+    # The group `origin` names (an implicit group of one for a bare origin).
+    group: OriginGroup
     # fnmatch-style pattern; when set it replaces path_prefix for matching.
     path_glob: str | None = None
     strip_prefix: str | None = None
     add_prefix: str | None = None
-    # The group `origin` names (an implicit group of one for a bare origin).
-    group: OriginGroup | None = None
     mode: str = "proxy"  # or "steer"
     steering: Steering | None = None
     # Image transforms on (proxy/images.py); only when the [images] engine is enabled.
@@ -114,13 +117,28 @@ class RouteTable:
         return None
 
 
+def freshness_policy(policy: CachePolicy, cache: CacheSettings) -> FreshnessPolicy:
+    """A route's cache policy with the cache-wide heuristic settings, as
+    proxy/http/freshness.py takes them."""
+    return FreshnessPolicy(
+        default_ttl=policy.default_ttl,
+        override_ttl=policy.override_ttl,
+        negative_ttl=policy.negative_ttl,
+        heuristic_fraction=cache.heuristic_fraction,
+        heuristic_max=cache.heuristic_max,
+        stale_while_revalidate=policy.stale_while_revalidate,
+        stale_if_error=policy.stale_if_error,
+        targeted_fields=tuple(f.lower() for f in policy.targeted_fields),
+    )
+
+
 def build_route_table(
     settings: Settings, origins: Mapping[str, Origin], groups: Mapping[str, OriginGroup]
 ) -> RouteTable:
     """The route table for `settings`, every route resolved to its group (`groups` from
-    routing.groups.build_router). `Route.origin` is the named origin, or for a group its
-    first member (kept for code that still reads `route.origin.name`). Route names are
-    host + prefix (or glob), with "#<index>" on a repeat."""
+    routing.groups.build_router) and its freshness policy. `Route.origin` is the named
+    origin, or for a group its first member (what a cache hit logs as its origin). Route
+    names are host + prefix (or glob), with "#<index>" on a repeat."""
     from routing.steering import build_steering
 
     routes: list[Route] = []
@@ -138,6 +156,7 @@ def build_route_table(
                 origin=origins.get(spec.origin) or group.members[0].origin,
                 read_only=spec.read_only,
                 policy=spec.cache,
+                freshness=freshness_policy(spec.cache, settings.cache),
                 path_glob=spec.path_glob,
                 strip_prefix=spec.strip_prefix,
                 add_prefix=spec.add_prefix,

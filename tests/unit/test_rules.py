@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from config.schema import CachePolicy
+from proxy.http.freshness import FreshnessPolicy
 from routing.rules import Route, RouteTable, prefix_matches
 
 
@@ -19,6 +20,8 @@ def _route(name: str, host: str, prefix: str) -> Route:
         origin=_Origin(name),
         read_only=False,
         policy=CachePolicy(),
+        freshness=FreshnessPolicy(),
+        group=None,  # matching never reads it
     )  # type: ignore[arg-type]
 
 

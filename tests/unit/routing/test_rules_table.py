@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from config.schema import CachePolicy
+from proxy.http.freshness import FreshnessPolicy
 from routing.rules import Route, RouteTable, host_matches, rewrite
 
 
@@ -29,6 +30,8 @@ def _route(
         origin=_Origin(name),  # type: ignore[arg-type]
         read_only=False,
         policy=CachePolicy(),
+        freshness=FreshnessPolicy(),
+        group=None,  # type: ignore[arg-type]  # matching never reads it
         path_glob=glob,
         strip_prefix=strip,
         add_prefix=add,

@@ -1,4 +1,5 @@
-"""The ASGI application: lifespan-owned state, operations endpoints, the pipeline."""
+"""The ASGI application: lifespan-owned state, and the dispatch of each request to
+the operations app (proxy/ops/), the fast path or the pipeline."""
 
 from __future__ import annotations
 
@@ -12,41 +13,28 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from config.handoff import settings_from_handoff
 from config.schema import Settings
-from proxy import admin_page, admin_status
 from proxy.access_log import AccessLog
-from proxy.admin import PROBES, authorize, is_admin_request, needs_authorization, on_admin_listener
 from proxy.cache.collapse import Inflight
 from proxy.cache.disk import DiskTier, DiskTierBusy
 from proxy.cache.memory import MemoryTier
 from proxy.cache.redis_tier import RedisTier
 from proxy.cache.store import Cache, LowerTier
 from proxy.cdn_purge import CdnPurger
-from proxy.deliver import Send, send_error, send_response
+from proxy.deliver import Send, send_error
 from proxy.fastpath import HitFastPath
 from proxy.guard import build_guards
-from proxy.http.dates import format_http_date
 from proxy.http.paths import normalize_path
 from proxy.images import build_images
 from proxy.logs import configure_logging
 from proxy.memory_tuning import keep_trimmed, tuned_malloc
 from proxy.metrics import Stats, build_registry
-from proxy.observe import record, scope_host
+from proxy.ops import app as ops
+from proxy.ops.access import is_admin_request, on_admin_listener
+from proxy.ops.purge import apply_remote
 from proxy.pipeline import Receive, handle
 from proxy.purge.bus import PurgeBus
-from proxy.purge.engine import apply as apply_purge
-from proxy.purge.report import error_response, report_response
-from proxy.purge.request import (
-    PurgeError,
-    PurgeRequest,
-    parse_purge_body,
-    parse_purge_method,
-    read_body,
-)
 from proxy.state import AppState
 from proxy.upgrade import refuse_websocket
 from routing.groups import build_router
@@ -54,7 +42,6 @@ from routing.origins import build_origin
 from routing.rules import build_route_table
 
 FLUSH_INTERVAL = 1.0
-OpsHandler = Callable[[AppState], tuple[int, bytes, bytes]]
 
 
 def build_state(settings: Settings) -> AppState:
@@ -158,7 +145,7 @@ async def start_state(settings: Settings) -> AppState:
         state.bus = PurgeBus(
             state.redis.client,
             f"{settings.redis.key_prefix}purge",
-            lambda req, when: _apply_remote(state, req, when),
+            lambda req, when: apply_remote(state, req, when),
             cache.memory.clear,
         )
         state.spawn(state.bus.run())
@@ -198,177 +185,39 @@ async def _open_disk(settings: Settings) -> DiskTier | None:
     raise RuntimeError(f"cache.disk: every worker directory under {disk.path} is taken")
 
 
-async def _apply_remote(state: AppState, req: PurgeRequest, when: float) -> None:
-    """A purge another instance accepted: this instance's memory and disk copies."""
-    report = await apply_purge(state.cache, req, now=when, shared=False)
-    state.stats.inc("edgeshield_purges", ("bus",))
-    state.log.debug("purge from the bus: %s", report.to_json())
-
-
 class EdgeShield:
-    """The ASGI callable. Pure ASGI (no BaseHTTPMiddleware): the hot path is one dict
-    lookup for the operations paths, then the pipeline."""
+    """The ASGI callable. Pure ASGI (no BaseHTTPMiddleware): an operations request goes
+    to the Starlette app in proxy/ops/, a fresh memory hit is answered by the fast
+    path, anything else by the pipeline."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state: AppState | None = None
         self.fast: HitFastPath | None = None
+        self.ops: ops.Operations | None = None
         self.admin_port = settings.admin.port
-        self._ops: dict[str, OpsHandler] = {
-            "/healthz": self._healthz,
-            "/readyz": self._readyz,
-            "/metrics": self._metrics,
-            "/_admin/origins": self._admin_origins,
-            admin_page.PATH: admin_page.page,
-            "/_admin/status.json": lambda st: admin_status.response(st, self.fast, time.time()),
-        }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            state, fast = self.state, self.fast
-            if state is None or fast is None:
+            state, fast, operations = self.state, self.fast, self.ops
+            if state is None or fast is None or operations is None:
                 await send_error(send, 503, "starting", [(b"retry-after", b"1")])
                 return
             if self.admin_port is not None and on_admin_listener(self.settings.admin, scope):
-                await self._operations(state, scope, receive, send, admin_listener=True)
+                await operations(scope, receive, send)  # it answers nothing else
                 return
             if scope["method"] == "GET" and await fast.serve(scope, send):
                 return  # a fresh memory hit (proxy/fastpath.py)
             path = scope["path"]
-            if path in self._ops or is_admin_request(scope["method"], path):
-                await self._operations(state, scope, receive, send, admin_listener=False)
+            if path in ops.PATHS or is_admin_request(scope["method"], path):
+                await operations(scope, receive, send)
             else:
                 await handle(state, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
             await refuse_websocket(self.state, scope, receive, send)  # 501 (proxy/upgrade.py)
-
-    async def _operations(
-        self,
-        state: AppState,
-        scope: dict[str, Any],
-        receive: Receive,
-        send: Send,
-        *,
-        admin_listener: bool,
-    ) -> None:
-        started = time.perf_counter()
-        admin = self.settings.admin
-        path, method = scope["path"], scope["method"]
-        ops = self._ops.get(path)
-        if admin_listener:
-            known = ops is not None or is_admin_request(method, path)
-        else:  # with a separate admin listener, the main one keeps only the probes
-            known = path in PROBES or admin.port is None
-        refused: tuple[int, str, list[tuple[bytes, bytes]]] | None = None
-        if not known:
-            refused = 404, "not found", []
-        elif needs_authorization(admin, method, path):
-            refused = authorize(admin, scope)
-        if refused is not None:
-            status, reason, extra = refused
-            if status != 404:
-                state.log.info("admin refused path=%s status=%d reason=%s", path, status, reason)
-            if status == 401 and path == admin_page.PATH:  # the page reads #token= itself
-                sent = await admin_page.send_unauthorized(send, extra, head_only=method == "HEAD")
-            else:
-                sent = await send_error(send, status, reason, extra)
-        elif method == "PURGE" or path == "/_purge":
-            status, sent = await self._purge(state, scope, receive, send)
-        elif ops is not None and method in ("GET", "HEAD"):
-            status, body, content_type = ops(state)
-            headers = [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                (b"date", format_http_date(time.time()).encode()),
-            ]
-            sent = await send_response(send, status, headers, body, head_only=method == "HEAD")
-        elif ops is None:
-            status = 404
-            sent = await send_error(send, 404, "not found")
-        else:
-            status = 405
-            sent = await send_error(send, 405, "method not allowed", [(b"allow", b"GET, HEAD")])
-        record(
-            state,
-            scope,
-            host=scope_host(scope),
-            status=status,
-            outcome="ops",
-            route="-",
-            origin=None,
-            sent=sent,
-            started=started,
-            now=time.time(),
-        )
-
-    async def _purge(
-        self, state: AppState, scope: dict[str, Any], receive: Receive, send: Send
-    ) -> tuple[int, int]:
-        """POST /_purge (JSON) or PURGE <url> (Varnish): purge here, on every instance
-        through the bus, and in the CDNs in front; answer what was purged per tier."""
-        started = time.perf_counter()
-        method = scope["method"]
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        parsed: PurgeRequest | PurgeError
-        if method == "PURGE":
-            raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-            parsed = parse_purge_method(
-                headers.get("host", ""),
-                raw_path,
-                scope.get("query_string", b"").decode("latin-1"),
-                headers,
-            )
-        elif method == "POST":
-            body = await read_body(receive, headers)
-            # off the loop: 100,000 URLs take ~0.3 s to check, requests must not wait
-            parsed = (
-                body
-                if isinstance(body, PurgeError)
-                else await asyncio.to_thread(parse_purge_body, body, headers.get("content-type"))
-            )
-        else:
-            return 405, await send_error(send, 405, "method not allowed", [(b"allow", b"POST")])
-        if isinstance(parsed, PurgeError):
-            message = state.guards.redact.target(parsed.message)  # it may quote a signed URL
-            state.log.info("purge refused: %d %s", parsed.status, message)
-            status, out_headers, out = error_response(parsed)
-            return status, await send_response(send, status, out_headers, out)
-        now = time.time()
-        report = await apply_purge(state.cache, parsed, now=now, shared=True)
-        if state.bus is not None and not await state.bus.publish(parsed, now):
-            report.errors.append("bus: other instances were not told (Redis unavailable)")
-        if state.cdn is not None:
-            state.cdn.submit(**parsed.cdn_targets())
-            report.cdn = [{"name": a.name, "state": "queued"} for a in state.cdn.adapters]
-        elapsed = time.perf_counter() - started
-        state.stats.inc("edgeshield_purges", ("api",))
-        state.stats.observe("edgeshield_purge_duration_seconds", (), elapsed)
-        summary = report.to_json()
-        state.recent_purges.append(
-            {
-                **summary,
-                "time": now,
-                "urls": len(parsed.keys),
-                "prefixes": [p.url for p in parsed.prefixes][:20],
-                "tags": list(parsed.tags)[:20],
-                "ms": round(elapsed * 1000, 2),
-            }
-        )
-        state.log.info(
-            "purge %s: %d url(s), %d prefix(es), %d tag(s), soft=%s -> %s",
-            report.id,
-            len(parsed.keys),
-            len(parsed.prefixes),
-            len(parsed.tags),
-            parsed.soft,
-            summary["purged"],
-        )
-        status, out_headers, out = report_response(report)
-        return status, await send_response(send, status, out_headers, out)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -377,7 +226,8 @@ class EdgeShield:
                 try:
                     malloc = tuned_malloc()  # before the state allocates much
                     self.state = await start_state(self.settings)
-                    self.fast = HitFastPath(self.state, frozenset(self._ops))
+                    self.fast = HitFastPath(self.state, ops.PATHS)
+                    self.ops = ops.Operations(self.state, self.fast)
                     self.state.router.start()
                     self.state.spawn(_flusher(self.state))
                     if malloc is not None:
@@ -396,29 +246,6 @@ class EdgeShield:
                     await shutdown(self.state)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    @staticmethod
-    def _healthz(state: AppState) -> tuple[int, bytes, bytes]:
-        return 200, b"ok\n", b"text/plain; charset=utf-8"
-
-    @staticmethod
-    def _readyz(state: AppState) -> tuple[int, bytes, bytes]:
-        body = orjson.dumps(
-            {
-                "ready": state.ready,
-                "origins": sorted(state.origins),
-                "routes": [route.name for route in state.routes.routes],
-            }
-        )
-        return (200 if state.ready else 503), body, b"application/json"
-
-    @staticmethod
-    def _admin_origins(state: AppState) -> tuple[int, bytes, bytes]:
-        return 200, orjson.dumps(state.router.snapshot()), b"application/json"
-
-    @staticmethod
-    def _metrics(state: AppState) -> tuple[int, bytes, bytes]:
-        return 200, generate_latest(state.registry), CONTENT_TYPE_LATEST.encode()
 
 
 async def _lurker(state: AppState) -> None:

@@ -21,7 +21,7 @@ from proxy.cdn_purge import CdnPurger
 from proxy.guard import Guards
 from proxy.metrics import Stats, StatsCollector
 from proxy.purge.bus import PurgeBus
-from proxy.top_objects import TopObjects
+from proxy.ops.top_objects import TopObjects
 from routing.groups import OriginRouter
 from routing.origins.base import Origin
 from routing.rules import RouteTable
@@ -58,7 +58,7 @@ class AppState:
     cdn: CdnPurger | None = None
     # The last purges accepted (newest last), as reported to the purge API's caller.
     recent_purges: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
-    # The most requested objects, for the admin page (proxy/top_objects.py).
+    # The most requested objects, for the admin page (proxy/ops/top_objects.py).
     top_objects: TopObjects = field(default_factory=TopObjects)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from config.admin import AdminSettings
-from proxy.admin import authorize
+from proxy.ops.access import authorize
 from tests.support.origin_server import OriginServer
 from tests.support.ports import free_port
 from tests.support.proxy_server import running_proxy

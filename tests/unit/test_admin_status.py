@@ -1,5 +1,5 @@
-"""The admin page's data (proxy/admin_status.py), the page itself (proxy/admin_page.py),
-and the top-objects table (proxy/top_objects.py), against an app started in-process."""
+"""The admin page's data (proxy/ops/status.py), the page itself (proxy/ops/page.py),
+and the top-objects table (proxy/ops/top_objects.py), against an app started in-process."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.loader import load_settings
-from proxy.admin_page import PAGE
-from proxy.admin_status import fast_hits, response, status
+from proxy.ops.page import PAGE
+from proxy.ops.status import fast_hits, response, status
 from proxy.app import EdgeShield
-from proxy.top_objects import MAX_KEY, TopObjects
+from proxy.ops.top_objects import MAX_KEY, TopObjects
 from tests.support.asgi import Sink, receiver
 
 Message = dict[str, Any]

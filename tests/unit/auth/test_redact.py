@@ -11,7 +11,7 @@ from proxy.auth.common import query_pairs
 from proxy.auth.native import split_path_token
 from proxy.auth.redact import DEFAULT_PARAMS, REDACTED, Redactor
 from proxy.http.paths import BadPath, normalize_path
-from proxy.top_objects import TopObjects
+from proxy.ops.top_objects import TopObjects
 
 DEFAULT = Redactor()
 CONFIGURED = Redactor.from_settings(

@@ -1,32 +1,29 @@
 """`GET /_admin`: the built-in status page.
 
 The page is one constant document: inline CSS and a small script, no external assets,
-and no data. The script fetches `/_admin/status.json` (`proxy/admin_status.py`) at once
+and no data. The script fetches `/_admin/status.json` (`proxy/ops/status.py`) at once
 and every 2 s, and builds the tables with `textContent`, never `innerHTML`: URLs, hosts
 and purge fields are attacker-controlled, and nothing from the proxy's state is ever
 interpolated into HTML, so there is nothing to escape server-side. A Content-Security-Policy
 (`<meta>`, hashes of the inline style and script) refuses any other script or style.
 
-Authorization: `/_admin` is an admin path like every other (`proxy/admin.py`). A browser
+Authorization: `/_admin` is an admin path like every other (`proxy/ops/access.py`). A browser
 cannot add a bearer header to a navigation, so with `[admin] token` set the operator
 opens `/_admin#token=<token>`: the fragment never leaves the browser (not in the request,
 not in server or proxy logs); the script reads it, removes it from the address bar and
 sends it as `Authorization: Bearer` on each refresh. For that, the 401 answer to
-`/_admin` carries this same data-free page (`send_unauthorized`) instead of a plain-text
+`/_admin` carries this same data-free page (`unauthorized`) instead of a plain-text
 error: status, `WWW-Authenticate` and what an unauthorized client learns stay the same."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import time
-from typing import TYPE_CHECKING
 
-from proxy.deliver import Header, Send, send_response
-from proxy.http.dates import format_http_date
+from starlette.requests import Request
+from starlette.responses import Response
 
-if TYPE_CHECKING:
-    from proxy.state import AppState
+from proxy.ops.responses import Header, answer
 
 PATH = "/_admin"
 CONTENT_TYPE = b"text/html; charset=utf-8"
@@ -376,19 +373,11 @@ def render() -> bytes:
 PAGE = render()  # immutable; the page never changes while the process runs
 
 
-def page(state: AppState) -> tuple[int, bytes, bytes]:
-    """The operations-endpoint answer (proxy/app.py)."""
-    return 200, PAGE, CONTENT_TYPE
+async def page(request: Request) -> Response:
+    return answer(request, PAGE, CONTENT_TYPE)
 
 
-async def send_unauthorized(send: Send, extra: list[Header], *, head_only: bool) -> int:
+def unauthorized(request: Request, extra: list[Header]) -> Response:
     """401 for `/_admin` with the data-free page as its body, so a browser opened on
     `/_admin#token=...` runs the script that sends the token (see the module doc)."""
-    headers = [
-        (b"content-type", CONTENT_TYPE),
-        (b"content-length", str(len(PAGE)).encode()),
-        (b"cache-control", b"no-store"),
-        (b"date", format_http_date(time.time()).encode()),
-        *extra,
-    ]
-    return await send_response(send, 401, headers, PAGE, head_only=head_only)
+    return answer(request, PAGE, CONTENT_TYPE, 401, extra)

@@ -3,7 +3,8 @@
 ``/_admin/*``, ``/_purge`` and ``PURGE`` always need authorization; ``/metrics`` when
 ``protect_metrics`` is set; ``/healthz`` and ``/readyz`` never (load balancers probe
 them). Authorization is the bearer token when one is configured (compared in constant
-time), otherwise a loopback client address."""
+time), otherwise a loopback client address. With a separate admin listener, the main
+one answers only the probes; the admin listener answers nothing else."""
 
 from __future__ import annotations
 
@@ -13,7 +14,24 @@ from config.admin import AdminSettings
 from proxy.purge.request import check_admin, is_loopback
 
 Header = tuple[bytes, bytes]
+Refusal = tuple[int, str, list[Header]]
 PROBES = frozenset({"/healthz", "/readyz"})
+
+
+def gate(admin: AdminSettings, scope: dict[str, Any], paths: frozenset[str]) -> Refusal | None:
+    """None when the request may go on to its endpoint; else (status, reason, extra
+    headers): 404 for what this listener does not serve (`paths`: the endpoints'),
+    401 or 403 from `authorize`."""
+    path, method = scope["path"], scope["method"]
+    if on_admin_listener(admin, scope):
+        known = path in paths or is_admin_request(method, path)
+    else:  # with a separate admin listener, the main one keeps only the probes
+        known = path in PROBES or admin.port is None
+    if not known:
+        return 404, "not found", []
+    if needs_authorization(admin, method, path):
+        return authorize(admin, scope)
+    return None
 
 
 def is_admin_request(method: str, path: str) -> bool:
@@ -31,7 +49,7 @@ def on_admin_listener(admin: AdminSettings, scope: dict[str, Any]) -> bool:
     return admin.port is not None and server is not None and server[1] == admin.port
 
 
-def authorize(admin: AdminSettings, scope: dict[str, Any]) -> tuple[int, str, list[Header]] | None:
+def authorize(admin: AdminSettings, scope: dict[str, Any]) -> Refusal | None:
     """None when allowed; else (401 | 403, reason, extra headers)."""
     authorization = None
     for name, value in scope["headers"]:

@@ -1,4 +1,4 @@
-"""The most requested objects, for the admin page (`proxy/admin_status.py`).
+"""The most requested objects, for the admin page (`proxy/ops/status.py`).
 
 Two sources, merged when the page asks:
 

@@ -1,4 +1,5 @@
-"""`GET /_admin/status.json`: what the admin page (`proxy/admin_page.py`) shows.
+"""`GET /_admin/status.json`: what the admin page (`proxy/ops/page.py`) shows; and
+`GET /_admin/origins`, the router's own snapshot.
 
 Everything is read from state the proxy keeps anyway (the `Stats` counters, the router's
 snapshot, the tiers' own stats, `recent_purges`, the top-objects table), when the page
@@ -14,12 +15,16 @@ its saving shows in the offload (origin bytes over client bytes) instead. `pass`
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.requests import Request
+from starlette.responses import Response
 
 from proxy.auth.redact import Redactor
+from proxy.ops.responses import answer
 
 if TYPE_CHECKING:
     from proxy.fastpath import HitFastPath
@@ -180,7 +185,7 @@ def fast_hits(fast: HitFastPath | None) -> Iterator[tuple[str, int]]:
 
 
 def response(state: AppState, fast: HitFastPath | None, now: float) -> tuple[int, bytes, bytes]:
-    """The operations-endpoint answer (proxy/app.py)."""
+    """(status, body, content type) of status.json."""
     body = orjson.dumps(
         status(state, now, fast_hits(fast)),
         # recent_purges are dicts other code fills: tolerate whatever they hold.
@@ -188,3 +193,12 @@ def response(state: AppState, fast: HitFastPath | None, now: float) -> tuple[int
         default=str,
     )
     return 200, body, b"application/json"
+
+
+async def status_json(state: AppState, fast: HitFastPath, request: Request) -> Response:
+    code, body, content_type = response(state, fast, time.time())
+    return answer(request, body, content_type, code)
+
+
+async def origins(state: AppState, request: Request) -> Response:
+    return answer(request, orjson.dumps(state.router.snapshot()), b"application/json")

@@ -1,0 +1,128 @@
+"""The operations application: a Starlette app (its Router, Request and Responses)
+beside the raw-ASGI proxy. `EdgeShield.__call__` (proxy/app.py) hands it every request
+on the admin listener and, on the main one, the paths in `PATHS`, `/_admin/*` and the
+`PURGE` method. Before routing, `access.gate` decides who may use what on which
+listener; after the answer, one access-log line with `outcome="ops"`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message
+
+from proxy.observe import record, scope_host
+from proxy.ops import page, probes, purge, status
+from proxy.ops.access import Header, gate
+from proxy.ops.responses import error
+
+if TYPE_CHECKING:
+    from proxy.disconnect import Receive
+    from proxy.fastpath import HitFastPath
+    from proxy.state import AppState
+
+# The server's send; Starlette's own type says MutableMapping where the proxy's says dict.
+Send = Callable[[Any], Awaitable[None]]
+
+# The routed paths: the fast path never makes plans for them (proxy/fastpath.py).
+PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        page.PATH,
+        "/_admin/status.json",
+        "/_admin/origins",
+        "/_purge",
+    }
+)
+READ = ("GET",)  # Starlette adds HEAD
+
+
+class Operations:
+    """The ASGI callable for operations requests."""
+
+    def __init__(self, state: AppState, fast: HitFastPath) -> None:
+        self.state = state
+        self.paths = PATHS
+        routes = [
+            Route("/healthz", partial(probes.healthz, state), methods=READ),
+            Route("/readyz", partial(probes.readyz, state), methods=READ),
+            Route("/metrics", partial(probes.metrics, state), methods=READ),
+            Route(page.PATH, page.page, methods=READ),
+            Route("/_admin/status.json", partial(status.status_json, state, fast), methods=READ),
+            Route("/_admin/origins", partial(status.origins, state), methods=READ),
+            Route("/_purge", partial(purge.purge, state), methods=("POST",)),
+        ]
+        self.app = Starlette(routes=routes, exception_handlers={HTTPException: _refused})
+        self.app.router.redirect_slashes = False  # "/_admin/" is not a page: 404
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        out = _Counted(send)
+        request = Request(scope, receive)
+        response: Response | None = None
+        refused = gate(self.state.settings.admin, scope, self.paths)
+        if refused is not None:
+            response = self._refusal(request, *refused)
+        elif request.method == "PURGE":  # on any URL: not a route
+            response = await purge.purge(self.state, request)
+        if response is None:
+            await self.app(scope, receive, out)
+        else:
+            await response(scope, receive, out)
+        record(
+            self.state,
+            scope,
+            host=scope_host(scope),
+            status=out.status,
+            outcome="ops",
+            route="-",
+            origin=None,
+            sent=out.sent,
+            started=started,
+            now=time.time(),
+        )
+
+    def _refusal(self, request: Request, status: int, reason: str, extra: list[Header]) -> Response:
+        path = request.scope["path"]
+        if status != 404:
+            self.state.log.info("admin refused path=%s status=%d reason=%s", path, status, reason)
+        if status == 401 and path == page.PATH:  # the page reads #token= itself
+            return page.unauthorized(request, extra)
+        return error(status, reason, extra)
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405, in the proxy's words: "404 not found", with Allow."""
+    assert isinstance(exc, HTTPException)
+    extra = []
+    allow = (exc.headers or {}).get("Allow")
+    if allow is not None:  # Starlette joins a set: sorted, it is the same every run
+        extra.append((b"allow", ", ".join(sorted(allow.split(", "))).encode()))
+    return error(exc.status_code, exc.detail.lower(), extra)
+
+
+class _Counted:
+    """The send of one answer, keeping its status and body bytes for the access log."""
+
+    __slots__ = ("send", "sent", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+        self.sent = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        else:
+            self.sent += len(message.get("body", b""))
+        await self.send(message)

@@ -1,9 +1,11 @@
 """Settings of the image transform engine (``transforms/image``): ``[images]`` in the file.
 
 The lead wires this in as ``Settings.images: ImageSettings``. Every model is frozen and
-rejects unknown keys, like the rest of the schema. Presets are checked at start-up by
-parsing them with the same parser as request URLs, so a misspelt preset option fails the
-configuration instead of every request that names the preset.
+rejects unknown keys, like the rest of the schema. Presets are plain data here (names,
+scalar values); their grammar is the URLs' (transforms/image/imgix.py `preset_errors`),
+which `edgeshield serve` and `check-config` run as a settings check (config.loader
+`checks`), so a misspelt preset option fails the configuration instead of every request
+that names the preset.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MiB = 1024 * 1024
 InputFormat = Literal["jpeg", "png", "webp", "avif", "heif", "gif", "tiff"]
@@ -130,16 +132,3 @@ class ImageSettings(_Frozen):
             if not _PRESET_NAME.fullmatch(name):
                 raise ValueError(f"preset name {name!r} must be 1-64 of A-Z a-z 0-9 _ -")
         return value
-
-    @model_validator(mode="after")
-    def _presets_parse(self) -> ImageSettings:
-        # Imported here: the parser lives in transforms/, which imports this module.
-        from transforms.image.errors import ImageOptionError
-        from transforms.image.imgix import parse_preset
-
-        for name, params in self.presets.items():
-            try:
-                parse_preset(params)
-            except ImageOptionError as exc:
-                raise ValueError(f"presets.{name}.{exc.option}: {exc.describe()}") from None
-        return self

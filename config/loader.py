@@ -10,6 +10,10 @@ The merged data is validated once with ``Settings.model_validate``. Every proble
 layer, is collected into a single ``ConfigError`` whose ``errors`` are ``(field path,
 reason)`` pairs such as ``("routes[0].cache.default_ttl", "must be >= 0 (got -5)")``, so a
 broken file is fixed in one round instead of one error at a time.
+
+Grammars config does not own (image presets are parsed by transforms/, which config never
+imports) are checked by the caller's ``checks`` once the schema holds, and reported the
+same way.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import re
 import tomllib
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -59,6 +63,9 @@ CLI_ORIGIN_NAME = "origin"
 _REPLACED_BY_OVERRIDES = frozenset({"origins", "routes"})
 
 Loc = tuple[str | int, ...]
+# A check of valid settings by the part that owns a grammar inside them: (field path,
+# reason) per problem (transforms/image/imgix.py `preset_errors`).
+SettingsCheck = Callable[[Settings], Iterable[tuple[Loc, str]]]
 
 
 class ConfigError(Exception):
@@ -88,9 +95,11 @@ def load_settings(
     env: Mapping[str, str],
     *,
     overrides: Mapping[str, Any] | None = None,
+    checks: Iterable[SettingsCheck] = (),
 ) -> Settings:
     """Read ``path`` (or the built-in default), apply ``EDGESHIELD_*`` variables from
-    ``env``, then ``overrides``, and validate the result. Raises ``ConfigError``."""
+    ``env``, then ``overrides``, validate the result, then run ``checks`` on it. Raises
+    ``ConfigError``."""
     source = str(path) if path is not None else DEFAULT_SOURCE
     data = _read_toml(path) if path is not None else default_config()
     provenance: list[tuple[Loc, str]] = []
@@ -105,15 +114,21 @@ def load_settings(
         for loc, reason in _dedupe(problems):
             errors.append((format_path(loc), reason + _set_by(loc, provenance)))
         raise ConfigError(errors, source) from None
+    for check in checks:
+        errors += [
+            (format_path(loc), reason + _set_by(loc, provenance)) for loc, reason in check(settings)
+        ]
     if errors:
         raise ConfigError(errors, source)
     return settings
 
 
-def check_config(path: Path, env: Mapping[str, str]) -> tuple[int, str]:
+def check_config(
+    path: Path, env: Mapping[str, str], checks: Iterable[SettingsCheck] = ()
+) -> tuple[int, str]:
     """``edgeshield check-config FILE``: (exit code, text to print)."""
     try:
-        settings = load_settings(path, env)
+        settings = load_settings(path, env, checks=checks)
     except ConfigError as exc:
         return 1, exc.format()
     origins = _plural(len(settings.origins), "origin")

@@ -17,6 +17,7 @@ from config.schema import FsOrigin, Settings
 from proxy.auth.cli import add_sign_parser, run_sign
 from proxy.logs import configure_logging
 from proxy.purge.cli import add_purge_parser, run_purge
+from transforms.image.imgix import preset_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         worst = 0
         for path in args.files:
-            code, text = check_config(path, os.environ)
+            code, text = check_config(path, os.environ, checks=(preset_errors,))
             print(text, file=sys.stdout if code == 0 else sys.stderr)
             worst = max(worst, code)
         return worst
@@ -88,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
         path = args.config or (
             Path(os.environ["EDGESHIELD_CONFIG"]) if os.environ.get("EDGESHIELD_CONFIG") else None
         )
-        settings = load_settings(path, os.environ, overrides=overrides)
+        settings = load_settings(path, os.environ, overrides=overrides, checks=(preset_errors,))
     except ConfigError as exc:
         print(exc.format(), file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from transforms.image.parsing import boolean, check_policy, choice, integer, num
 
 if TYPE_CHECKING:
     from config.images import ImageSettings, PresetValue
+    from config.schema import Settings
 
 SUPPORTED = (
     "w",
@@ -257,11 +258,23 @@ def _with_preset(name: str, presets: Mapping[str, Mapping[str, PresetValue]]) ->
 
 
 def parse_preset(params: Mapping[str, PresetValue]) -> ImageOptions:
-    """A configured preset (imgix names, TOML values) -> ``ImageOptions``; used by
-    ``config.images`` to check presets at start-up."""
+    """A configured preset (imgix names, TOML values) -> ``ImageOptions``."""
     if "preset" in params:
         raise ImageOptionError("preset", "not inside a preset", _text(params["preset"]))
     return parse_params({ALIASES.get(k, k): _text(v) for k, v in params.items()}, {})
+
+
+def preset_errors(settings: Settings) -> list[tuple[tuple[str, ...], str]]:
+    """Every configured preset parsed as a URL naming it will be: (field path, reason)
+    for each option that does not parse. `edgeshield serve` and `check-config` run this
+    as a settings check (config.loader `checks`): a bad preset is a configuration error."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for name, params in settings.images.presets.items():
+        try:
+            parse_preset(params)
+        except ImageOptionError as exc:
+            problems.append((("images", "presets", name, exc.option), exc.describe()))
+    return problems
 
 
 def _text(value: PresetValue) -> str:

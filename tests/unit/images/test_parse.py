@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from pydantic import ValidationError
 
 from config.images import ImageSettings
+from config.loader import ConfigError, check_config, load_settings
 from transforms.image import (
     Fit,
     Gravity,
@@ -13,6 +17,7 @@ from transforms.image import (
     parse_cloudflare_path,
     parse_query,
 )
+from transforms.image.imgix import preset_errors
 
 
 def cf(path: str, **kwargs: object) -> ImageOptions:
@@ -221,14 +226,25 @@ def test_output_limit_is_a_400_on_the_option() -> None:
     assert info.value.option == "w" and "4096" in info.value.allowed
 
 
-def test_invalid_presets_fail_the_configuration() -> None:
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError, match=r"presets\.bad\.fit"):
-        ImageSettings(presets={"bad": {"w": 10, "fit": "sideways"}})
-    with pytest.raises(ValidationError, match="wdth"):
-        ImageSettings(presets={"typo": {"wdth": 10}})
-    with pytest.raises(ValidationError):
+def test_invalid_presets_fail_the_configuration(tmp_path: Path) -> None:
+    # Config keeps presets as plain data; transforms parses them (a settings check).
+    path = tmp_path / "edgeshield.toml"
+    path.write_text(
+        '[origins.media]\nkind = "http"\nurl = "http://127.0.0.1:9000"\n'
+        '[[routes]]\norigin = "media"\n'
+        '[images.presets.bad]\nw = 10\nfit = "sideways"\n'
+        "[images.presets.typo]\nwdth = 10\n"
+        "[images.presets.good]\nw = 10\n"
+    )
+    load_settings(path, {})  # plain data: valid without the check
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, {}, checks=(preset_errors,))
+    paths = [p for p, _ in info.value.errors]
+    assert paths == ["images.presets.bad.fit", "images.presets.typo.wdth"]
+    assert "invalid value 'sideways'" in info.value.errors[0][1]
+    code, text = check_config(path, {}, checks=(preset_errors,))
+    assert code == 1 and "images.presets.bad.fit: invalid value 'sideways'" in text
+    with pytest.raises(ValidationError):  # names stay config's to check
         ImageSettings(presets={"has space": {"w": 10}})
 
 

@@ -13,7 +13,12 @@ from typing import Any, Protocol
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry
 from proxy.http import cache_status
-from proxy.http.conditionals import evaluate_preconditions, if_range_matches, stored_date
+from proxy.http.conditionals import (
+    NOT_MODIFIED_FIELDS,
+    evaluate_preconditions,
+    if_range_matches,
+    stored_date,
+)
 from proxy.http.dates import format_http_date
 from proxy.http.ranges import (
     ByteRange,
@@ -34,10 +39,6 @@ Header = tuple[bytes, bytes]
 SEND_SLICE = 1024 * 1024
 
 PRECONDITION_FIELDS = ("if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
-# RFC 9110 15.4.5: what a 304 carries of the 200 it stands for.
-NOT_MODIFIED_FIELDS = frozenset(
-    {b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary", b"last-modified"}
-)
 
 
 async def send_response(
@@ -55,6 +56,15 @@ def fresh_hit_fields(entry: Entry, age: int, now: float, tier: str = "memory") -
     if entry.upstream_status:
         value = entry.upstream_status + b", " + value
     return [(b"age", b"%d" % age), (b"cache-status", value)]
+
+
+def stale_hit_fields(entry: Entry, now: float, tier: str = "memory") -> list[Header]:
+    """Age and Cache-Status of a stale hit served while it is refreshed in the background
+    (RFC 5861 stale-while-revalidate)."""
+    value = cache_status.hit(entry.fresh_until - now, tier, stale=True).encode()
+    if entry.upstream_status:
+        value = entry.upstream_status + b", " + value
+    return [(b"age", b"%d" % entry.age(now)), (b"cache-status", value)]
 
 
 async def send_error(

@@ -7,6 +7,8 @@ kept, so an origin outage never becomes a log storm."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from proxy.cache.collapse import Fetch, Head
 from proxy.cache.entry import Entry
@@ -45,11 +47,71 @@ def new_fetch(key: str) -> Fetch:
     return Fetch(key, window=STREAM_WINDOW)
 
 
+F = TypeVar("F", bound=Fetch)
+
+
+def join_or_start(
+    state: AppState,
+    req: Request,
+    key: str,
+    start: Callable[[bool], F],
+    *,
+    kind: type[F],
+    collapse: bool = True,
+) -> tuple[F, bool]:
+    """One producer per key: the fetch of `kind` under way for `key`, joined (True), or
+    a new one, `start(register)` (False). A hit-for-miss key (`collapse` False) or a
+    request with credentials starts its own, unregistered."""
+    collapse = collapse and "authorization" not in req.headers
+    found = state.inflight.get(key) if collapse else None
+    if isinstance(found, kind):
+        state.stats.inc("edgeshield_collapsed_requests", ())
+        return found, True
+    return start(collapse), False
+
+
+def refresh_in_background(state: AppState, key: str, start: Callable[[bool], Fetch]) -> None:
+    """stale-while-revalidate: one background refresh per key (it collapses too)."""
+    if state.inflight.get(key) is None:
+        start(True)
+
+
+def start_fetch(
+    state: AppState, route: Route, req: Request, key: str, stale: Entry | None, *, register: bool
+) -> Fetch:
+    """The origin fetch of a plain object (`produce`), registered for others to join."""
+    fetch = new_fetch(key)
+    if register:
+        state.inflight.add(fetch)
+    state.spawn(produce(state, fetch, route, req, stale))
+    return fetch
+
+
+def fetch_object(
+    state: AppState, route: Route, req: Request, key: str, stale: Entry | None, *, collapse: bool
+) -> tuple[Fetch, bool]:
+    """Join or start the origin fetch of a plain object: (fetch, joined)."""
+    return join_or_start(
+        state,
+        req,
+        key,
+        lambda register: start_fetch(state, route, req, key, stale, register=register),
+        kind=Fetch,
+        collapse=collapse,
+    )
+
+
+def revalidate_in_background(
+    state: AppState, route: Route, req: Request, key: str, stale: Entry | None
+) -> None:
+    refresh_in_background(
+        state, key, lambda register: start_fetch(state, route, req, key, stale, register=register)
+    )
+
+
 async def send(route: Route, request: OriginRequest) -> tuple[OriginResponse, str]:
     """Through the route's origin group: health-aware selection, retries, failover and
     hedging live in routing/groups.py. Returns the response and the origin that answered."""
-    if route.group is None:
-        return await route.origin.fetch(request), route.origin.name
     return await route.group.fetch(request)
 
 
@@ -128,7 +190,7 @@ def origin_head(
 ) -> tuple[Freshness, Head]:
     """An origin answer described once: its freshness (from `headers`) and the head
     clients get (from `client_fields`, default the same headers)."""
-    policy = state.policies[route.name]
+    policy = route.freshness
     freshness = _freshness(req, status, headers, policy, request_time, response_time)
     head = _head(
         state,
@@ -221,6 +283,7 @@ async def produce(
         state.inflight.remove(fetch)
         return
     origin_ms = (time.perf_counter() - started) * 1000
+    fetch.answered_by = origin_name
     response_time = time.time()
     try:
         if stale is not None and resp.status == 304:
@@ -355,8 +418,7 @@ async def _pump(
                 return
     except OriginError as exc:
         state.log.debug("origin %s body failed for %s: %s", origin_name, fetch.key, exc.reason)
-        if route.group is not None:
-            route.group.report_body_failure(origin_name)  # passive health
+        route.group.report_body_failure(origin_name)  # passive health
         fetch.fail(exc)
         return
     fetch.finish()
@@ -379,6 +441,7 @@ async def produce_pass(
         fetch.fail(exc)
         return
     origin_ms = (time.perf_counter() - started) * 1000
+    fetch.answered_by = origin_name
     try:
         head = _head(
             state,

@@ -35,10 +35,25 @@ from urllib.parse import unquote_plus
 from config.images import ImageSettings
 from config.schema import Settings
 from proxy.cache.collapse import Fetch, FetchAborted, Head
-from proxy.cache.entry import Entry, Uncacheable
+from proxy.cache.entry import Entry
 from proxy.cache.keys import image_key, url_key
-from proxy.deliver import Send, deliver_entry, deliver_fetch, send_error
-from proxy.fetch import STREAM_WINDOW, present_entry
+from proxy.cache.lookup import Use
+from proxy.deliver import (
+    Send,
+    deliver_entry,
+    deliver_fetch,
+    fresh_hit_fields,
+    send_error,
+    stale_hit_fields,
+)
+from proxy.fetch import (
+    STREAM_WINDOW,
+    fetch_object,
+    join_or_start,
+    present_entry,
+    refresh_in_background,
+    revalidate_in_background,
+)
 from proxy.http import cache_status
 from proxy.http.freshness import Freshness
 from proxy.http.vary import variant_key as vary_variant_key
@@ -236,27 +251,22 @@ async def image_request(state: AppState, route: Route, req: Request, send: Send)
     key = image_key(source_key, image.variant)
     # The request's fields pick the variant when the source varies (other than on
     # Accept): the cache's Vary index under the variant key, as for any object.
-    found = state.cache.lookup(key, req.headers)
-    stored = found if type(found) is Entry else None
-    now = req.now
-    if stored is not None and not stored.freshness.no_cache:
-        if now < stored.fresh_until:
-            extra = [
-                (b"age", str(stored.age(now)).encode()),
-                (b"cache-status", cache_status.hit(stored.fresh_until - now, "memory").encode()),
-            ]
-            status, sent = await deliver_entry(send, req.method, req.headers, stored, extra)
-            return status, sent, "hit", ""
-        if now < stored.stale_while_revalidate_until:
-            if state.inflight.get(key) is None:
-                start_variant(state, route, req, image, source_key, key, stored)
-            ttl = stored.fresh_until - now
-            extra = [
-                (b"age", str(stored.age(now)).encode()),
-                (b"cache-status", cache_status.hit(ttl, "memory", stale=True).encode()),
-            ]
-            status, sent = await deliver_entry(send, req.method, req.headers, stored, extra)
-            return status, sent, "stale", ""
+    found = await state.cache.find(key, req.headers, stream=False)
+    use, stored, now = found.use(req.now), found.entry, req.now
+    if stored is not None and use in (Use.FRESH, Use.STALE):
+        if use is Use.FRESH:
+            extra = fresh_hit_fields(stored, stored.age(now), now, found.tier)
+        else:
+            refresh_in_background(
+                state,
+                key,
+                lambda register: start_variant(
+                    state, route, req, image, source_key, key, stored, register=register
+                ),
+            )
+            extra = stale_hit_fields(stored, now, found.tier)
+        status, sent = await deliver_entry(send, req.method, req.headers, stored, extra)
+        return status, sent, ("hit" if use is Use.FRESH else "stale"), ""
     return await _miss(state, route, req, image, source_key, key, stored, send)
 
 
@@ -270,12 +280,15 @@ async def _miss(
     stale: Entry | None,
     send: Send,
 ) -> Answer:
-    fetch = state.inflight.get(key)
-    collapsed = isinstance(fetch, VariantFetch)
-    if not isinstance(fetch, VariantFetch):
-        fetch = start_variant(state, route, req, image, source_key, key, stale)
-    else:
-        state.stats.inc("edgeshield_collapsed_requests", ())
+    fetch, collapsed = join_or_start(
+        state,
+        req,
+        key,
+        lambda register: start_variant(
+            state, route, req, image, source_key, key, stale, register=register
+        ),
+        kind=VariantFetch,
+    )
     cid = fetch.subscribe()
     try:
         try:
@@ -401,32 +414,19 @@ async def _source(
     then the variant is not stored either). From the cache when fresh (or stale within
     stale-while-revalidate, refreshed in the background); otherwise through the ordinary
     collapsed fetch of the source URL, started here or joined."""
-    # The pipeline imports this module: import it when first needed.
-    from proxy.pipeline import revalidate_in_background, start_fetch
-
     src = _source_request(req, image)
-    found = state.cache.lookup(source_key, src.headers)
-    now = time.time()
-    stale: Entry | None = None
-    collapse = "authorization" not in src.headers
-    if type(found) is Entry:
-        fresh = now < found.fresh_until and not found.freshness.no_cache
-        if fresh or (now < found.stale_while_revalidate_until and not found.freshness.no_cache):
-            if not fresh:
-                revalidate_in_background(state, route, src, source_key, found)
-            fetch.source_detail = "source-hit" if fresh else "source-stale"
-            _check_source(found.status, found.headers)
-            return found.body, found
-        stale = found
-    elif type(found) is Uncacheable and now < found.until:
-        collapse = False
+    found = await state.cache.find(source_key, src.headers, stream=False)
+    use, stale = found.use(time.time()), found.entry
+    if stale is not None and use in (Use.FRESH, Use.STALE):
+        if use is Use.STALE:
+            revalidate_in_background(state, route, src, source_key, stale)
+        fetch.source_detail = "source-hit" if use is Use.FRESH else "source-stale"
+        _check_source(stale.status, stale.headers)
+        return stale.body, stale
+    collapse = use is not Use.HIT_FOR_MISS
     for _ in range(2):
-        shared = state.inflight.get(source_key) if collapse else None
-        source_fetch = shared or start_fetch(
-            state, route, src, source_key, stale, register=collapse
-        )
-        if shared is not None:
-            state.stats.inc("edgeshield_collapsed_requests", ())
+        source_fetch, joined = fetch_object(state, route, src, source_key, stale, collapse=collapse)
+        shared = source_fetch if joined else None
         cid = source_fetch.subscribe()
         try:
             try:

@@ -13,11 +13,19 @@ from typing import Any
 from proxy.cache.codec import CorruptEntry
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.disk import BodyStream
-from proxy.cache.entry import Entry, Uncacheable
+from proxy.cache.entry import Entry
 from proxy.cache.keys import BadKey, url_key
-from proxy.deliver import deliver_entry, deliver_fetch, fresh_hit_fields, send_error, send_response
+from proxy.cache.lookup import Use
+from proxy.deliver import (
+    deliver_entry,
+    deliver_fetch,
+    fresh_hit_fields,
+    send_error,
+    send_response,
+    stale_hit_fields,
+)
 from proxy.disconnect import ClientGone, until_disconnect
-from proxy.fetch import new_fetch, produce, produce_pass
+from proxy.fetch import fetch_object, new_fetch, produce_pass, revalidate_in_background
 from proxy.guard import check, send_answer, with_cors
 from proxy.http import cache_status, methods
 from proxy.http.paths import BadPath
@@ -127,7 +135,7 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         status=status,
         outcome=outcome,
         route=route.name if route else "-",
-        origin=route.origin.name if route else None,
+        origin=(req.answered_by or route.origin.name) if route else None,
         sent=sent,
         started=started,
         now=req.now,
@@ -143,42 +151,25 @@ async def lookup(
     key = req.key
     if route.policy.slice_bytes:
         return await serve_sliced(state, route, req, key, receive, send)
-    cache = state.cache
-    found = cache.lookup(key, req.headers)
-    tier = "memory"
-    body: BodyStream | None = None  # a disk body too large to hold: sent from its file
-    if found is None and cache.lower:
-        lower = await cache.find_lower(key)
-        if lower is not None:
-            found, tier, body = lower.entry, lower.tier, lower.body
-    now = req.now
-    stale: Entry | None = None
-    if type(found) is Entry:
-        # (a no-cache entry is stored with lifetime 0: it is never fresh here)
-        if now < found.fresh_until:
-            # hit (fresh-hit GETs without ranges or preconditions never get here:
-            # proxy/fastpath.py answers them)
-            extra = fresh_hit_fields(found, found.age(now), now, tier)
-            status, sent = await _deliver_stored(send, receive, req, found, extra, body)
-            return status, sent, "hit", ""
-        # A streamed body is not in memory for a 304 or stale-if-error to reuse: such an
-        # entry is refetched whole (reading it in per request is what it must not do).
-        revalidatable = found if body is None else None
-        if now < found.stale_while_revalidate_until:
-            revalidate_in_background(state, route, req, key, revalidatable)
-            ttl = found.fresh_until - now
-            extra = [
-                (b"age", str(found.age(now)).encode()),
-                _cache_status(found.upstream_status, cache_status.hit(ttl, tier, stale=True)),
-            ]
-            status, sent = await _deliver_stored(send, receive, req, found, extra, body)
-            return status, sent, "stale", ""
-        if body is not None:
-            await body.aclose()
-        stale = revalidatable
-    elif type(found) is Uncacheable and now < found.until:
-        return await miss(state, route, req, key, None, receive, send, collapse=False)
-    return await miss(state, route, req, key, stale, receive, send, collapse=True)
+    found = await state.cache.find(key, req.headers)
+    use, entry, now = found.use(req.now), found.entry, req.now
+    if entry is not None and (use is Use.FRESH or use is Use.STALE):
+        # (fresh-hit GETs without ranges or preconditions never get here:
+        # proxy/fastpath.py answers them)
+        if use is Use.FRESH:
+            extra = fresh_hit_fields(entry, entry.age(now), now, found.tier)
+        else:
+            # A streamed body is not in memory for a 304 or stale-if-error to reuse: such
+            # an entry is refetched whole (reading it in per request is what it must not do).
+            revalidate_in_background(state, route, req, key, entry if found.body is None else None)
+            extra = stale_hit_fields(entry, now, found.tier)
+        status, sent = await _deliver_stored(send, receive, req, entry, extra, found.body)
+        return status, sent, ("hit" if use is Use.FRESH else "stale"), ""
+    stale = entry if found.body is None else None
+    await found.close()
+    return await miss(
+        state, route, req, key, stale, receive, send, collapse=use is not Use.HIT_FOR_MISS
+    )
 
 
 async def _deliver_stored(
@@ -216,13 +207,7 @@ async def miss(
     *,
     collapse: bool,
 ) -> tuple[int, int, str, str]:
-    collapse = collapse and "authorization" not in req.headers
-    fetch = state.inflight.get(key) if collapse else None
-    collapsed = fetch is not None
-    if fetch is None:
-        fetch = start_fetch(state, route, req, key, stale, register=collapse)
-    else:
-        state.stats.inc("edgeshield_collapsed_requests", ())
+    fetch, collapsed = fetch_object(state, route, req, key, stale, collapse=collapse)
     cid = fetch.subscribe()
     try:
         return await _deliver_miss(state, route, req, key, fetch, cid, collapsed, receive, send)
@@ -243,6 +228,7 @@ async def _deliver_miss(
 ) -> tuple[int, int, str, str]:
     try:
         head = await asyncio.shield(fetch.head)
+        req.answered_by = fetch.answered_by
     except OriginError as exc:
         reason = exc.reason
         return (
@@ -306,6 +292,7 @@ async def _deliver_pass(
 ) -> tuple[int, int, str, str]:
     try:
         head = await fetch.head
+        req.answered_by = fetch.answered_by
     except OriginError as exc:
         return (
             exc.status,
@@ -325,24 +312,6 @@ async def _deliver_pass(
         fetch,
     )
     return status, sent, "pass", ""
-
-
-def start_fetch(
-    state: AppState, route: Route, req: Request, key: str, stale: Entry | None, *, register: bool
-) -> Fetch:
-    fetch = new_fetch(key)
-    if register:
-        state.inflight.add(fetch)
-    state.spawn(produce(state, fetch, route, req, stale))
-    return fetch
-
-
-def revalidate_in_background(
-    state: AppState, route: Route, req: Request, key: str, stale: Entry | None
-) -> None:
-    """stale-while-revalidate: one background refresh per key (it collapses too)."""
-    if state.inflight.get(key) is None:
-        start_fetch(state, route, req, key, stale, register=True)
 
 
 def invalidate_after_unsafe(state: AppState, req: Request, head: Head) -> None:

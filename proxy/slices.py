@@ -49,8 +49,9 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
-from proxy.cache.entry import Entry, Uncacheable
+from proxy.cache.entry import Entry
 from proxy.cache.keys import record_key, slice_key
+from proxy.cache.lookup import Found, Use, classify
 from proxy.deliver import (
     NOT_MODIFIED_FIELDS,
     PRECONDITION_FIELDS,
@@ -641,8 +642,7 @@ async def _pump(
                 return False
     except OriginError as exc:
         state.log.debug("origin %s body failed for %s: %s", origin_name, fetch.key, exc.reason)
-        if route.group is not None:
-            route.group.report_body_failure(origin_name)  # passive health
+        route.group.report_body_failure(origin_name)  # passive health
         fetch.fail(exc)
         return False
     if length is not None and fetch.received != length:
@@ -752,15 +752,14 @@ class _Reader:
         (the record is stale), the origin is asked even when a stored copy is fresh."""
         state = self.state
         skey = slice_key(self.key, index)
-        found, tier = await lookup(state, skey, self.req.headers)
-        stale = usable_slice(found, index, self.size, rep)
-        if stale is not None and not verify:
-            now = time.time()
-            if now < stale.fresh_until:
-                return _Bytes(stale, index * self.size, "hit", tier)
-            if now < stale.stale_while_revalidate_until:
-                self.revalidate(index, stale, rep)
-                return _Bytes(stale, index * self.size, "stale", tier)
+        found = await lookup(state, skey, self.req.headers)
+        stale = usable_slice(found.value, index, self.size, rep)
+        use = classify(stale, time.time())
+        if use is Use.FRESH and stale is not None and not verify:
+            return _Bytes(stale, index * self.size, "hit", found.tier)
+        if use is Use.STALE and stale is not None and not verify:
+            self.revalidate(index, stale, rep)
+            return _Bytes(stale, index * self.size, "stale", found.tier)
         fetch = state.inflight.get(skey) if self.collapse else None
         joined = isinstance(fetch, SliceFetch)
         if not isinstance(fetch, SliceFetch):
@@ -840,17 +839,9 @@ class _Reader:
         return sent
 
 
-async def lookup(
-    state: AppState, key: str, headers: Mapping[str, str]
-) -> tuple[Entry | Uncacheable | None, str]:
-    """Memory, then the lower tiers; (what was found, tier)."""
-    cache = state.cache
-    found = cache.lookup(key, headers)
-    if found is None and cache.lower:
-        lower = await cache.lookup_lower(key)
-        if lower is not None:
-            return lower
-    return found, "memory"
+async def lookup(state: AppState, key: str, headers: Mapping[str, str]) -> Found:
+    """Every tier, bodies read whole (a slice is one memory-sized piece)."""
+    return await state.cache.find(key, headers, stream=False)
 
 
 # -- the step ---------------------------------------------------------------------------
@@ -922,19 +913,21 @@ async def _serve_once(
 ) -> tuple[int, int, str, str]:
     size = reader.size
     now = time.time()
-    found, tier = await lookup(state, record_key(key), req.headers)
-    if type(found) is Uncacheable and now < found.until:
-        reader.collapse = False  # hit-for-miss: the last answer could not be shared
+    found = await lookup(state, record_key(key), req.headers)
+    tier, use, record = found.tier, found.use(now), found.entry
+    if use is Use.HIT_FOR_MISS:
+        reader.collapse = False  # the last answer could not be shared
     rep: Rep | None = None
-    if type(found) is Entry:
-        if found.status != 200 and now < found.fresh_until:
+    if record is not None:
+        if record.status != 200 and use is Use.FRESH:
             # a stored negative answer (404...) stands for the object
-            extra = fresh_hit_fields(found, found.age(now), now, tier)
-            status, sent = await deliver_entry(out, req.method, req.headers, found, extra)
+            extra = fresh_hit_fields(record, record.age(now), now, tier)
+            status, sent = await deliver_entry(out, req.method, req.headers, record, extra)
             return status, sent, "hit", ""
-        rep = rep_of(found, size)
+        rep = rep_of(record, size)
     decided: Piece | None = None  # the slice the response's Cache-Status describes
-    if rep is None or now >= rep.record.stale_while_revalidate_until:
+    use = classify(rep.record, now) if rep is not None else Use.ABSENT
+    if rep is None or use not in (Use.FRESH, Use.STALE):
         # Learn (or confirm) the representation from the origin, through the first slice
         # the response most likely needs.
         first = _first_byte(req.headers, rep)
@@ -951,12 +944,12 @@ async def _serve_once(
         else:
             reader.ready[index] = verified
         decided = verified
-    elif now >= rep.record.fresh_until:
+    elif use is Use.STALE:
         # stale-while-revalidate of the record: a conditional request for the first slice
         # (with its stored validators when it is cached) refreshes the record too.
         index = _first_byte(req.headers, rep) // size
-        found, _ = await lookup(state, slice_key(key, index), req.headers)
-        reader.revalidate(index, usable_slice(found, index, size, rep), rep)
+        found = await lookup(state, slice_key(key, index), req.headers)
+        reader.revalidate(index, usable_slice(found.value, index, size, rep), rep)
     return await _respond(req, out, reader, rep, decided, tier, now)
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from proxy.cache.bans import BanList, TagBans, lurk
 from proxy.cache.codec import CorruptEntry
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 from proxy.cache.keys import vary_key
+from proxy.cache.lookup import Found
 from proxy.cache.memory import MemoryTier
 from proxy.cache.pacing import Pacer
 from proxy.cache.tags import TagIndex
@@ -50,15 +50,6 @@ class StreamingTier(Protocol):
     """A lower tier that can hand out a body without reading it whole (the disk tier)."""
 
     async def open_body(self, key: str) -> BodyStream | None: ...
-
-
-@dataclass(slots=True)
-class LowerHit:
-    entry: Entry
-    tier: str
-    # A body too large to hold, left in its file: `entry.body` is empty (its size and
-    # full_headers describe the whole object). The caller closes it.
-    body: BodyStream | None = None
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -111,12 +102,19 @@ class Cache:
             found.ban_gen = self.bans.generation
         return found  # type: ignore[return-value]
 
-    async def lookup_lower(self, key: str) -> tuple[Entry, str] | None:
-        """An L1 miss, every body read whole: (entry, tier). See find_lower."""
-        hit = await self.find_lower(key, stream=False)
-        return None if hit is None else (hit.entry, hit.tier)
+    async def find(
+        self, key: str, request_headers: Mapping[str, str], *, stream: bool = True
+    ) -> Found:
+        """What `key` holds in any tier: memory first, then each lower tier, a lower-tier
+        copy promoted to the tiers above it (lookup.classify says what it is worth)."""
+        found = self.lookup(key, request_headers)
+        if found is None and self.lower:
+            lower = await self._find_lower(key, stream)
+            if lower is not None:
+                return lower
+        return Found(found)
 
-    async def find_lower(self, key: str, *, stream: bool = True) -> LowerHit | None:
+    async def _find_lower(self, key: str, stream: bool) -> Found | None:
         """An L1 miss: the first lower tier holding `key`. A body that memory or an upper
         tier takes is read whole and promoted there; a larger one (with `stream`) stays
         in its file and comes as `body`. A copy a ban covers is dropped there (hard) or
@@ -134,7 +132,7 @@ class Cache:
                 continue
             if body is None:
                 self._promote(key, entry, self.lower[:i], now)
-            return LowerHit(entry, tier.name, body)
+            return Found(entry, tier.name, body)
         return None
 
     async def _read_lower(

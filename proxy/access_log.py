@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from proxy.metrics import Stats
 
 FLUSH_BYTES = 64 * 1024
 
@@ -28,6 +31,9 @@ class AccessLog:
         self._buffer = bytearray()
         self._flush_scheduled = False
         self.dropped = 0
+
+    def register_metrics(self, stats: Stats) -> None:
+        stats.sample("edgeshield_access_log_dropped", "access_log", lambda: {(): self.dropped})
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:

@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -46,32 +45,22 @@ FLUSH_INTERVAL = 1.0
 
 def build_state(settings: Settings) -> AppState:
     origins = {name: build_origin(name, spec) for name, spec in settings.origins.items()}
-    memory = MemoryTier(settings.cache.memory_bytes, settings.cache.memory_max_object_bytes)
     stats = Stats()
+    memory = MemoryTier(settings.cache.memory_bytes, settings.cache.memory_max_object_bytes)
+    memory.register_metrics(stats)
     router = build_router(settings, origins, stats)
     table = build_route_table(settings, origins, router.groups)
     routes = list(table.routes)
-    stats.sampled["edgeshield_cache_bytes"] = lambda: {("memory",): memory.stats()["bytes"]}
-    stats.sampled["edgeshield_cache_entries"] = lambda: {("memory",): memory.stats()["entries"]}
-    stats.sampled["edgeshield_cache_evictions"] = lambda: {("memory",): memory.stats()["evictions"]}
     registry, collector = build_registry(stats, settings.server.metrics_dir)
     inflight = Inflight()
-    stats.sampled["edgeshield_inflight_fetches"] = lambda: {(): len(inflight.fetches)}
+    inflight.register_metrics(stats)
     access_log = AccessLog(settings.server.access_log)
-    stats.sampled["edgeshield_access_log_dropped"] = lambda: {(): access_log.dropped}
-    stats.sampled["edgeshield_bans"] = lambda: {(): len(cache.bans)}
+    access_log.register_metrics(stats)
     lower: list[LowerTier] = []
     redis_tier = RedisTier.from_settings(settings.redis) if settings.redis.enabled else None
     if redis_tier is not None:
+        redis_tier.register_metrics(stats)
         lower.append(redis_tier)
-    if redis_tier is not None:
-        rt = redis_tier
-        stats.sampled["edgeshield_redis_circuit_state"] = lambda: {
-            (): rt.stats()["circuit_state_code"]
-        }
-        stats.sampled["edgeshield_redis_circuit_opened"] = lambda: {
-            (): rt.stats()["circuit_opened"]
-        }
     cache = Cache(
         memory,
         settings.cache.max_variants,
@@ -79,10 +68,11 @@ def build_state(settings: Settings) -> AppState:
         max_bans=settings.purge.max_bans,
         ban_retention=settings.purge.ban_retention,
     )
+    cache.bans.register_metrics(stats)
     images = build_images(settings, routes)
-    if images is not None:
+    if images is not None:  # the pool lives in transforms/, which knows no metrics
         pool = images.workers
-        stats.sampled["edgeshield_image_workers_busy"] = lambda: {(): pool.admitted}
+        stats.sample("edgeshield_image_workers_busy", "images", lambda: {(): pool.admitted})
     return AppState(
         settings=settings,
         routes=table,
@@ -106,29 +96,6 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def _sample_tiers(stats: Stats, tiers: list[LowerTier]) -> None:
-    """Lower-tier counters, read at scrape time from each tier's own stats()."""
-
-    def rows(*fields: str) -> Callable[[], dict[tuple[str, ...], float]]:
-        return lambda: {(tier.name,): sum(tier.stats().get(f, 0) for f in fields) for tier in tiers}
-
-    def errors() -> dict[tuple[str, ...], float]:
-        out: dict[tuple[str, ...], float] = {}
-        for tier in tiers:
-            st = tier.stats()
-            out[(tier.name, "error")] = st.get("errors", 0)
-            out[(tier.name, "timeout")] = st.get("timeouts", 0)
-            out[(tier.name, "corrupt")] = st.get("corrupt", 0) + st.get("corrupt_dropped", 0)
-            out[(tier.name, "write")] = st.get("write_errors", 0)
-        return out
-
-    stats.sampled["edgeshield_cache_tier_hits"] = rows("hits")
-    stats.sampled["edgeshield_cache_tier_misses"] = rows("misses")
-    stats.sampled["edgeshield_cache_tier_read_bytes"] = rows("bytes_read")
-    stats.sampled["edgeshield_cache_tier_written_bytes"] = rows("bytes_written")
-    stats.sampled["edgeshield_cache_tier_errors"] = errors
-
-
 async def start_state(settings: Settings) -> AppState:
     """build_state, then what needs the loop: the disk tier's index, Redis, the bus."""
     state = build_state(settings)
@@ -138,8 +105,7 @@ async def start_state(settings: Settings) -> AppState:
     if disk is not None:
         state.disk = disk
         cache.lower = (*cache.lower, disk)
-        _sample_disk(state.stats, cache, disk)
-    _sample_tiers(state.stats, list(cache.lower))
+        disk.register_metrics(state.stats)
     if state.redis is not None:
         await state.redis.ping()  # warms a connection; a Redis that is down is logged
         state.bus = PurgeBus(
@@ -153,18 +119,6 @@ async def start_state(settings: Settings) -> AppState:
         state.cdn = CdnPurger.from_settings(settings.purge.cdn)
     state.spawn(_lurker(state))
     return state
-
-
-def _sample_disk(stats: Stats, cache: Cache, disk: DiskTier) -> None:
-    """The memory and disk rows of the per-tier size and eviction series."""
-    memory = cache.memory
-
-    def rows(field: str) -> Callable[[], dict[tuple[str, ...], float]]:
-        return lambda: {("memory",): memory.stats()[field], ("disk",): disk.stats()[field]}
-
-    stats.sampled["edgeshield_cache_bytes"] = rows("bytes")
-    stats.sampled["edgeshield_cache_entries"] = rows("entries")
-    stats.sampled["edgeshield_cache_evictions"] = rows("evictions")
 
 
 async def _open_disk(settings: Settings) -> DiskTier | None:

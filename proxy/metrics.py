@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 Labels = tuple[str, ...]
+Reader = Callable[[], dict[Labels, float]]
 
 
 class Histogram:
@@ -168,8 +169,44 @@ class Stats:
             name: {} for name, (kind, _, _) in SPEC.items() if kind == "histogram"
         }
         # Series read when scraped (gauges, and counters another object keeps, such as
-        # the LRU's evictions), from callables the app registers.
-        self.sampled: dict[str, Callable[[], dict[Labels, float]]] = {}
+        # the LRU's evictions): each component registers its rows where it is created
+        # (`sample`), and `sampled` reads every source of a series.
+        self.sampled: dict[str, Reader] = {}
+        self.sources: dict[str, dict[str, Reader]] = {}
+
+    def sample(self, name: str, source: str, read: Reader) -> None:
+        """`source`'s rows of the sampled series `name`. Once: a second registration
+        of the same source would be a component wired twice."""
+        readers = self.sources.setdefault(name, {})
+        if source in readers:
+            raise ValueError(f"{name}: {source} is registered already")
+        readers[source] = read
+        merged = tuple(readers.values())
+        self.sampled[name] = read if len(merged) == 1 else lambda: _merge_rows(merged)
+
+    def sample_sizes(self, tier: str, read: Callable[[], Mapping[str, Any]]) -> None:
+        """A cache tier's rows of the size, entry and eviction series, from its stats()."""
+        for field in ("bytes", "entries", "evictions"):
+            self.sample(f"edgeshield_cache_{field}", tier, _field_row(tier, read, field))
+
+    def sample_lower_tier(self, tier: str, read: Callable[[], Mapping[str, Any]]) -> None:
+        """A lower tier's hit, miss, byte and error counters, from its stats()."""
+        self.sample("edgeshield_cache_tier_hits", tier, _field_row(tier, read, "hits"))
+        self.sample("edgeshield_cache_tier_misses", tier, _field_row(tier, read, "misses"))
+        self.sample("edgeshield_cache_tier_read_bytes", tier, _field_row(tier, read, "bytes_read"))
+        written = _field_row(tier, read, "bytes_written")
+        self.sample("edgeshield_cache_tier_written_bytes", tier, written)
+
+        def errors() -> dict[Labels, float]:
+            st = read()
+            return {
+                (tier, "error"): st.get("errors", 0),
+                (tier, "timeout"): st.get("timeouts", 0),
+                (tier, "corrupt"): st.get("corrupt", 0) + st.get("corrupt_dropped", 0),
+                (tier, "write"): st.get("write_errors", 0),
+            }
+
+        self.sample("edgeshield_cache_tier_errors", tier, errors)
 
     def inc(self, name: str, labels: Labels, amount: float = 1) -> None:
         series = self.counters[name]
@@ -200,6 +237,17 @@ class Stats:
             },
             "gauges": gauges,
         }
+
+
+def _field_row(tier: str, read: Callable[[], Mapping[str, Any]], field: str) -> Reader:
+    return lambda: {(tier,): read().get(field, 0)}
+
+
+def _merge_rows(readers: Iterable[Reader]) -> dict[Labels, float]:
+    rows: dict[Labels, float] = {}
+    for read in readers:
+        rows.update(read())
+    return rows
 
 
 def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, dict[Labels, Any]]:

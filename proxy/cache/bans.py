@@ -64,9 +64,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from proxy.cache.keys import split_url, url_of
 from proxy.cache.pacing import Pacer
+
+if TYPE_CHECKING:
+    from proxy.metrics import Stats
 
 __all__ = [
     "DEFAULT_MAX_BANS",
@@ -202,6 +206,9 @@ class BanList:
 
     def __len__(self) -> int:
         return len(self._bans) + (self.floor_hard is not None) + (self.floor_soft is not None)
+
+    def register_metrics(self, stats: Stats) -> None:
+        stats.sample("edgeshield_bans", "bans", lambda: {(): len(self)})
 
     def bans(self) -> list[Ban]:
         """A snapshot, floors first, then the bans oldest first."""

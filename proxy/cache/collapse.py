@@ -12,6 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.metrics import Stats
 
 
 @dataclass(slots=True)
@@ -160,6 +164,9 @@ class Inflight:
 
     def __init__(self) -> None:
         self.fetches: dict[str, Fetch] = {}
+
+    def register_metrics(self, stats: Stats) -> None:
+        stats.sample("edgeshield_inflight_fetches", "inflight", lambda: {(): len(self.fetches)})
 
     def get(self, key: str) -> Fetch | None:
         fetch = self.fetches.get(key)

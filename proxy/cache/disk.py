@@ -59,7 +59,7 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 
@@ -75,6 +75,9 @@ from proxy.cache.codec import (
     ttl_for,
 )
 from proxy.cache.entry import Entry
+
+if TYPE_CHECKING:
+    from proxy.metrics import Stats
 
 __all__ = ["CHUNK_BYTES", "BodyStream", "DiskTier", "DiskTierBusy", "encode_header"]
 
@@ -949,6 +952,10 @@ class DiskTier:
             "temps_removed": self.temps_removed,
             "max_bytes": self.max_bytes,
         }
+
+    def register_metrics(self, stats: Stats) -> None:
+        stats.sample_sizes(self.name, self.stats)
+        stats.sample_lower_tier(self.name, self.stats)
 
 
 def _pread_exact(fd: int, n: int, offset: int) -> bytes:

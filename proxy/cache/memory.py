@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import Cache, LRUCache
 
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
+
+if TYPE_CHECKING:
+    from proxy.metrics import Stats
 
 Stored = Entry | VaryIndex | Uncacheable
 
@@ -71,3 +74,6 @@ class MemoryTier:
             "evictions": self._lru.evictions,
             "max_bytes": self._lru.maxsize,
         }
+
+    def register_metrics(self, stats: Stats) -> None:
+        stats.sample_sizes(self.name, self.stats)

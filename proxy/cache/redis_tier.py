@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 from redis.asyncio import Redis
@@ -29,6 +29,9 @@ from config.redis import RedisSettings
 from proxy.cache import codec
 from proxy.cache.breaker import Breaker, State
 from proxy.cache.entry import Entry
+
+if TYPE_CHECKING:
+    from proxy.metrics import Stats
 
 log = logging.getLogger("edgeshield.redis")
 
@@ -223,6 +226,12 @@ class RedisTier:
             "circuit_state_code": int(state),
             "circuit_opened": self.breaker.opened,
         }
+
+    def register_metrics(self, stats: Stats) -> None:
+        stats.sample_lower_tier(self.name, self.stats)
+        breaker = self.breaker
+        stats.sample("edgeshield_redis_circuit_state", self.name, lambda: {(): int(breaker.state)})
+        stats.sample("edgeshield_redis_circuit_opened", self.name, lambda: {(): breaker.opened})
 
     @property
     def circuit_state(self) -> State:

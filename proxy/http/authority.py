@@ -3,7 +3,8 @@
 The host becomes the first part of every cache key, so a Host a client controls must
 never be able to carry a path, a query or anything the key builder would read as one.
 Accepted: a reg-name of unreserved characters (letters, digits, "-", "." , "_", "~"),
-which covers every DNS name and IPv4 address; or a bracketed IPv6 literal; then an
+which covers every DNS name and IPv4 address (one trailing dot dropped, no empty label);
+or a bracketed IPv6 literal; then an
 optional port of at most five digits (0-65535; an empty port is allowed by RFC 3986 and
 ignored). Refused: "/", "\\", "@", "?", "#", "%" (no percent-encoded names), whitespace,
 control bytes, sub-delimiters, IPvFuture and IPv6 zone identifiers. Hosts are compared
@@ -55,7 +56,11 @@ def parse_authority(value: str) -> Authority:
         host = f"[{literal.lower()}]"
     else:
         name, colon, port_text = value.partition(":")
-        if not _REG_NAME.fullmatch(name):
+        # One trailing dot is the same name, fully qualified (nginx drops it too); an
+        # empty label anywhere else is no name at all.
+        if name.endswith(".") and len(name) > 1:
+            name = name[:-1]
+        if not _REG_NAME.fullmatch(name) or "" in name.split("."):
             raise BadAuthority("bad host")
         rest = colon + port_text
         host = name.lower()

@@ -129,12 +129,14 @@ def test_poisoning_attempt_leaves_the_right_bytes(edge: ProxyServer, origin: Ori
 
 
 def test_valid_authorities_share_one_key(edge: ProxyServer, origin: OriginServer) -> None:
-    """Case, port and absolute form do not split the cache: one origin fetch."""
+    """Case, port, a trailing dot and absolute form do not split the cache (nor skip a
+    host-scoped route): one origin fetch."""
     script_pair(origin, "shared.jpg")
     variants = [
         request("/images/shared.jpg", "Host: media.example"),
         request("/images/shared.jpg", "Host: MEDIA.example:8080"),
         request("/images/shared.jpg", "Host: media.example:"),
+        request("/images/shared.jpg", "Host: media.example."),  # fully qualified
         request("http://media.example/images/shared.jpg", "Host: media.example"),
     ]
     for raw in variants:

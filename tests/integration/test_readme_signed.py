@@ -42,5 +42,8 @@ def test_readme_round_trip(tmp_path: Path) -> None:
         for url in signed:
             r = httpx.get(proxy.url + url)
             assert r.status_code == 200 and r.content == clip.read_bytes()
-        # the public part of the demo is open
-        assert httpx.get(proxy.url + "/video/clip.mp4").status_code == 200
+        # the private media is not served unsigned under its public name either; the
+        # rest of the demo is open
+        assert httpx.get(proxy.url + "/video/clip.mp4").status_code == 403
+        (tmp_path / "var" / "demo" / "hello.txt").write_text("hello\n")
+        assert httpx.get(proxy.url + "/hello.txt").status_code == 200

@@ -63,7 +63,7 @@ class Plan:
     path_token: str | None = None
     # A passed check, memoised: (peer, cookie and forwarding fields, valid until).
     verified: tuple[str, tuple[bytes | None, bytes | None], float] | None = None
-    # Hits answered here, for the admin page's top objects (proxy/top_objects.py).
+    # Hits answered here, for the admin page's top objects (proxy/ops/top_objects.py).
     hits: int = 0
 
 

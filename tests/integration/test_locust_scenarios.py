@@ -305,7 +305,7 @@ def test_origin_failure_through_a_failover_group(
 def test_purge_storm_purges_while_browsing_goes_on(
     proxy: ProxyServer, objects: Path, tmp_path: Path
 ) -> None:
-    # The proxy has no admin token: loopback clients may purge (proxy/admin.py).
+    # The proxy has no admin token: loopback clients may purge (proxy/ops/access.py).
     run = run_locust(
         "purge_storm.py",
         proxy,

@@ -36,6 +36,8 @@ class Request:
     forwarding: Forwarding  # client address, proxies, peer: see `client`
     scheme: str
     now: float
+    # The origin that answered, for the access log (a group may fail over to another).
+    answered_by: str | None = None
 
     @property
     def client(self) -> str:

@@ -57,6 +57,7 @@ class Fetch:
         self.error: BaseException | None = None
         self.stored = False
         self.variant: str = ""  # the leader's variant key, filled when Vary is known
+        self.answered_by: str | None = None  # the origin that answered (a group fails over)
         self._cursors: dict[int, int] = {}
         self._next_id = 0
         self._more: asyncio.Future[None] = self.head.get_loop().create_future()

@@ -44,6 +44,10 @@ class ImageLimits(_Frozen):
     # The work of one animated transform: frames x (source frame + output frame) pixels.
     # Bounds what the output costs too (a 100x100 GIF asked at w=4096 is 200 x 16.7 MP).
     max_animation_pixels: int = Field(default=100_000_000, ge=1)
+    # Still outputs of the slow encoders (GIF, lossless WebP) above this many pixels are
+    # refused (413): measured on 2 vCPU, a 12 MP lossless WebP costs 10 s of CPU and a
+    # GIF 5 s, where JPEG costs 0.6 s; 2 MP keeps either near a second.
+    max_slow_output_pixels: int = Field(default=2_000_000, ge=1)
 
 
 class QualitySettings(_Frozen):

@@ -110,10 +110,15 @@ def test_animation_beyond_the_memory_budget_is_its_first_frame() -> None:
 
 
 def test_upscaling_an_animation_is_the_work_of_its_output() -> None:
-    # 60 frames of 300 px are 5.4 MP to decode, but 60 x 4000 x 4000 = 960 MP to make.
-    options = ImageOptions(width=4000, fit=Fit.CONTAIN)  # imgix ?w=4000 (fit=clip)
+    # 60 frames of 300 px are 5.4 MP to decode, but 60 x 1400 x 1400 = 118 MP to make:
+    # over max_animation_pixels, so the first frame (a 1.96 MP GIF still).
+    options = ImageOptions(width=1400, fit=Fit.CONTAIN)  # imgix ?w=1400 (fit=clip)
     result = transform(ANIMATION, options, None, ImageSettings())
-    assert (result.frames, result.width) == (1, 4000)
+    assert (result.frames, result.width) == (1, 1400)
+    # At w=4000 even that still is a 16 MP GIF: more than a slow encoder may make.
+    with pytest.raises(ImageLimitError) as info:
+        transform(ANIMATION, ImageOptions(width=4000, fit=Fit.CONTAIN), None, ImageSettings())
+    assert info.value.status == 413 and "slow encoders" in info.value.reason
 
 
 def test_a_still_above_the_budget_is_413_with_a_reason() -> None:

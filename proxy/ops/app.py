@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -51,7 +51,6 @@ class Operations:
 
     def __init__(self, state: AppState, fast: HitFastPath) -> None:
         self.state = state
-        self.paths = PATHS
         routes = [
             Route("/healthz", partial(probes.healthz, state), methods=READ),
             Route("/readyz", partial(probes.readyz, state), methods=READ),
@@ -69,7 +68,7 @@ class Operations:
         out = _Counted(send)
         request = Request(scope, receive)
         response: Response | None = None
-        refused = gate(self.state.settings.admin, scope, self.paths)
+        refused = gate(self.state.settings.admin, scope, PATHS)
         if refused is not None:
             response = self._refusal(request, *refused)
         elif request.method == "PURGE":  # on any URL: not a route
@@ -102,12 +101,12 @@ class Operations:
 
 async def _refused(request: Request, exc: Exception) -> Response:
     """The router's 404 and 405, in the proxy's words: "404 not found", with Allow."""
-    assert isinstance(exc, HTTPException)
+    http = cast(HTTPException, exc)  # the handler of HTTPException only
     extra = []
-    allow = (exc.headers or {}).get("Allow")
+    allow = (http.headers or {}).get("Allow")
     if allow is not None:  # Starlette joins a set: sorted, it is the same every run
         extra.append((b"allow", ", ".join(sorted(allow.split(", "))).encode()))
-    return error(exc.status_code, exc.detail.lower(), extra)
+    return error(http.status_code, http.detail.lower(), extra)
 
 
 class _Counted:

@@ -3,14 +3,15 @@
 ``/_admin/*``, ``/_purge`` and ``PURGE`` always need authorization; ``/metrics`` when
 ``protect_metrics`` is set; ``/healthz`` and ``/readyz`` never (load balancers probe
 them). Authorization is the bearer token when one is configured (compared in constant
-time), otherwise a loopback client address. With a separate admin listener, the main
-one answers only the probes; the admin listener answers nothing else."""
+time), otherwise a loopback client address that no proxy relayed. With a separate admin
+listener, the main one answers only the probes; the admin listener answers nothing else."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from config.admin import AdminSettings
+from proxy.http.forwarding import FORWARDING
 from proxy.purge.request import check_admin, is_loopback
 
 Header = tuple[bytes, bytes]
@@ -50,15 +51,23 @@ def on_admin_listener(admin: AdminSettings, scope: dict[str, Any]) -> bool:
 
 
 def authorize(admin: AdminSettings, scope: dict[str, Any]) -> Refusal | None:
-    """None when allowed; else (401 | 403, reason, extra headers)."""
+    """None when allowed; else (401 | 403, reason, extra headers).
+
+    Without a token, "a loopback client" means one that came straight from this host: a
+    request carrying forwarding fields was relayed by a proxy on this host (nginx, a
+    load balancer, a trusted proxy) for a client that may be anywhere, so it does not
+    count as loopback, whether or not those fields are believed elsewhere."""
     authorization = None
+    relayed = False
     for name, value in scope["headers"]:
-        if name == b"authorization":
+        if name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
-            break
+        elif name.decode("latin-1") in FORWARDING:
+            relayed = True
     client = scope.get("client") or ("", 0)
     tokens = [admin.token.get_secret_value()] if admin.token is not None else []
-    refused = check_admin(authorization, tokens, loopback=is_loopback(str(client[0])))
+    loopback = is_loopback(str(client[0])) and not relayed
+    refused = check_admin(authorization, tokens, loopback=loopback)
     if refused is None:
         return None
     return refused.status, refused.message, list(refused.headers)

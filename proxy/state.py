@@ -20,8 +20,8 @@ from proxy.cache.store import Cache
 from proxy.cdn_purge import CdnPurger
 from proxy.guard import Guards
 from proxy.metrics import Stats, StatsCollector
-from proxy.purge.bus import PurgeBus
 from proxy.ops.top_objects import TopObjects
+from proxy.purge.bus import PurgeBus
 from routing.groups import OriginRouter
 from routing.origins.base import Origin
 from routing.rules import RouteTable

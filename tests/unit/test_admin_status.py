@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.loader import load_settings
+from proxy.app import EdgeShield
 from proxy.ops.page import PAGE
 from proxy.ops.status import fast_hits, response, status
-from proxy.app import EdgeShield
 from proxy.ops.top_objects import MAX_KEY, TopObjects
 from tests.support.asgi import Sink, receiver
 

@@ -25,7 +25,7 @@ COPY routing/ routing/
 COPY transforms/ transforms/
 COPY .ci/container-install.sh /usr/local/lib/edgeshield/container-install.sh
 # The install steps are one script, run by the test suite too
-# (tests/integration/test_container_install.py). The cache mount keeps downloads out of
+# (tests/e2e/test_container_install.py). The cache mount keeps downloads out of
 # the layer and speeds up rebuilds.
 RUN --mount=type=cache,target=/root/.cache/pip \
     sh /usr/local/lib/edgeshield/container-install.sh /src /opt/edgeshield

@@ -4,7 +4,7 @@
 #   sh .ci/container-install.sh SRC_DIR VENV_DIR
 #
 # The Dockerfile's builder stage runs exactly this (the runtime stage copies VENV_DIR),
-# and tests/integration/test_container_install.py runs it too, so the image's install
+# and tests/e2e/test_container_install.py runs it too, so the image's install
 # steps are tested without a Docker engine. PYTHON picks the interpreter (default
 # python3); pip reads its usual PIP_* variables (PIP_CONSTRAINT pins versions).
 set -eu

@@ -14,7 +14,7 @@ from tests.support.proxy_server import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
-# The install script the builder stage runs; tests/integration/test_container_install.py
+# The install script the builder stage runs; tests/e2e/test_container_install.py
 # runs the same file, and tests/unit/deploy/test_dockerfile.py checks that it is this one.
 INSTALL_SCRIPT = REPO_ROOT / ".ci" / "container-install.sh"
 

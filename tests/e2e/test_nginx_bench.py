@@ -16,6 +16,7 @@ from loadtests.bench.nginx_bench import INSTALL_HINT, find_nginx
 from tests.support.proxy_server import REPO_ROOT
 
 BENCH = REPO_ROOT / "loadtests" / "bench" / "nginx_bench.py"
+pytestmark = pytest.mark.bench
 RATIO = re.compile(
     r"^ratio edgeshield / nginx 10 KiB hit: req/s (\d+\.\d\d)  p99 \S+  CPU per request \S+",
     re.M,

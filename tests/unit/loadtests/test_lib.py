@@ -2,7 +2,7 @@
 classification, the /metrics parser and offload, the manifest, Zipf, the options.
 
 Nothing here imports locust: it monkey-patches the process with gevent on import, which
-must not happen inside the test session (tests/integration/test_locust_scenarios.py
+must not happen inside the test session (tests/e2e/test_locust_scenarios.py
 runs Locust as a subprocess)."""
 
 from __future__ import annotations

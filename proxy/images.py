@@ -46,6 +46,7 @@ from proxy.deliver import (
     send_error,
     stale_hit_fields,
 )
+from proxy.exchange import Answer, Exchange, Outcome
 from proxy.fetch import (
     STREAM_WINDOW,
     fetch_object,
@@ -75,7 +76,6 @@ from transforms.image import (
 )
 
 Header = tuple[bytes, bytes]
-Answer = tuple[int, int, str, str]
 
 CF_PREFIX = "/cdn-cgi/image/"
 # Query parameter names the imgix parser reads (or refuses): stripped from the source URL.
@@ -235,15 +235,16 @@ class VariantFetch(Fetch):
         self.stale: Entry | None = None
 
 
-async def image_request(state: AppState, route: Route, req: Request, send: Send) -> Answer | None:
+async def image_request(ex: Exchange) -> Answer | None:
     """The variant step. None: not an image request, the normal lookup continues."""
+    state, route, req, send = ex.state, ex.route, ex.req, ex.send
     images = state.images
     if images is None or not (req.query or req.path.startswith(CF_PREFIX)):
         return None  # the common case on an images route: the plain source URL
     try:
         url = images.parse(req.path, req.query)
     except ImageOptionError as exc:
-        return 400, await send_error(send, 400, exc.reason), "deny", exc.reason
+        return Answer(400, await send_error(send, 400, exc.reason), Outcome.DENY, exc.reason)
     if url is None:
         return None
     image = ImageRequest(url, req.headers.get("accept"))
@@ -266,7 +267,7 @@ async def image_request(state: AppState, route: Route, req: Request, send: Send)
             )
             extra = stale_hit_fields(stored, now, found.tier)
         status, sent = await deliver_entry(send, req.method, req.headers, stored, extra)
-        return status, sent, ("hit" if use is Use.FRESH else "stale"), ""
+        return Answer(status, sent, Outcome.HIT if use is Use.FRESH else Outcome.STALE)
     return await _miss(state, route, req, image, source_key, key, stored, send)
 
 
@@ -306,7 +307,7 @@ async def _miss(
             if exc.status >= 500 and stale is not None and req.now < stale.stale_if_error_until:
                 return await _stale_if_error(req, stale, collapsed, send)
             sent = await send_error(send, exc.status, exc.reason, exc.headers)
-            return exc.status, sent, exc.outcome, exc.reason
+            return Answer(exc.status, sent, Outcome(exc.outcome), exc.reason)
         value = cache_status.forward(
             "miss",
             fwd_status=fetch.source_status,
@@ -319,7 +320,7 @@ async def _miss(
             timing = f"origin;dur={fetch.origin_ms:.1f}, {timing}"
         extra = [(b"cache-status", value.encode()), (b"server-timing", timing.encode())]
         status, sent = await deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid)
-        return status, sent, ("collapsed" if collapsed else "miss"), ""
+        return Answer(status, sent, Outcome.COLLAPSED if collapsed else Outcome.MISS)
     finally:
         fetch.unsubscribe(cid)
 
@@ -335,7 +336,7 @@ async def _stale_if_error(req: Request, stale: Entry, collapsed: bool, send: Sen
     )
     extra = [(b"age", str(stale.age(req.now)).encode()), (b"cache-status", value.encode())]
     status, sent = await deliver_entry(send, req.method, req.headers, stale, extra)
-    return status, sent, "stale", "stale-if-error"
+    return Answer(status, sent, Outcome.STALE, "stale-if-error")
 
 
 def start_variant(

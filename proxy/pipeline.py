@@ -1,5 +1,10 @@
-"""The request state machine, Varnish-style: recv -> lookup -> hit | stale | miss | pass
--> fetch (collapsed) -> deliver. Each step returns an explicit outcome."""
+"""The request state machine, Varnish-style. `handle` parses and routes, then runs the
+steps in order, each answering (an `Answer` with its `Outcome`) or passing on:
+
+    auth -> steer -> variant -> lookup (hit | stale | miss: one collapsed fetch) -> pass
+    -> refuse
+
+and records what was answered. The fresh memory hit never gets here: proxy/fastpath.py."""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from proxy.deliver import (
     stale_hit_fields,
 )
 from proxy.disconnect import ClientGone, until_disconnect
+from proxy.exchange import Answer, Exchange, Outcome, Receive, Send
 from proxy.fetch import fetch_object, new_fetch, produce_pass, revalidate_in_background
 from proxy.guard import check, send_answer, with_cors
 from proxy.http import cache_status, methods
@@ -36,11 +42,9 @@ from proxy.request import Rejected, Request, parse_request
 from proxy.slices import serve_sliced
 from proxy.state import AppState
 from routing.origins.base import OriginError
-from routing.rules import Route, rewrite
+from routing.rules import rewrite
 from routing.steering import Redirect, steer
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Header = tuple[bytes, bytes]
 
 CACHEABLE_METHODS = methods.CACHEABLE
@@ -49,18 +53,12 @@ log = logging.getLogger("edgeshield.pipeline")
 
 
 async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """parse -> route -> then the steps, each answering or passing on -> record."""
     started = time.perf_counter()
-    settings = state.settings.server
     guards = state.guards
     bunny_path, scope = guards.split_bunny(scope)
     try:
-        req = parse_request(
-            scope,
-            normalize=state.normalize,
-            max_url_bytes=settings.max_url_bytes,
-            max_header_bytes=settings.max_header_bytes,
-            trusted=guards.trusted,
-        )
+        req = parse(state, scope)
     except Rejected as exc:
         sent = await send_error(send, exc.status, exc.reason)
         record(
@@ -68,7 +66,7 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
             scope,
             host=scope_host(scope),
             status=exc.status,
-            outcome="deny",
+            outcome=Outcome.DENY,
             route="-",
             origin=None,
             sent=sent,
@@ -82,75 +80,89 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
     route = state.routes.match(
         req.host, req.path if state.images is None else routing_path(req.path)
     )
-    # auth (proxy/guard.py): preflight, access lists, rate limit, token; then token-free
-    guarded = None
-    if route is not None and (guard := guards.by_route.get(route.name)) is not None:
-        guarded = await check(guards, guard, req, path_token=path_token, bunny_path=bunny_path)
-        if guarded is None or guarded.outcome != "preflight":  # a preflight has its own
-            send = with_cors(guard, req.headers.get("origin"), send)
     if route is None:
-        status, sent, outcome, reason = (
-            404,
-            await send_error(send, 404, "no route"),
-            "deny",
-            "no route",
-        )
-    elif guarded is not None:
-        status, sent, outcome, reason = (
-            guarded.status,
-            await send_answer(send, guarded),
-            guarded.outcome,
-            guarded.reason,
-        )
-    elif (
-        route.steering is not None
-        and req.method in CACHEABLE_METHODS
-        and (
-            redirect := steer(
-                route.steering, rewrite(route, req.path), req.query, req.headers, state.router.is_up
-            )
-        )
-    ):
-        # steer: answer with the best CDN instead of proxying (no healthy CDN: proxy)
-        status, sent, outcome, reason = 302, await _redirect(send, redirect), "steer", ""
-    elif req.method in CACHEABLE_METHODS and route.policy.enabled:
-        # variant: image options on an `images` route; None = not an image request
-        answer = await image_request(state, route, req, send) if route.images else None
-        status, sent, outcome, reason = answer or await lookup(state, route, req, receive, send)
-    elif req.method in CACHEABLE_METHODS or methods.passable(req.method):
-        status, sent, outcome, reason = await pass_(state, route, req, receive, send)
-    else:  # CONNECT or TRACE: the connection closes, uvicorn would not read on after one
-        log.info("refused %s: method not implemented", req.method)
-        refusal = [(b"connection", b"close")]
-        status, sent, outcome, reason = (
-            501,
-            await send_error(send, 501, "method not implemented", refusal),
-            "deny",
-            "method",
-        )
+        answer = Answer(404, await send_error(send, 404, "no route"), Outcome.DENY, "no route")
+    else:
+        ex = Exchange(state, route, req, receive, send, path_token, bunny_path)
+        answer = await respond(ex)
     record(
         state,
         scope,
         host=req.host,
-        status=status,
-        outcome=outcome,
+        status=answer.status,
+        outcome=answer.outcome,
         route=route.name if route else "-",
         origin=(req.answered_by or route.origin.name) if route else None,
-        sent=sent,
+        sent=answer.sent,
         started=started,
         now=req.now,
-        reason=reason,
+        reason=answer.reason,
         client=req.client,
         key=req.key if route is not None else None,
     )
 
 
-async def lookup(
-    state: AppState, route: Route, req: Request, receive: Receive, send: Send
-) -> tuple[int, int, str, str]:
+def parse(state: AppState, scope: dict[str, Any]) -> Request:
+    settings = state.settings.server
+    return parse_request(
+        scope,
+        normalize=state.normalize,
+        max_url_bytes=settings.max_url_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        trusted=state.guards.trusted,
+    )
+
+
+async def respond(ex: Exchange) -> Answer:
+    for step in STEPS:
+        answer = await step(ex)
+        if answer is not None:
+            return answer
+    raise AssertionError("the last step always answers")
+
+
+async def auth(ex: Exchange) -> Answer | None:
+    """proxy/guard.py: preflight, access lists, rate limit, token; then token-free."""
+    guards = ex.state.guards
+    guard = guards.by_route.get(ex.route.name)
+    if guard is None:
+        return None
+    req = ex.req
+    guarded = await check(guards, guard, req, path_token=ex.path_token, bunny_path=ex.bunny_path)
+    if guarded is None or guarded.outcome != Outcome.PREFLIGHT:  # a preflight has its own
+        ex.send = with_cors(guard, req.headers.get("origin"), ex.send)
+    if guarded is None:
+        return None
+    sent = await send_answer(ex.send, guarded)
+    return Answer(guarded.status, sent, Outcome(guarded.outcome), guarded.reason)
+
+
+async def steer_(ex: Exchange) -> Answer | None:
+    """Answer with the best CDN instead of proxying (no healthy CDN: proxy)."""
+    route, req = ex.route, ex.req
+    if route.steering is None or req.method not in CACHEABLE_METHODS:
+        return None
+    target = rewrite(route, req.path)
+    redirect = steer(route.steering, target, req.query, req.headers, ex.state.router.is_up)
+    if redirect is None:
+        return None
+    return Answer(302, await _redirect(ex.send, redirect), Outcome.STEER)
+
+
+async def variant(ex: Exchange) -> Answer | None:
+    """Image options on an `images` route; None: not an image request."""
+    if not ex.route.images or not _cached(ex):
+        return None
+    return await image_request(ex)
+
+
+async def lookup(ex: Exchange) -> Answer | None:
+    if not _cached(ex):
+        return None
+    state, route, req = ex.state, ex.route, ex.req
     key = req.key
     if route.policy.slice_bytes:
-        return await serve_sliced(state, route, req, key, receive, send)
+        return await serve_sliced(ex, key)
     found = await state.cache.find(key, req.headers)
     use, entry, now = found.use(req.now), found.entry, req.now
     if entry is not None and (use is Use.FRESH or use is Use.STALE):
@@ -163,32 +175,72 @@ async def lookup(
             # an entry is refetched whole (reading it in per request is what it must not do).
             revalidate_in_background(state, route, req, key, entry if found.body is None else None)
             extra = stale_hit_fields(entry, now, found.tier)
-        status, sent = await _deliver_stored(send, receive, req, entry, extra, found.body)
-        return status, sent, ("hit" if use is Use.FRESH else "stale"), ""
+        status, sent = await _deliver_stored(ex, entry, extra, found.body)
+        return Answer(status, sent, Outcome.HIT if use is Use.FRESH else Outcome.STALE)
     stale = entry if found.body is None else None
     await found.close()
-    return await miss(
-        state, route, req, key, stale, receive, send, collapse=use is not Use.HIT_FOR_MISS
-    )
+    return await miss(ex, key, stale, collapse=use is not Use.HIT_FOR_MISS)
+
+
+async def pass_(ex: Exchange) -> Answer | None:
+    """Varnish `pass`: relayed as is, never stored; a successful unsafe method invalidates."""
+    req, send = ex.req, ex.send
+    if req.method not in CACHEABLE_METHODS and not methods.passable(req.method):
+        return None
+    if ex.route.read_only and req.method not in CACHEABLE_METHODS:
+        sent = await send_error(send, 405, "read-only route", [(b"allow", b"GET, HEAD")])
+        return Answer(405, sent, Outcome.DENY, "read-only")
+    try:
+        body = await _read_body(ex.receive)
+    except Rejected as exc:
+        return Answer(
+            exc.status, await send_error(send, exc.status, exc.reason), Outcome.DENY, exc.reason
+        )
+    fetch = new_fetch(req.key)
+    cid = fetch.subscribe()
+    cacheable = req.method in CACHEABLE_METHODS
+    ex.state.spawn(produce_pass(ex.state, fetch, ex.route, req, body, cacheable))
+    try:
+        return await _deliver_pass(ex, fetch, cid)
+    finally:
+        fetch.unsubscribe(cid)
+
+
+async def refuse(ex: Exchange) -> Answer:
+    """CONNECT or TRACE: the connection closes, uvicorn would not read on after one."""
+    log.info("refused %s: method not implemented", ex.req.method)
+    refusal = [(b"connection", b"close")]
+    sent = await send_error(ex.send, 501, "method not implemented", refusal)
+    return Answer(501, sent, Outcome.DENY, "method")
+
+
+def _cached(ex: Exchange) -> bool:
+    return ex.req.method in CACHEABLE_METHODS and ex.route.policy.enabled
+
+
+STEPS: tuple[Callable[[Exchange], Awaitable[Answer | None]], ...] = (
+    auth,
+    steer_,
+    variant,
+    lookup,
+    pass_,
+    refuse,
+)
 
 
 async def _deliver_stored(
-    send: Send,
-    receive: Receive,
-    req: Request,
-    entry: Entry,
-    extra: list[Header],
-    body: BodyStream | None,
+    ex: Exchange, entry: Entry, extra: list[Header], body: BodyStream | None
 ) -> tuple[int, int]:
     """A stored answer; one streamed from its file stops when the client leaves and
     always closes the file. Damage found mid-file leaves the response incomplete, as a
     broken origin body does."""
+    req = ex.req
     if body is None:
-        return await deliver_entry(send, req.method, req.headers, entry, extra)
+        return await deliver_entry(ex.send, req.method, req.headers, entry, extra)
     async with body:
         try:
             return await until_disconnect(
-                receive, deliver_entry(send, req.method, req.headers, entry, extra, body)
+                ex.receive, deliver_entry(ex.send, req.method, req.headers, entry, extra, body)
             )
         except ClientGone:
             return 499, 0
@@ -196,55 +248,30 @@ async def _deliver_stored(
             return 502, 0
 
 
-async def miss(
-    state: AppState,
-    route: Route,
-    req: Request,
-    key: str,
-    stale: Entry | None,
-    receive: Receive,
-    send: Send,
-    *,
-    collapse: bool,
-) -> tuple[int, int, str, str]:
-    fetch, collapsed = fetch_object(state, route, req, key, stale, collapse=collapse)
+async def miss(ex: Exchange, key: str, stale: Entry | None, *, collapse: bool) -> Answer:
+    fetch, collapsed = fetch_object(ex.state, ex.route, ex.req, key, stale, collapse=collapse)
     cid = fetch.subscribe()
     try:
-        return await _deliver_miss(state, route, req, key, fetch, cid, collapsed, receive, send)
+        return await _deliver_miss(ex, key, fetch, cid, collapsed)
     finally:
         fetch.unsubscribe(cid)
 
 
-async def _deliver_miss(
-    state: AppState,
-    route: Route,
-    req: Request,
-    key: str,
-    fetch: Fetch,
-    cid: int,
-    collapsed: bool,
-    receive: Receive,
-    send: Send,
-) -> tuple[int, int, str, str]:
+async def _deliver_miss(ex: Exchange, key: str, fetch: Fetch, cid: int, collapsed: bool) -> Answer:
+    req, send = ex.req, ex.send
     try:
         head = await asyncio.shield(fetch.head)
         req.answered_by = fetch.answered_by
     except OriginError as exc:
-        reason = exc.reason
-        return (
-            exc.status,
-            await send_error(
-                send, exc.status, reason, [_status_header(exc, collapsed), *_retry_after(exc)]
-            ),
-            "error",
-            reason,
-        )
+        extra = [_status_header(exc, collapsed), *_retry_after(exc)]
+        sent = await send_error(send, exc.status, exc.reason, extra)
+        return Answer(exc.status, sent, Outcome.ERROR, exc.reason)
     if collapsed and (
         not head.shareable or (head.vary and variant_key(head.vary, req.headers) != fetch.variant)
     ):
         # The shared answer turned out private or another variant: fetch our own.
         fetch.unsubscribe(cid)
-        return await miss(state, route, req, key, None, receive, send, collapse=False)
+        return await miss(ex, key, None, collapse=False)
     # RFC 9211 2.6 `stored`: what a tier did with it when the body is already in, else
     # what is known before it (the producer stops keeping what the cache will refuse).
     # A body that breaks off later cuts this response off, so no complete one claims it.
@@ -257,61 +284,30 @@ async def _deliver_miss(
         detail=head.detail,
     )
     extra = [_cache_status(head.upstream_status, status_value), _server_timing(head)]
-    status, sent = await _stream_guarded(
-        receive, deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid), fetch
-    )
-    outcome = "collapsed" if collapsed else ("stale" if head.fwd == "stale" else "miss")
-    return status, sent, outcome, ""
+    delivery = deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid)
+    status, sent = await _stream_guarded(ex.receive, delivery, fetch)
+    if collapsed:
+        return Answer(status, sent, Outcome.COLLAPSED)
+    return Answer(status, sent, Outcome.STALE if head.fwd == "stale" else Outcome.MISS)
 
 
-async def pass_(
-    state: AppState, route: Route, req: Request, receive: Receive, send: Send
-) -> tuple[int, int, str, str]:
-    if route.read_only and req.method not in CACHEABLE_METHODS:
-        return (
-            405,
-            await send_error(send, 405, "read-only route", [(b"allow", b"GET, HEAD")]),
-            "deny",
-            "read-only",
-        )
-    try:
-        body = await _read_body(receive)
-    except Rejected as exc:
-        return exc.status, await send_error(send, exc.status, exc.reason), "deny", exc.reason
-    fetch = new_fetch(req.key)
-    cid = fetch.subscribe()
-    state.spawn(produce_pass(state, fetch, route, req, body, req.method in CACHEABLE_METHODS))
-    try:
-        return await _deliver_pass(state, req, fetch, cid, receive, send)
-    finally:
-        fetch.unsubscribe(cid)
-
-
-async def _deliver_pass(
-    state: AppState, req: Request, fetch: Fetch, cid: int, receive: Receive, send: Send
-) -> tuple[int, int, str, str]:
+async def _deliver_pass(ex: Exchange, fetch: Fetch, cid: int) -> Answer:
+    req, send = ex.req, ex.send
     try:
         head = await fetch.head
         req.answered_by = fetch.answered_by
     except OriginError as exc:
-        return (
-            exc.status,
-            await send_error(send, exc.status, exc.reason, _retry_after(exc)),
-            "error",
-            exc.reason,
-        )
+        sent = await send_error(send, exc.status, exc.reason, _retry_after(exc))
+        return Answer(exc.status, sent, Outcome.ERROR, exc.reason)
     if methods.invalidates(req.method) and head.status < 400:
-        invalidate_after_unsafe(state, req, head)
+        invalidate_after_unsafe(ex.state, req, head)
     ours = cache_status.forward(head.fwd, fwd_status=head.status, stored=False, collapsed=False)
     extra = [_cache_status(head.upstream_status, ours), _server_timing(head)]
-    status, sent = await _stream_guarded(
-        receive,
-        deliver_fetch(
-            send, req.method, req.headers, fetch, head, extra, cid, local_semantics=False
-        ),
-        fetch,
+    delivery = deliver_fetch(
+        send, req.method, req.headers, fetch, head, extra, cid, local_semantics=False
     )
-    return status, sent, "pass", ""
+    status, sent = await _stream_guarded(ex.receive, delivery, fetch)
+    return Answer(status, sent, Outcome.PASS)
 
 
 def invalidate_after_unsafe(state: AppState, req: Request, head: Head) -> None:

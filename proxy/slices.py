@@ -62,6 +62,7 @@ from proxy.deliver import (
     send_response,
 )
 from proxy.disconnect import ClientGone, until_disconnect
+from proxy.exchange import Answer, Exchange, Outcome
 from proxy.fetch import (
     HIT_FOR_MISS_SECONDS,
     STALE_IF_ERROR_STATUSES,
@@ -847,15 +848,15 @@ async def lookup(state: AppState, key: str, headers: Mapping[str, str]) -> Found
 # -- the step ---------------------------------------------------------------------------
 
 
-async def serve_sliced(
-    state: AppState, route: Route, req: Request, key: str, receive: Receive, send: Send
-) -> tuple[int, int, str, str]:
+async def serve_sliced(ex: Exchange, key: str) -> Answer:
     """The lookup step of a sliced route: answer a GET/HEAD from slices (stopped when
     the client leaves, so a gone client does not keep the loop fetching slices)."""
     try:
-        return await until_disconnect(receive, _serve(state, route, req, key, send))
+        served = _serve(ex.state, ex.route, ex.req, key, ex.send)
+        status, sent, outcome, reason = await until_disconnect(ex.receive, served)
     except ClientGone:
-        return 499, 0, "miss", "client gone"
+        return Answer(499, 0, Outcome.MISS, "client gone")
+    return Answer(status, sent, Outcome(outcome), reason)
 
 
 class _Out:

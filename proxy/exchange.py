@@ -1,0 +1,57 @@
+"""One request and its answer, as the pipeline's steps pass them along.
+
+`Exchange` is the per-request context every step takes (state, route, request, the ASGI
+receive/send, when it started), in place of long lists of loose parameters. A step
+returns an `Answer` (the response went out: its status, the body bytes sent, the
+`Outcome` and a short reason for the log) or None to pass the request on, the way
+Varnish's builtin VCL subroutines return their next state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from proxy.request import Request
+    from proxy.state import AppState
+    from routing.rules import Route
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Outcome(StrEnum):
+    """How a request was answered: the `cache` label of the metrics and the access log."""
+
+    HIT = "hit"  # a fresh stored answer
+    STALE = "stale"  # a stored answer past its freshness (revalidating, or standing in)
+    MISS = "miss"  # fetched from the origin for this request
+    COLLAPSED = "collapsed"  # joined a fetch another request started
+    PASS = "pass"  # relayed, never stored (unsafe methods, routes without a cache)
+    STEER = "steer"  # redirected to a CDN
+    PREFLIGHT = "preflight"  # a CORS preflight answered by the auth step
+    DENY = "deny"  # refused: bad request, no route, auth, limits
+    ERROR = "error"  # the origin (or a transform) failed
+    OPS = "ops"  # the operations surface
+
+
+class Answer(NamedTuple):
+    status: int
+    sent: int  # body bytes sent
+    outcome: Outcome
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Exchange:
+    state: AppState
+    route: Route
+    req: Request
+    receive: Receive
+    send: Send
+    # What the auth step needs of the path as parsed (token segments cut before routing).
+    path_token: str | None = None
+    bunny_path: str | None = None

@@ -201,6 +201,19 @@ async def deliver_entry(
     return entry.status, await _send_pieces(send, source.pieces(0, source.size), source.size)
 
 
+def _one_range_fields(
+    headers: list[Header], r: ByteRange, size: int, extra: list[Header]
+) -> list[Header]:
+    """The head of a single-range 206 (RFC 9110 14.4, 15.3.7)."""
+    return [
+        *headers,
+        (b"content-range", content_range(r, size).encode()),
+        (b"content-length", str(r.length).encode()),
+        (b"accept-ranges", b"bytes"),
+        *extra,
+    ]
+
+
 async def _unsatisfiable(send: Send, size: int, extra: list[Header]) -> tuple[int, int]:
     fields = [(b"content-range", unsatisfied_range(size).encode()), *extra]
     return 416, await send_error(send, 416, "range not satisfiable", fields)
@@ -221,13 +234,7 @@ async def _send_ranges(
     base = [h for h in headers if h[0] != b"content-type"] if len(ranges) > 1 else headers
     if len(ranges) == 1:
         r = ranges[0]
-        fields = [
-            *base,
-            (b"content-range", content_range(r, size).encode()),
-            (b"content-length", str(r.length).encode()),
-            (b"accept-ranges", b"bytes"),
-            *extra,
-        ]
+        fields = _one_range_fields(base, r, size, extra)
         pieces = body.pieces(r.start, r.end + 1)
         total = r.length
     else:
@@ -318,13 +325,7 @@ async def _stream_range(
         return await _unsatisfiable(send, size, extra)
     if len(ranges) == 1:
         r = ranges[0]
-        fields = [
-            *head.headers,
-            (b"content-range", content_range(r, size).encode()),
-            (b"content-length", str(r.length).encode()),
-            (b"accept-ranges", b"bytes"),
-            *extra,
-        ]
+        fields = _one_range_fields(head.headers, r, size, extra)
         await send({"type": "http.response.start", "status": 206, "headers": fields})
         if head_only:
             await send({"type": "http.response.body", "body": b""})

@@ -147,8 +147,10 @@ async def test_deadline_respected_with_a_hanging_primary(
     with pytest.raises(OriginTimeout) as info:
         await setup.group.fetch(OriginRequest("GET", "/hang"))
     elapsed = time.perf_counter() - started
-    assert info.value.status == 504
-    assert 0.29 <= elapsed < 0.8
+    # The group's deadline ended it (its reason), not the primary's own timeout; a lower
+    # bound on the clock cannot flake, an upper one could.
+    assert info.value.status == 504 and info.value.reason == "deadline exceeded"
+    assert elapsed >= 0.29
     assert secondary.requests("/hang") == 0
     # With a per-attempt limit under the deadline the secondary gets its turn.
     secondary.script("/hang", body="ok")

@@ -188,6 +188,21 @@ def test_delay_before_head(origin: OriginServer, client: httpx.Client) -> None:
     assert time.monotonic() - t0 >= 0.3
 
 
+def test_hold_after_sends_the_rest_only_once_released(
+    origin: OriginServer, client: httpx.Client
+) -> None:
+    origin.script("/held", size=5000, hold_after=100)
+    with client.stream("GET", "/held") as r:
+        chunks = r.iter_raw()
+        held = b""
+        while len(held) < 100:  # all the origin sends before the release
+            held += next(chunks)
+        assert held == gen_bytes(0, 100)
+        origin.release("/held")
+        rest = b"".join(chunks)
+    assert held + rest == gen_bytes(0, 5000)
+
+
 def test_hang_never_answers(origin: OriginServer) -> None:
     origin.script("/h", mode="hang")
     data, err = raw_exchange(origin.port or 0, get("/h"), timeout=0.3)

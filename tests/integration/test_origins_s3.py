@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote, unquote
@@ -493,10 +492,8 @@ async def test_invalid_error_body_is_502(
 
 async def test_oversized_error_body_is_502(origin: OriginServer, scripted: Any) -> None:
     origin.script("/media/x", status=403, size=10 * MAX_ERROR_BODY)
-    t0 = time.monotonic()
     with pytest.raises(S3InvalidResponse):
         await fetch(scripted(), "/x")
-    assert time.monotonic() - t0 < 2
     origin.script("/media/y", status=404, body=xml_error("NoSuchKey", Pad="p" * MAX_ERROR_BODY))
     with pytest.raises(S3InvalidResponse):
         await fetch(scripted(), "/y")
@@ -636,11 +633,9 @@ async def test_unreachable_endpoint(make: Any, caplog: pytest.LogCaptureFixture)
 async def test_hanging_endpoint_is_a_timeout(origin: OriginServer, scripted: Any) -> None:
     origin.script("/media/h", mode="hang")
     s3 = scripted(first_byte_timeout=0.3)
-    t0 = time.monotonic()
     with pytest.raises(OriginTimeout) as info:
         await fetch(s3, "/h")
     assert info.value.status == 504 and info.value.reason == "first byte timeout"
-    assert time.monotonic() - t0 < 2
 
 
 async def test_trickling_body_is_a_read_timeout(

@@ -29,8 +29,9 @@ from tests.support.redis_server import (
 )
 
 OP_TIMEOUT = 0.05
-# Scheduling slack on a busy 2-core CI machine; a hung call would take seconds.
-MARGIN = 0.2
+# Scheduling slack on a busy 2-core CI machine (a hang guard: a call the op timeout did
+# not bound would take seconds); the counters say which limit ended each call.
+MARGIN = 1.0
 
 
 class Clock:
@@ -225,8 +226,7 @@ async def test_redis_stopped_then_restarted(server: RedisServer) -> None:
         assert errors == 3
         # Open: refused without touching the network.
         for _ in range(20):
-            result, took = await timed(t.get("k"))
-            assert result is None and took < 0.01
+            assert await t.get("k") is None
         assert not await t.put("k", make_entry(), time.time())
         s = t.stats()
         assert s["short_circuited"] == 21 and s["errors"] + s["timeouts"] == errors
@@ -296,8 +296,8 @@ async def test_unresponsive_redis_costs_at_most_the_timeout(silent_port: int) ->
             assert OP_TIMEOUT * 0.9 < took < OP_TIMEOUT + MARGIN
         assert t.stats()["timeouts"] == 2
         assert t.circuit_state is State.OPEN
-        _, took = await timed(t.get("k"))
-        assert took < 0.01
+        assert await t.get("k") is None
+        assert t.stats()["short_circuited"] == 1  # refused without touching the network
         # Half-open: of many concurrent calls one is the trial, the rest are refused.
         clock.now += 1.0
         start = time.perf_counter()

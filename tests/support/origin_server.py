@@ -33,6 +33,9 @@ POST /__script   a JSON object (or a list of them), all fields optional except p
                                   X-Method-Override naming another method -> 405 with
                                   the script's headers (as a framework that routes by
                                   the overridden method and has no such handler)
+     "hold_after": null,          normal/trickle: send this many body bytes, then wait
+                                  for POST /__release of the path before the rest (a
+                                  fetch that is provably still in progress, no timing)
      "vary_bodies": null}         {"header": "accept-language", "bodies": {"en": <b64>,
                                   "fr": <b64>}}: the body is the one named by the
                                   request field's value (lower-cased, trimmed), else the
@@ -44,6 +47,8 @@ POST /__script   a JSON object (or a list of them), all fields optional except p
     Content-Length, chunked framing; close-mid = head + close_after bytes, then RST.
     A Content-Length given in "headers" is sent as is (a lie if you want one) and the
     server does not add its own. Scripts persist until replaced or reset.
+POST /__release {"path": "/a.jpg"}: responses of that path held by "hold_after" (now
+                 or later) send the rest of their bodies. POST /__reset releases all.
 POST /__reset    clears scripts and stats.
 GET  /__stats    {"requests": {"GET /a.jpg": 3}, "conditional": {"/a.jpg": 1},
                   "not_modified": {"/a.jpg": 1}, "total": 4, "connections": 2,
@@ -129,6 +134,7 @@ class Script:
     keep_open: bool = False
     honor_method_override: bool = False
     vary_bodies: dict[str, Any] | None = None
+    hold_after: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Script:
@@ -344,6 +350,7 @@ class OriginApp:
         self.stats = Stats()
         self.open_connections = 0
         self.writers: set[asyncio.StreamWriter] = set()
+        self.gates: dict[str, asyncio.Event] = {}  # hold_after: released per path
 
     # -- connection loop ---------------------------------------------------------------
 
@@ -392,7 +399,14 @@ class OriginApp:
             for script in scripts:
                 self.scripts[script.path] = script
             await self._send_json(writer, 200, {"ok": True})
+        elif req.method == "POST" and req.path == "/__release":
+            path = json.loads(req.body or b"{}").get("path")
+            self.gates.setdefault(str(path), asyncio.Event()).set()
+            await self._send_json(writer, 200, {"ok": True})
         elif req.method == "POST" and req.path == "/__reset":
+            for gate in self.gates.values():
+                gate.set()  # nothing stays held across tests
+            self.gates.clear()
             self.scripts.clear()
             self.stats.reset()
             await self._send_json(writer, 200, {"ok": True})
@@ -499,6 +513,11 @@ class OriginApp:
             return
 
         mode = script.mode
+        if script.hold_after is not None and mode in ("normal", "trickle"):
+            held = min(script.hold_after, length)
+            await _write_body(writer, script, start, held, chunked=chunked, finish=False)
+            await self.gates.setdefault(req.path, asyncio.Event()).wait()
+            start, length = start + held, length - held
         if mode in ("short", "close-mid"):
             cut = length // 2 if script.close_after is None else min(script.close_after, length)
             await _write_body(writer, script, start, cut, chunked=chunked, finish=False)
@@ -789,6 +808,10 @@ class OriginServer:
 
     def reset(self) -> None:
         self._control("POST", "/__reset")
+
+    def release(self, path: str) -> None:
+        """Let responses held by a script's "hold_after" finish."""
+        self._control("POST", "/__release", {"path": path})
 
     def requests(self, path: str, method: str = "GET") -> int:
         """How many `method path` requests the origin has seen."""

@@ -235,9 +235,31 @@ class VariantFetch(Fetch):
         self.stale: Entry | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One variant asked for: the exchange it came with, what it asks, and its keys."""
+
+    ex: Exchange
+    image: ImageRequest
+    source_key: str
+    key: str
+
+    def start(self, stale: Entry | None, *, register: bool = True) -> VariantFetch:
+        """One producer per variant key: every concurrent request for it waits on this
+        (unless not registered: a request that another Vary variant's producer cannot
+        serve)."""
+        state = self.ex.state
+        fetch = VariantFetch(self.key)
+        fetch.stale = stale
+        if register:
+            state.inflight.add(fetch)
+        state.spawn(produce_variant(self, fetch))
+        return fetch
+
+
 async def image_request(ex: Exchange) -> Answer | None:
     """The variant step. None: not an image request, the normal lookup continues."""
-    state, route, req, send = ex.state, ex.route, ex.req, ex.send
+    state, req, send = ex.state, ex.req, ex.send
     images = state.images
     if images is None or not (req.query or req.path.startswith(CF_PREFIX)):
         return None  # the common case on an images route: the plain source URL
@@ -250,6 +272,7 @@ async def image_request(ex: Exchange) -> Answer | None:
     image = ImageRequest(url, req.headers.get("accept"))
     source_key = url.source_key(req.host)
     key = image_key(source_key, image.variant)
+    job = Job(ex, image, source_key, key)
     # The request's fields pick the variant when the source varies (other than on
     # Accept): the cache's Vary index under the variant key, as for any object.
     found = await state.cache.find(key, req.headers, stream=False)
@@ -258,36 +281,20 @@ async def image_request(ex: Exchange) -> Answer | None:
         if use is Use.FRESH:
             extra = fresh_hit_fields(stored, stored.age(now), now, found.tier)
         else:
-            refresh_in_background(
-                state,
-                key,
-                lambda register: start_variant(
-                    state, route, req, image, source_key, key, stored, register=register
-                ),
-            )
+            refresh_in_background(state, key, lambda register: job.start(stored, register=register))
             extra = stale_hit_fields(stored, now, found.tier)
         status, sent = await deliver_entry(send, req.method, req.headers, stored, extra)
         return Answer(status, sent, Outcome.HIT if use is Use.FRESH else Outcome.STALE)
-    return await _miss(state, route, req, image, source_key, key, stored, send)
+    return await _miss(job, stored)
 
 
-async def _miss(
-    state: AppState,
-    route: Route,
-    req: Request,
-    image: ImageRequest,
-    source_key: str,
-    key: str,
-    stale: Entry | None,
-    send: Send,
-) -> Answer:
+async def _miss(job: Job, stale: Entry | None) -> Answer:
+    state, req, send, key = job.ex.state, job.ex.req, job.ex.send, job.key
     fetch, collapsed = join_or_start(
         state,
         req,
         key,
-        lambda register: start_variant(
-            state, route, req, image, source_key, key, stale, register=register
-        ),
+        lambda register: job.start(stale, register=register),
         kind=VariantFetch,
     )
     cid = fetch.subscribe()
@@ -298,9 +305,7 @@ async def _miss(
                 # Made from the source for other values of its Vary fields: make ours,
                 # unregistered (the shared one keeps serving its own requests).
                 fetch.unsubscribe(cid)
-                fetch = start_variant(
-                    state, route, req, image, source_key, key, stale, register=False
-                )
+                fetch = job.start(stale, register=False)
                 collapsed, cid = False, fetch.subscribe()
                 head = await asyncio.shield(fetch.head)
         except VariantError as exc:
@@ -339,40 +344,12 @@ async def _stale_if_error(req: Request, stale: Entry, collapsed: bool, send: Sen
     return Answer(status, sent, Outcome.STALE, "stale-if-error")
 
 
-def start_variant(
-    state: AppState,
-    route: Route,
-    req: Request,
-    image: ImageRequest,
-    source_key: str,
-    key: str,
-    stale: Entry | None,
-    *,
-    register: bool = True,
-) -> VariantFetch:
-    """One producer per variant key: every concurrent request for it waits on this
-    (unless not registered: a request that another Vary variant's producer cannot
-    serve)."""
-    fetch = VariantFetch(key)
-    fetch.stale = stale
-    if register:
-        state.inflight.add(fetch)
-    state.spawn(produce_variant(state, route, req, image, source_key, fetch))
-    return fetch
-
-
-async def produce_variant(
-    state: AppState,
-    route: Route,
-    req: Request,
-    image: ImageRequest,
-    source_key: str,
-    fetch: VariantFetch,
-) -> None:
+async def produce_variant(job: Job, fetch: VariantFetch) -> None:
     """Source -> transform -> store -> present. Never raises: failures reach the waiters
     as a VariantError through the fetch."""
+    state, req, image, source_key = job.ex.state, job.ex.req, job.image, job.source_key
     try:
-        body, source = await _source(state, route, req, image, source_key, fetch)
+        body, source = await _source(job, fetch)
         started = time.perf_counter()
         result = await _transform(state, body, image)
         fetch.transform_ms = (time.perf_counter() - started) * 1000
@@ -386,8 +363,7 @@ async def produce_variant(
             if fetch.stored:
                 state.stats.inc("edgeshield_cache_stores", ("memory",))
                 if result.avif_later and state.images is not None:
-                    upgrade = _upgrade_to_avif(state, req, fetch.key, entry, body, image, source)
-                    state.spawn(upgrade)
+                    state.spawn(_upgrade_to_avif(job, entry, body, source))
         present_entry(
             fetch, entry, fwd="miss", fwd_status=fetch.source_status, origin_ms=fetch.origin_ms
         )
@@ -403,19 +379,13 @@ async def produce_variant(
         state.inflight.remove(fetch)
 
 
-async def _source(
-    state: AppState,
-    route: Route,
-    req: Request,
-    image: ImageRequest,
-    source_key: str,
-    fetch: VariantFetch,
-) -> tuple[bytes, Entry | None]:
+async def _source(job: Job, fetch: VariantFetch) -> tuple[bytes, Entry | None]:
     """The source's bytes, and its stored entry (None when it could not be stored, and
     then the variant is not stored either). From the cache when fresh (or stale within
     stale-while-revalidate, refreshed in the background); otherwise through the ordinary
     collapsed fetch of the source URL, started here or joined."""
-    src = _source_request(req, image)
+    state, route, source_key = job.ex.state, job.ex.route, job.source_key
+    src = _source_request(job.ex.req, job.image)
     found = await state.cache.find(source_key, src.headers, stream=False)
     use, stale = found.use(time.time()), found.entry
     if stale is not None and use in (Use.FRESH, Use.STALE):
@@ -583,18 +553,11 @@ def source_vary(source: Entry | None) -> tuple[str, ...]:
     return tuple(name for name in source.vary if name not in NEGOTIATED)
 
 
-async def _upgrade_to_avif(
-    state: AppState,
-    req: Request,
-    key: str,
-    webp: Entry,
-    source: bytes,
-    image: ImageRequest,
-    src: Entry,
-) -> None:
+async def _upgrade_to_avif(job: Job, webp: Entry, source: bytes, src: Entry) -> None:
     """Background AVIF mode: the variant was answered (and stored) as WebP; encode the
     AVIF off the request path and replace the stored variant, unless it was invalidated
     or replaced meanwhile. A full pool or a failure leaves the WebP in place."""
+    state, req, key, image = job.ex.state, job.ex.req, job.key, job.image
     if state.images is None:
         return
     try:

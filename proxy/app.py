@@ -15,6 +15,7 @@ from typing import Any
 from config.handoff import settings_from_handoff
 from config.schema import Settings
 from proxy.access_log import AccessLog
+from proxy.auth.step import build_guards
 from proxy.cache.collapse import Inflight
 from proxy.cache.disk import DiskTier, DiskTierBusy
 from proxy.cache.memory import MemoryTier
@@ -23,9 +24,7 @@ from proxy.cache.store import Cache, LowerTier
 from proxy.cdn_purge import CdnPurger
 from proxy.deliver import Send, send_error
 from proxy.fastpath import HitFastPath
-from proxy.guard import build_guards
 from proxy.http.paths import normalize_path
-from proxy.images import build_images
 from proxy.logs import configure_logging
 from proxy.memory_tuning import keep_trimmed, tuned_malloc
 from proxy.metrics import Stats, build_registry
@@ -36,6 +35,7 @@ from proxy.pipeline import Receive, handle
 from proxy.purge.bus import PurgeBus
 from proxy.state import AppState
 from proxy.upgrade import refuse_websocket
+from proxy.variants import build_images
 from routing.groups import build_router
 from routing.origins import build_origin
 from routing.rules import build_route_table

@@ -18,10 +18,10 @@ from typing import Any
 from proxy.auth.access import forwarding
 from proxy.auth.native import split_path_token
 from proxy.auth.policy import strip_token
+from proxy.auth.step import Answer, Guard, check_inline
 from proxy.cache.entry import Entry
 from proxy.cache.keys import url_key, valid_query
 from proxy.deliver import SEND_SLICE, Send, fresh_hit_fields, send_sliced
-from proxy.guard import Answer, Guard, check_inline
 from proxy.http.authority import BadAuthority, parse_authority
 from proxy.http.paths import BadPath
 from proxy.observe import hit_fragment, record_hit
@@ -55,7 +55,7 @@ class Plan:
     # The constant part of this URL's hit log line, made for (status, body length).
     fragment: bytes = b""
     made_for: tuple[int, int] = (0, -1)
-    # Routes with inline auth/access checks (proxy/guard.py): the checks run on every
+    # Routes with inline auth/access checks (proxy/auth/step.py): the checks run on every
     # request; path is token-free, query still carries the token.
     guard: Guard | None = None
     path: str = ""
@@ -220,7 +220,7 @@ class HitFastPath:
         return forwarding(peer, headers, self.trusted).client
 
     def _allowed(self, plan: Plan, scope: dict[str, Any], now: float) -> bool:
-        """The route's inline checks (proxy/guard.py). A native token that verified is
+        """The route's inline checks (proxy/auth/step.py). A native token that verified is
         remembered for the same peer, cookie and forwarding fields until its expiry (at
         most MEMO_SECONDS): the answer is a pure function of those, the plan's URL and
         the time, and this keeps verification off most hits of a popular signed URL."""

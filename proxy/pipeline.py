@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from proxy.auth.step import check, send_answer, with_cors
 from proxy.cache.codec import CorruptEntry
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.disk import BodyStream
@@ -32,15 +33,14 @@ from proxy.deliver import (
 from proxy.disconnect import ClientGone, until_disconnect
 from proxy.exchange import Answer, Exchange, Outcome, Receive, Send
 from proxy.fetch import fetch_object, new_fetch, produce_pass, revalidate_in_background
-from proxy.guard import check, send_answer, with_cors
 from proxy.http import cache_status, methods
 from proxy.http.paths import BadPath
 from proxy.http.vary import variant_key
-from proxy.images import image_request, routing_path
 from proxy.observe import record, scope_host
 from proxy.request import Rejected, Request, parse_request
 from proxy.slices import serve_sliced
 from proxy.state import AppState
+from proxy.variants import image_request, routing_path
 from routing.origins.base import OriginError
 from routing.rules import rewrite
 from routing.steering import Redirect, steer
@@ -122,7 +122,7 @@ async def respond(ex: Exchange) -> Answer:
 
 
 async def auth(ex: Exchange) -> Answer | None:
-    """proxy/guard.py: preflight, access lists, rate limit, token; then token-free."""
+    """proxy/auth/step.py: preflight, access lists, rate limit, token; then token-free."""
     guards = ex.state.guards
     guard = guards.by_route.get(ex.route.name)
     if guard is None:

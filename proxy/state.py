@@ -13,12 +13,12 @@ from prometheus_client.registry import CollectorRegistry
 
 from config.schema import Settings
 from proxy.access_log import AccessLog
+from proxy.auth.step import Guards
 from proxy.cache.collapse import Inflight
 from proxy.cache.disk import DiskTier
 from proxy.cache.redis_tier import RedisTier
 from proxy.cache.store import Cache
 from proxy.cdn_purge import CdnPurger
-from proxy.guard import Guards
 from proxy.metrics import Stats, StatsCollector
 from proxy.ops.top_objects import TopObjects
 from proxy.purge.bus import PurgeBus
@@ -27,7 +27,7 @@ from routing.origins.base import Origin
 from routing.rules import RouteTable
 
 if TYPE_CHECKING:
-    from proxy.images import Images
+    from proxy.variants import Images
 
 
 @dataclass(eq=False)
@@ -43,7 +43,7 @@ class AppState:
     collector: StatsCollector
     access_log: AccessLog
     normalize: Callable[[str], str]
-    # The auth step per route (proxy/guard.py).
+    # The auth step per route (proxy/auth/step.py).
     guards: Guards
     log: logging.Logger
     ready: bool = False

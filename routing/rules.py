@@ -43,7 +43,7 @@ class Route:
     add_prefix: str | None = None
     mode: str = "proxy"  # or "steer"
     steering: Steering | None = None
-    # Image transforms on (proxy/images.py); only when the [images] engine is enabled.
+    # Image transforms on (proxy/variants.py); only when the [images] engine is enabled.
     images: bool = False
 
 

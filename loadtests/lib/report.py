@@ -51,7 +51,7 @@ WARMUP, STEADY = "warm-up", "steady"
 # Distinct Cache-Status details kept per row group: error reasons could otherwise grow
 # the table without bound.
 MAX_DETAILS = 40
-# Image-variant details (proxy/images.py) whose source did not come from the origin.
+# Image-variant details (proxy/variants.py) whose source did not come from the origin.
 _NO_SOURCE_FETCH = frozenset({"source-hit", "source-stale", "source-collapsed"})
 # Live offload in the web UI scrapes /metrics at most this often.
 LIVE_SCRAPE_INTERVAL = 5.0

@@ -1,10 +1,10 @@
-"""The pure parts of the pipeline's image step (proxy/images.py)."""
+"""The pure parts of the pipeline's image step (proxy/variants.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.images import routing_path, strip_image_params
+from proxy.variants import routing_path, strip_image_params
 
 
 @pytest.mark.parametrize(

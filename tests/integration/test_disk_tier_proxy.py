@@ -30,7 +30,7 @@ origin = "main"
 """
 
 
-def _served(url: str, timeout: float = 5.0) -> httpx.Response:
+def _served(url: str, timeout: float = 30.0) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:  # the disk write runs after the first response
         r = httpx.get(url)

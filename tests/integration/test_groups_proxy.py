@@ -78,7 +78,7 @@ def _state(client: httpx.Client, origin: str) -> str:
     return str(client.get("/_admin/origins").json()["origins"][origin]["state"])
 
 
-def _wait(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition never held"

@@ -59,7 +59,7 @@ origin = "main"
                 headers={"authorization": f"Bearer {TOKEN}"},
             )
             assert r.status_code == 200 and "errors" not in r.json()
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 30  # a hang guard
             while "hit" in httpx.get(f"{b.url}/c/0.jpg").headers["cache-status"]:
                 assert time.monotonic() < deadline, "b kept serving after the purge"
                 time.sleep(0.02)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -500,24 +499,22 @@ async def test_client_errors_are_not_retried_and_secrets_stay_out(
 
 async def test_unreachable_cdn_fails_within_the_deadline(adapters: list[CdnAdapter]) -> None:
     closed = cloudflare(None, deadline=1.0, max_attempts=20)  # a port nobody listens on
-    started = time.monotonic()
     result = await make(adapters, closed).purge(["https://a.example/x"], ["t"])
-    elapsed = time.monotonic() - started
     assert not result.ok and result.statuses == ()
-    assert 1 < result.attempts < 40 * 2
+    # Two calls (URLs, tags), retried until the deadline: their 20 attempts each would
+    # take longer than it (backoff 0.02 s doubling to 0.1 s), so it is what stopped them.
+    assert 1 < result.attempts < 2 * 20
     assert "connection failed" in (result.error or "")
-    assert elapsed < 1.5
 
 
 async def test_a_slow_cdn_times_out_per_attempt(
     server: RecordingServer, adapters: list[CdnAdapter]
 ) -> None:
     server.reset(Reply(200, delay=3.0))
-    started = time.monotonic()
     result = await make(adapters, fastly(server, timeout=0.3, max_attempts=2)).purge(
         ["https://a.example/x"]
     )
-    assert time.monotonic() - started < 1.5
+    # Both attempts ended by the per-attempt timeout: waited out, the 200 would be a success.
     assert not result.ok and result.attempts == 2
     assert result.error == "timed out (after 2 attempts)"
 
@@ -555,27 +552,30 @@ async def test_paths_and_the_hosts_filter(
 async def test_purger_fans_out_concurrently(server: RecordingServer) -> None:
     def slow(request: Recorded) -> Reply:
         reply = vendor_reply(request)
-        return Reply(reply.status, reply.headers, reply.body, reply.json, delay=0.5)
+        return Reply(reply.status, reply.headers, reply.body, reply.json, delay=1.0)
 
     server.reset(slow)
+    patient = {"timeout": 5.0, "deadline": 10.0}
     purger = CdnPurger.from_settings(
         [
-            cloudflare(server),
-            fastly(server),
-            bunny(server),
-            cloudfront(server),
+            cloudflare(server, **patient),
+            fastly(server, **patient),
+            bunny(server, **patient),
+            cloudfront(server, **patient),
             cloudflare(None, name="down", deadline=1.0),
         ],
         keep=7,
     )
     try:
-        started = time.monotonic()
         results = await purger.purge(["https://www.example.com/a.jpg"], [], [], [], False)
-        elapsed = time.monotonic() - started
         assert [r.name for r in results] == ["cf", "fastly", "bunny", "cloudfront", "down"]
         assert [r.ok for r in results] == [True, True, True, True, False]
-        assert elapsed < 1.6  # 0.5 s each, at the same time; "down" gives up at 1 s
         assert len(server.requests) == 4
+        # At the same time, measured on the requests alone: each reached its API before
+        # the first answer was due (1 s after the first arrival); one after another, each
+        # would have waited for the previous answer (3 s from first to last).
+        arrivals = sorted(r.at for r in server.requests)
+        assert arrivals[-1] - arrivals[0] < 1.0
 
         task = purger.submit(["https://www.example.com/b.jpg"], soft=True)
         assert purger.pending == 1

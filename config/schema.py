@@ -122,7 +122,7 @@ class CachePolicy(_Frozen):
     # answer (a 405, say) would be cached for every client of the URL.
     forward_method_override: bool = False
     # Serve GET/HEAD from slices of this size, fetched with ranged origin requests and
-    # cached one by one (proxy/slices.py, like nginx's slice module); None = whole objects.
+    # cached one by one (proxy/slices/, like nginx's slice module); None = whole objects.
     slice_bytes: int | None = Field(default=None, ge=64 * 1024, le=64 * MiB)
 
 

@@ -7,7 +7,8 @@ kept, so an origin outage never becomes a log storm."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from proxy.cache.collapse import Fetch, Head
@@ -16,7 +17,6 @@ from proxy.http.dates import parse_http_date
 from proxy.http.forwarding import client_response_headers, joined, merge_304, origin_request_headers
 from proxy.http.freshness import (
     Freshness,
-    FreshnessPolicy,
     response_freshness,
     stale_when_disconnected,
 )
@@ -174,24 +174,38 @@ def _head(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When an origin exchange was sent and answered, and by which origin."""
+
+    request_time: float
+    response_time: float
+    origin_ms: float
+    origin: str
+
+
 def origin_head(
     state: AppState,
     route: Route,
     req: Request,
     resp: OriginResponse,
     headers: list[tuple[str, str]],
+    t: Timing,
     *,
     status: int,
     fwd: str,
-    request_time: float,
-    response_time: float,
-    origin_ms: float,
     client_fields: list[tuple[str, str]] | None = None,
 ) -> tuple[Freshness, Head]:
     """An origin answer described once: its freshness (from `headers`) and the head
     clients get (from `client_fields`, default the same headers)."""
-    policy = route.freshness
-    freshness = _freshness(req, status, headers, policy, request_time, response_time)
+    freshness = response_freshness(
+        status,
+        joined(headers),
+        request_time=t.request_time,
+        response_time=t.response_time,
+        has_authorization="authorization" in req.headers,
+        policy=route.freshness,
+    )
     head = _head(
         state,
         route,
@@ -199,20 +213,20 @@ def origin_head(
         headers if client_fields is None else client_fields,
         freshness,
         fwd=fwd,
-        origin_ms=origin_ms,
-        now=response_time,
+        origin_ms=t.origin_ms,
+        now=t.response_time,
     )
     return freshness, head
 
 
-def _entry(
+def make_entry(
     head: Head,
     origin_headers: list[tuple[str, str]],
     body: bytes,
     freshness: Freshness,
-    response_time: float,
-    request_time: float,
+    t: Timing,
 ) -> Entry:
+    """The entry stored for an answer described by `head` (its status, fields, Vary)."""
     return Entry(
         status=head.status,
         headers=[h for h in head.headers if h[0] != b"age"],
@@ -221,12 +235,78 @@ def _entry(
         etag=head.etag,
         last_modified=head.last_modified,
         content_type=head.content_type,
-        response_time=response_time,
+        response_time=t.response_time,
         freshness=freshness,
         vary=head.vary,
         upstream_status=head.upstream_status,
-        request_time=request_time,
-        tags=surrogate_keys(origin_headers),
+        request_time=t.request_time,  # a purge sent after this covers the entry
+        tags=surrogate_keys(origin_headers),  # tag purges reach it
+    )
+
+
+def refresh_304(
+    state: AppState,
+    route: Route,
+    req: Request,
+    resp: OriginResponse,
+    stale: Entry,
+    t: Timing,
+    *,
+    drop: tuple[str, ...] = (),
+) -> tuple[Freshness, Head, Entry]:
+    """A 304 to a conditional request: the stored copy, current again, its fields merged
+    with the 304's (RFC 9111 4.3.4), less `drop` in what clients get. The head keeps the
+    Vary the 304 names; the entry the stored one's."""
+    merged = merge_304(stale.origin_headers, resp.headers)
+    fields = [h for h in merged if h[0] not in drop]
+    freshness, head = origin_head(
+        state, route, req, resp, merged, t, status=stale.status, fwd="stale", client_fields=fields
+    )
+    head = replace(
+        head,
+        status=stale.status,
+        etag=head.etag or stale.etag,
+        last_modified=head.last_modified or stale.last_modified,
+        content_type=stale.content_type,
+        upstream_status=head.upstream_status or stale.upstream_status,
+    )
+    return (
+        freshness,
+        head,
+        make_entry(replace(head, vary=stale.vary), merged, stale.body, freshness, t),
+    )
+
+
+def keep(state: AppState, fetch: Fetch, entry: Entry, headers: Mapping[str, str]) -> None:
+    """Store a fetched body under the fetch's key."""
+    if state.cache.store(fetch.key, entry, headers):
+        fetch.stored = True
+        state.stats.inc("edgeshield_cache_stores", ("memory",))
+
+
+def entry_head(
+    entry: Entry,
+    *,
+    fwd: str,
+    fwd_status: int | None,
+    origin_ms: float,
+    detail: str | None = None,
+) -> Head:
+    """The head of a stored entry standing in for an origin answer."""
+    return Head(
+        status=entry.status,
+        headers=entry.headers,
+        content_length=len(entry.body),
+        etag=entry.etag,
+        last_modified=entry.last_modified,
+        content_type=entry.content_type,
+        shareable=True,
+        vary=entry.vary,
+        fwd=fwd,
+        fwd_status=fwd_status,
+        origin_ms=origin_ms,
+        detail=detail,
+        upstream_status=entry.upstream_status,
     )
 
 
@@ -241,25 +321,60 @@ def present_entry(
 ) -> None:
     """Feed a stored entry through the fetch (304 refresh, stale-if-error)."""
     fetch.set_head(
-        Head(
-            status=entry.status,
-            headers=entry.headers,
-            content_length=len(entry.body),
-            etag=entry.etag,
-            last_modified=entry.last_modified,
-            content_type=entry.content_type,
-            shareable=True,
-            vary=entry.vary,
-            fwd=fwd,
-            fwd_status=fwd_status,
-            origin_ms=origin_ms,
-            detail=detail,
-            upstream_status=entry.upstream_status,
-        )
+        entry_head(entry, fwd=fwd, fwd_status=fwd_status, origin_ms=origin_ms, detail=detail)
     )
     fetch.chunks.append(entry.body)
     fetch.received = fetch.buffered = len(entry.body)
     fetch.finish()
+
+
+Present = Callable[[Entry, str, int | None, float], None]
+"""Stands a stored copy in for the origin: (entry, Cache-Status detail, fwd_status, origin_ms)."""
+
+
+async def exchange(
+    state: AppState,
+    fetch: Fetch,
+    route: Route,
+    oreq: OriginRequest,
+    stale: Entry | None,
+    present: Present,
+    *,
+    whole: bool = True,
+) -> tuple[OriginResponse, Timing] | None:
+    """Send `oreq` for `fetch`: the origin's answer and its timing, or None when the
+    fetch is settled already: failed, or answered by `stale` (stale-if-error, or the
+    route's `use_stale` when the origin cannot be reached). `whole`: no Range was sent,
+    so a partial answer is an origin error."""
+    request_time = time.time()
+    started = time.perf_counter()
+    try:
+        resp, origin_name = await (_send_whole(route, oreq) if whole else send(route, oreq))
+    except OriginError as exc:
+        state.log.debug("origin %s failed for %s: %s", exc.origin, fetch.key, exc.reason)
+        detail = _stale_detail(route, stale, exc, time.time())
+        if stale is not None and detail is not None:
+            present(stale, detail, None, 0.0)
+        else:
+            fetch.fail(exc)
+        state.inflight.remove(fetch)
+        return None
+    origin_ms = (time.perf_counter() - started) * 1000
+    fetch.answered_by = origin_name
+    t = Timing(request_time, time.time(), origin_ms, origin_name)
+    if (
+        stale is not None
+        and resp.status in STALE_IF_ERROR_STATUSES
+        and t.response_time < stale.stale_if_error_until
+    ):
+        state.log.debug(
+            "origin %s answered %d for %s: serving stale", origin_name, resp.status, fetch.key
+        )
+        present(stale, "stale-if-error", resp.status, origin_ms)
+        state.inflight.remove(fetch)
+        await resp.aclose()
+        return None
+    return resp, t
 
 
 async def produce(
@@ -267,109 +382,51 @@ async def produce(
 ) -> None:
     """Fill `fetch` from the origin; store the complete body when RFC 9111 allows.
     Never raises: failures reach consumers through the fetch."""
-    request_time = time.time()
-    started = time.perf_counter()
-    try:
-        resp, origin_name = await _send_whole(
-            route, origin_request(route, req, cacheable=True, stale=stale)
+
+    def present(entry: Entry, detail: str, fwd_status: int | None, origin_ms: float) -> None:
+        present_entry(
+            fetch, entry, fwd="stale", fwd_status=fwd_status, origin_ms=origin_ms, detail=detail
         )
-    except OriginError as exc:
-        state.log.debug("origin %s failed for %s: %s", exc.origin, req.target, exc.reason)
-        detail = _stale_detail(route, stale, exc, time.time())
-        if stale is not None and detail is not None:
-            present_entry(fetch, stale, fwd="stale", fwd_status=None, origin_ms=0.0, detail=detail)
-        else:
-            fetch.fail(exc)
-        state.inflight.remove(fetch)
+
+    oreq = origin_request(route, req, cacheable=True, stale=stale)
+    answer = await exchange(state, fetch, route, oreq, stale, present)
+    if answer is None:
         return
-    origin_ms = (time.perf_counter() - started) * 1000
-    fetch.answered_by = origin_name
-    response_time = time.time()
+    resp, t = answer
     try:
         if stale is not None and resp.status == 304:
-            merged = merge_304(stale.origin_headers, resp.headers)
-            freshness, head = origin_head(
-                state,
-                route,
-                req,
-                resp,
-                merged,
-                status=stale.status,
-                fwd="stale",
-                request_time=request_time,
-                response_time=response_time,
-                origin_ms=origin_ms,
-            )
-            refreshed = Entry(
-                status=stale.status,
-                headers=[h for h in head.headers if h[0] != b"age"],
-                origin_headers=merged,
-                body=stale.body,
-                etag=head.etag or stale.etag,
-                last_modified=head.last_modified or stale.last_modified,
-                content_type=stale.content_type,
-                response_time=response_time,
-                freshness=freshness,
-                vary=stale.vary,
-                upstream_status=head.upstream_status or stale.upstream_status,
-                request_time=request_time,
-                tags=surrogate_keys(merged),
-            )
+            freshness, _, refreshed = refresh_304(state, route, req, resp, stale, t)
             if freshness.storable:
                 fetch.stored = state.cache.store(fetch.key, refreshed, req.headers)
-            present_entry(fetch, refreshed, fwd="stale", fwd_status=304, origin_ms=origin_ms)
+            present_entry(fetch, refreshed, fwd="stale", fwd_status=304, origin_ms=t.origin_ms)
             return
-        if (
-            stale is not None
-            and resp.status in STALE_IF_ERROR_STATUSES
-            and response_time < stale.stale_if_error_until
-        ):
-            state.log.debug(
-                "origin %s answered %d for %s: serving stale", origin_name, resp.status, req.target
-            )
-            present_entry(
-                fetch,
-                stale,
-                fwd="stale",
-                fwd_status=resp.status,
-                origin_ms=origin_ms,
-                detail="stale-if-error",
-            )
-            return
+        fwd = "stale" if stale is not None else "miss"
         freshness, head = origin_head(
-            state,
-            route,
-            req,
-            resp,
-            resp.headers,
-            status=resp.status,
-            fwd="stale" if stale is not None else "miss",
-            request_time=request_time,
-            response_time=response_time,
-            origin_ms=origin_ms,
+            state, route, req, resp, resp.headers, t, status=resp.status, fwd=fwd
         )
         if head.vary:
             fetch.variant = variant_key(head.vary, req.headers)
         cache = state.cache
         if not head.shareable:
             # Waiters that joined before the head must fetch for themselves.
-            state.cache.mark_uncacheable(fetch.key, response_time + HIT_FOR_MISS_SECONDS)
+            cache.mark_uncacheable(fetch.key, t.response_time + HIT_FOR_MISS_SECONDS)
             state.inflight.remove(fetch)
             fetch.stop_keeping()
         elif not cache.admits(
-            fetch.key, head.vary, req.headers, resp.content_length or 0, request_time
+            fetch.key, head.vary, req.headers, resp.content_length or 0, t.request_time
         ):
             # Known now not to be kept (too large, variant cap, a purge since it was
             # sent): streamed with bounded memory, and Cache-Status never says stored.
             state.inflight.remove(fetch)
             fetch.stop_keeping()
         fetch.set_head(head)
-        await _pump(state, fetch, resp, route, origin_name)
-        if fetch.error is None and fetch.keep_all and head.shareable and fetch.done:
-            entry = _entry(head, resp.headers, fetch.body(), freshness, response_time, request_time)
-            if state.cache.store(fetch.key, entry, req.headers):
-                fetch.stored = True
-                state.stats.inc("edgeshield_cache_stores", ("memory",))
+        if await pump(state, fetch, resp, route, t.origin) and fetch.keep_all and head.shareable:
+            keep(
+                state,
+                fetch,
+                make_entry(head, resp.headers, fetch.body(), freshness, t),
+                req.headers,
+            )
     finally:
         state.inflight.remove(fetch)
         await resp.aclose()
@@ -399,13 +456,28 @@ def _stale_detail(route: Route, stale: Entry | None, exc: OriginError, now: floa
     return None
 
 
-async def _pump(
-    state: AppState, fetch: Fetch, resp: OriginResponse, route: Route, origin_name: str
-) -> None:
+async def pump(
+    state: AppState,
+    fetch: Fetch,
+    resp: OriginResponse,
+    route: Route,
+    origin_name: str,
+    *,
+    length: int | None = None,
+    on_chunk: Callable[[bytes], None] | None = None,
+) -> bool:
+    """The origin's body into the fetch (each chunk shown to `on_chunk` first); True when
+    it arrived whole: to its end, and exactly `length` bytes when that is given (a slice).
+    A fetch that grows past what any tier keeps stops keeping its chunks."""
     cache = state.cache
     try:
         async for chunk in resp.body():
             state.stats.inc("edgeshield_origin_bytes", (origin_name,), len(chunk))
+            if length is not None and fetch.received + len(chunk) > length:
+                fetch.fail(OriginError(origin_name, "body longer than declared"))
+                return False
+            if on_chunk is not None:
+                on_chunk(chunk)
             await fetch.append(chunk)
             if fetch.keep_all and not cache.fits(fetch.received):
                 state.inflight.remove(fetch)
@@ -415,13 +487,17 @@ async def _pump(
                     "origin %s: every client left %s, fetch stopped", origin_name, fetch.key
                 )
                 fetch.fail(OriginError(origin_name, "abandoned"))
-                return
+                return False
     except OriginError as exc:
         state.log.debug("origin %s body failed for %s: %s", origin_name, fetch.key, exc.reason)
         route.group.report_body_failure(origin_name)  # passive health
         fetch.fail(exc)
-        return
+        return False
+    if length is not None and fetch.received != length:
+        fetch.fail(OriginError(origin_name, "body shorter than declared"))
+        return False
     fetch.finish()
+    return True
 
 
 async def produce_pass(
@@ -454,24 +530,6 @@ async def produce_pass(
             now=time.time(),
         )
         fetch.set_head(head)
-        await _pump(state, fetch, resp, route, origin_name)
+        await pump(state, fetch, resp, route, origin_name)
     finally:
         await resp.aclose()
-
-
-def _freshness(
-    req: Request,
-    status: int,
-    headers: list[tuple[str, str]],
-    policy: FreshnessPolicy,
-    request_time: float,
-    response_time: float,
-) -> Freshness:
-    return response_freshness(
-        status,
-        joined(headers),
-        request_time=request_time,
-        response_time=response_time,
-        has_authorization="authorization" in req.headers,
-        policy=policy,
-    )

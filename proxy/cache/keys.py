@@ -8,7 +8,7 @@ their URL key, so no URL key can ever equal a derived one (a URL key holds no NU
     <url>                        the object (or its Vary index)
     <url> NUL <vary key>         one Vary variant (proxy/http/vary.py variant_key)
     <url> NUL image NUL <opts>   an image variant of the source <url> (proxy/variants.py)
-    <url> NUL slice=<n>          slice n of a sliced object (proxy/slices.py)
+    <url> NUL slice=<n>          slice n of a sliced object (proxy/slices/)
     <url> NUL slices             the sliced object's record
 
 Redis and disk hold these strings, so they stay byte-identical across releases.

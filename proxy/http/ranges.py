@@ -193,7 +193,7 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
     return start, end, complete
 
 
-# -- slices (proxy/slices.py): an object cut into fixed-size pieces, one origin range each
+# -- slices (proxy/slices/): an object cut into fixed-size pieces, one origin range each
 
 
 def slice_of(index: int, slice_bytes: int, size: int) -> ByteRange | None:

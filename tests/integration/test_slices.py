@@ -1,4 +1,4 @@
-"""Slices (proxy/slices.py): a real edgeshield in front of the scriptable origin, on routes
+"""Slices (proxy/slices/): a real edgeshield in front of the scriptable origin, on routes
 with `slice_bytes`; what the client gets, and which ranges the origin was asked for."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The slice helpers of proxy/http/ranges.py (used by proxy/slices.py)."""
+"""The slice helpers of proxy/http/ranges.py (used by proxy/slices/)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,216 @@
+"""The reader: one response's bytes, slice after slice, all of one version, from the
+cache (every tier) or from slice fetches it joins or starts; prefetch of the next slice and
+background revalidation of stale ones."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from proxy.cache.collapse import Fetch, FetchAborted, Head
+from proxy.cache.entry import Entry
+from proxy.cache.keys import slice_key
+from proxy.cache.lookup import Found, Use, classify
+from proxy.fetch import join_or_start, refresh_in_background
+from proxy.http.ranges import slice_of
+from proxy.request import Request
+from proxy.slices.model import NO_HEADERS, Rep, SliceFetch, usable_slice
+from proxy.slices.produce import start_slice_fetch
+from proxy.state import AppState
+from routing.rules import Route
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Changed(Exception):
+    """A slice of another version (or an answer that is no slice) turned up."""
+
+
+@dataclass(slots=True)
+class Stored:
+    """A stored slice."""
+
+    entry: Entry
+    start: int  # object offset of body[0]
+    how: str  # "hit" or "stale"
+    tier: str
+
+    async def copy(self, send: Send, lo: int, hi: int) -> int:
+        body = self.entry.body
+        a, b = lo - self.start, hi - self.start
+        piece = body if (a, b) == (0, len(body)) else body[a:b]
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+        return len(piece)
+
+
+class Tap:
+    """A reader's cursor in a slice fetch: bytes from `start` on (the slice's offset, or
+    0 for a whole 200 stream), forward only."""
+
+    def __init__(
+        self, fetch: SliceFetch, cid: int, head: Head, start: int, *, joined: bool
+    ) -> None:
+        self.fetch = fetch
+        self.cid = cid
+        self.head = head
+        self.how = "collapsed" if joined else "miss"
+        self.whole = head.status == 200
+        self.pos = 0 if self.whole else start
+        self._chunks: AsyncIterator[bytes] = fetch.stream(cid)
+        self._pending = b""
+
+    async def copy(self, send: Send, lo: int, hi: int) -> int:
+        sent = 0
+        while self.pos < hi:
+            if self._pending:
+                chunk, self._pending = self._pending, b""
+            else:
+                try:
+                    chunk = await anext(self._chunks)
+                except StopAsyncIteration:
+                    raise FetchAborted("stream ended early") from None
+            start, end = self.pos, self.pos + len(chunk)
+            if end > hi:
+                self._pending = chunk[hi - start :]
+                chunk, end = chunk[: hi - start], hi
+            self.pos = end
+            if end <= lo:
+                continue
+            piece = chunk[lo - start :] if start < lo else chunk
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            sent += len(piece)
+        return sent
+
+
+Piece = Stored | Tap
+
+
+class Reader:
+    """The slices one response reads, all of one version. A fetch is released as soon as
+    the response is past its slice, so a long response holds about one slice."""
+
+    def __init__(self, state: AppState, route: Route, req: Request, key: str) -> None:
+        self.state = state
+        self.route = route
+        self.req = req
+        self.key = key
+        self.size = route.policy.slice_bytes or 0
+        self.collapse = "authorization" not in req.headers
+        self.ready: dict[int, Piece] = {}
+        self.whole: Tap | None = None
+        self._subs: dict[tuple[int, int], Fetch] = {}  # (id(fetch), cid) -> fetch
+
+    def _subscribe(self, fetch: Fetch) -> int:
+        cid = fetch.subscribe()
+        self._subs[id(fetch), cid] = fetch
+        return cid
+
+    def release(self, fetch: Fetch, cid: int) -> None:
+        if self._subs.pop((id(fetch), cid), None) is not None:
+            fetch.unsubscribe(cid)
+
+    def close(self) -> None:
+        for (_, cid), fetch in self._subs.items():
+            fetch.unsubscribe(cid)
+        self._subs.clear()
+
+    async def piece(self, index: int, rep: Rep | None, *, verify: bool) -> Piece:
+        """Slice `index` of `rep`'s version, from the cache or the origin. With `verify`
+        (the record is stale), the origin is asked even when a stored copy is fresh."""
+        state = self.state
+        skey = slice_key(self.key, index)
+        found = await lookup(state, skey, self.req.headers)
+        stale = usable_slice(found.value, index, self.size, rep)
+        use = classify(stale, time.time())
+        if use is Use.FRESH and stale is not None and not verify:
+            return Stored(stale, index * self.size, "hit", found.tier)
+        if use is Use.STALE and stale is not None and not verify:
+            self.revalidate(index, stale, rep)
+            return Stored(stale, index * self.size, "stale", found.tier)
+        fetch, joined = join_or_start(
+            state,
+            self.req,
+            skey,
+            partial(self.start, index, stale, rep),
+            kind=SliceFetch,
+            collapse=self.collapse,
+        )
+        cid = self._subscribe(fetch)
+        head = await asyncio.shield(fetch.head)
+        if joined and not head.shareable:
+            # The shared answer may not be shared (private...): fetch our own.
+            self.release(fetch, cid)
+            fetch = self.start(index, stale, rep, register=False)
+            cid = self._subscribe(fetch)
+            head = await asyncio.shield(fetch.head)
+            joined = False
+        return Tap(fetch, cid, head, index * self.size, joined=joined)
+
+    def start(self, index: int, stale: Entry | None, rep: Rep | None, register: bool) -> SliceFetch:
+        """A fetch of slice `index` (`register`: for others to join)."""
+        return start_slice_fetch(
+            self.state, self.route, self.req, self.key, index, stale, rep, register=register
+        )
+
+    def revalidate(self, index: int, stale: Entry | None, rep: Rep | None) -> None:
+        """stale-while-revalidate: one background request per slice (it collapses too)."""
+        if self.collapse:
+            start = partial(self.start, index, stale, rep)
+            refresh_in_background(self.state, slice_key(self.key, index), start)
+
+    def prefetch(self, index: int, rep: Rep) -> None:
+        """Ask for the next slice while this one streams (latency, not extra bytes: only
+        slices the response will read). Skipped when stored or already asked for."""
+        skey = slice_key(self.key, index)
+        cache = self.state.cache
+        if not self.collapse or self.state.inflight.get(skey) is not None:
+            return
+        if usable_slice(cache.lookup(skey, NO_HEADERS), index, self.size, rep):
+            return
+        if cache.lower or not cache.memory.fits(self.size):
+            # It may be in a lower tier (found there, or fetched, when reached); or it
+            # would not be kept, and be fetched twice.
+            return
+        self.start(index, None, rep, register=True)
+
+    def check(self, piece: Piece, rep: Rep) -> None:
+        if isinstance(piece, Stored):
+            return  # looked up for this version
+        if piece.head.status not in (200, 206) or piece.fetch.rep is None:
+            raise Changed(f"origin answered {piece.head.fwd_status} for a slice")
+        if piece.fetch.rep.version != rep.version:
+            raise Changed("object changed")
+
+    async def copy(self, send: Send, lo: int, hi: int, rep: Rep) -> int:
+        """Send bytes [lo, hi) of the object."""
+        sent = 0
+        while lo < hi:
+            if self.whole is not None:
+                return sent + await self.whole.copy(send, lo, hi)
+            index = lo // self.size
+            piece = self.ready.pop(index, None) or await self.piece(index, rep, verify=False)
+            self.check(piece, rep)
+            if isinstance(piece, Tap) and piece.whole:
+                self.whole = piece
+                continue
+            span = slice_of(index, self.size, rep.total)
+            assert span is not None  # lo < hi <= total
+            end = min(hi, span.end + 1)
+            if end < hi:
+                self.prefetch(index + 1, rep)
+            sent += await piece.copy(send, lo, end)
+            if end <= span.end:
+                self.ready[index] = piece  # the next range may start in this slice
+            elif isinstance(piece, Tap):
+                self.release(piece.fetch, piece.cid)
+            lo = end
+        return sent
+
+
+async def lookup(state: AppState, key: str, headers: Mapping[str, str]) -> Found:
+    """Every tier, bodies read whole (a slice is one memory-sized piece)."""
+    return await state.cache.find(key, headers, stream=False)

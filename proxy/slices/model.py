@@ -50,7 +50,7 @@ def rep_of(record: Entry, slice_bytes: int) -> Rep | None:
     for name, value in record.origin_headers:
         if name == RECORD_FIELD:
             total, _, size = value.partition(" ")
-            if size != str(slice_bytes) or not total.isdigit():
+            if size != str(slice_bytes) or not (total.isascii() and total.isdigit()):
                 return None
             return Rep(record, Version(record.etag, record.last_modified, int(total)))
     return None

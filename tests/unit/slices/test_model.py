@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from proxy.cache.collapse import Head
@@ -115,3 +115,11 @@ def test_only_the_coding_may_vary_for_a_shared_slice() -> None:
     kept = shared(_head(vary=("accept-encoding",)), True)
     assert (kept.shareable, kept.vary) == (True, ())
     assert shared(_head(), False).shareable is False
+
+
+@example(value="\u00b2 300", size=300)  # a digit to str.isdigit, not to int()
+@given(value=st.text(max_size=40), size=st.integers(1, 10**6))
+def test_any_record_field_is_read_or_refused_never_raises(value: str, size: int) -> None:
+    record = replace(_record(1000, size).record, origin_headers=[(RECORD_FIELD, value)])
+    rep = rep_of(record, size)
+    assert rep is None or (rep.total >= 0 and value.endswith(f" {size}"))

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry
 from proxy.cache.keys import slice_key
 from proxy.cache.lookup import Found, Use, classify
+from proxy.deliver import InMemory
 from proxy.fetch import join_or_start, refresh_in_background
 from proxy.http.ranges import slice_of
 from proxy.request import Request
@@ -22,8 +22,6 @@ from proxy.slices.model import NO_HEADERS, Rep, SliceFetch, usable_slice
 from proxy.slices.produce import start_slice_fetch
 from proxy.state import AppState
 from routing.rules import Route
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Changed(Exception):
@@ -39,12 +37,8 @@ class Stored:
     how: str  # "hit" or "stale"
     tier: str
 
-    async def copy(self, send: Send, lo: int, hi: int) -> int:
-        body = self.entry.body
-        a, b = lo - self.start, hi - self.start
-        piece = body if (a, b) == (0, len(body)) else body[a:b]
-        await send({"type": "http.response.body", "body": piece, "more_body": True})
-        return len(piece)
+    def pieces(self, lo: int, hi: int) -> AsyncIterator[bytes | memoryview]:
+        return InMemory(self.entry.body).pieces(lo - self.start, hi - self.start)
 
 
 class Tap:
@@ -63,8 +57,7 @@ class Tap:
         self._chunks: AsyncIterator[bytes] = fetch.stream(cid)
         self._pending = b""
 
-    async def copy(self, send: Send, lo: int, hi: int) -> int:
-        sent = 0
+    async def pieces(self, lo: int, hi: int) -> AsyncIterator[bytes | memoryview]:
         while self.pos < hi:
             if self._pending:
                 chunk, self._pending = self._pending, b""
@@ -78,12 +71,8 @@ class Tap:
                 self._pending = chunk[hi - start :]
                 chunk, end = chunk[: hi - start], hi
             self.pos = end
-            if end <= lo:
-                continue
-            piece = chunk[lo - start :] if start < lo else chunk
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-            sent += len(piece)
-        return sent
+            if end > lo:
+                yield chunk[lo - start :] if start < lo else chunk
 
 
 Piece = Stored | Tap
@@ -185,30 +174,47 @@ class Reader:
         if piece.fetch.rep.version != rep.version:
             raise Changed("object changed")
 
-    async def copy(self, send: Send, lo: int, hi: int, rep: Rep) -> int:
-        """Send bytes [lo, hi) of the object."""
-        sent = 0
+    async def pieces(self, lo: int, hi: int, rep: Rep) -> AsyncIterator[bytes | memoryview]:
+        """Bytes [lo, hi) of the object."""
         while lo < hi:
             if self.whole is not None:
-                return sent + await self.whole.copy(send, lo, hi)
+                async for piece in self.whole.pieces(lo, hi):
+                    yield piece
+                return
             index = lo // self.size
-            piece = self.ready.pop(index, None) or await self.piece(index, rep, verify=False)
-            self.check(piece, rep)
-            if isinstance(piece, Tap) and piece.whole:
-                self.whole = piece
+            source = self.ready.pop(index, None) or await self.piece(index, rep, verify=False)
+            self.check(source, rep)
+            if isinstance(source, Tap) and source.whole:
+                self.whole = source
                 continue
             span = slice_of(index, self.size, rep.total)
             assert span is not None  # lo < hi <= total
             end = min(hi, span.end + 1)
             if end < hi:
                 self.prefetch(index + 1, rep)
-            sent += await piece.copy(send, lo, end)
+            async for piece in source.pieces(lo, end):
+                yield piece
             if end <= span.end:
-                self.ready[index] = piece  # the next range may start in this slice
-            elif isinstance(piece, Tap):
-                self.release(piece.fetch, piece.cid)
+                self.ready[index] = source  # the next range may start in this slice
+            elif isinstance(source, Tap):
+                self.release(source.fetch, source.cid)
             lo = end
-        return sent
+
+
+@dataclass(frozen=True, slots=True)
+class SliceBody:
+    """One version's bytes as deliver.py's `Body`: read slice after slice, so every
+    answer (ranges, multipart, HEAD, 304/412/416) is decided there, as for any entry."""
+
+    reader: Reader
+    rep: Rep
+
+    @property
+    def size(self) -> int:
+        return self.rep.total
+
+    def pieces(self, start: int, end: int) -> AsyncIterator[bytes | memoryview]:
+        return self.reader.pieces(start, end, self.rep)
 
 
 async def lookup(state: AppState, key: str, headers: Mapping[str, str]) -> Found:

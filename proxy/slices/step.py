@@ -5,44 +5,35 @@ started over when the object changes before the head went out."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from copy import copy
 from typing import Any
 
 from proxy.cache.collapse import FetchAborted, Head
+from proxy.cache.entry import Entry
 from proxy.cache.keys import record_key, slice_key
 from proxy.cache.lookup import Use, classify
 from proxy.deliver import (
-    NOT_MODIFIED_FIELDS,
     PRECONDITION_FIELDS,
+    Header,
+    Send,
     deliver_entry,
     deliver_fetch,
     fresh_hit_fields,
     send_error,
-    send_response,
 )
 from proxy.disconnect import ClientGone, until_disconnect
 from proxy.exchange import Answer, Exchange, Outcome
 from proxy.fetch import new_fetch, produce_pass
 from proxy.http import cache_status
-from proxy.http.conditionals import evaluate_preconditions, if_range_matches
-from proxy.http.ranges import (
-    ByteRange,
-    content_range,
-    make_boundary,
-    multipart_byteranges,
-    parse_range,
-    start_hint,
-    unsatisfied_range,
-)
+from proxy.http.conditionals import evaluate_preconditions, if_range_matches, stored_date
+from proxy.http.ranges import ByteRange, parse_range, start_hint, unsatisfied_range
 from proxy.request import Request
 from proxy.slices.model import Rep, rep_of, usable_slice
-from proxy.slices.read import Changed, Piece, Reader, Tap, lookup
+from proxy.slices.read import Changed, Piece, Reader, SliceBody, Tap, lookup
 from proxy.state import AppState
 from routing.origins.base import OriginError
 from routing.rules import Route
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Header = tuple[bytes, bytes]
 
 # A response restarts this often when the object changes before its head went out.
 MAX_ATTEMPTS = 3
@@ -276,68 +267,46 @@ async def _respond(
     tier: str,
     now: float,
 ) -> tuple[int, int, str, str]:
-    record, total = rep.record, rep.total
-    method, headers = req.method, req.headers
-    head_only = method == "HEAD"
-    if any(name in headers for name in PRECONDITION_FIELDS):
-        pre = evaluate_preconditions(method, headers, record.etag, record.last_modified)
-        if pre is not None:
-            extra, outcome = _status_fields(rep, decided, tier, now)
-            if pre == 412:
-                sent = await send_error(out, 412, "precondition failed", extra)
-                return 412, sent, outcome, ""
-            kept = [(k, v) for k, v in record.headers if k in NOT_MODIFIED_FIELDS]
-            await send_response(out, 304, kept + extra, head_only=True)
-            return 304, 0, outcome, ""
-    ranges = _wanted(headers, rep)
-    if isinstance(ranges, str):
-        extra, outcome = _status_fields(rep, decided, tier, now)
-        fields = [(b"content-range", unsatisfied_range(total).encode()), *extra]
-        return 416, await send_error(out, 416, "range not satisfiable", fields), outcome, ""
-    spans = ranges or ([ByteRange(0, total - 1)] if total else [])
-    if not head_only and spans and reader.whole is None:
+    """The answer, decided by deliver.py as for any entry, over the slices."""
+    index = _first_read(req, rep, reader.size)
+    if index is not None and reader.whole is None:
         # The first slice is in hand before the head goes out: a change found there
         # restarts the response instead of breaking it.
-        index = spans[0].start // reader.size
         piece = reader.ready.get(index) or await reader.piece(index, rep, verify=False)
         reader.check(piece, rep)
         reader.ready[index] = piece
         decided = piece
     extra, outcome = _status_fields(rep, decided, tier, now)
-    base = record.headers
-    if ranges is None:
-        status = 200
-        fields = [*base, (b"content-length", str(total).encode()), (b"accept-ranges", b"bytes")]
-    elif len(ranges) == 1:
-        status = 206
-        r = ranges[0]
-        fields = [
-            *base,
-            (b"content-range", content_range(r, total).encode()),
-            (b"content-length", str(r.length).encode()),
-            (b"accept-ranges", b"bytes"),
-        ]
-    else:
-        status = 206
-        boundary = make_boundary()
-        parts, length = multipart_byteranges(ranges, total, record.content_type, boundary)
-        fields = [
-            *(h for h in base if h[0] != b"content-type"),
-            (b"content-type", f"multipart/byteranges; boundary={boundary}".encode()),
-            (b"content-length", str(length).encode()),
-            (b"accept-ranges", b"bytes"),
-        ]
-    await out({"type": "http.response.start", "status": status, "headers": fields + extra})
-    if head_only:
-        await out({"type": "http.response.body", "body": b""})
-        return status, 0, outcome, ""
-    if ranges is not None and len(ranges) > 1:
-        for part, r in zip(parts, ranges, strict=False):
-            await out({"type": "http.response.body", "body": part, "more_body": True})
-            await reader.copy(out, r.start, r.end + 1, rep)
-        await out({"type": "http.response.body", "body": parts[-1], "more_body": True})
-    else:
-        for r in spans:
-            await reader.copy(out, r.start, r.end + 1, rep)
-    await out({"type": "http.response.body", "body": b""})
-    return status, out.sent, outcome, ""
+    body = SliceBody(reader, rep)
+    status, sent = await deliver_entry(out, req.method, req.headers, _whole(rep), extra, body)
+    return status, sent, outcome, ""
+
+
+def _first_read(req: Request, rep: Rep, size: int) -> int | None:
+    """The slice the body starts in; None when the answer sends no byte of the object
+    (HEAD, 304, 412, 416, an empty object). The same decisions deliver_entry makes."""
+    record, headers = rep.record, req.headers
+    if req.method == "HEAD" or not rep.total:
+        return None
+    if any(name in headers for name in PRECONDITION_FIELDS):
+        date = stored_date(record.headers, record.response_time)
+        pre = evaluate_preconditions(
+            req.method, headers, record.etag, record.last_modified, date=date
+        )
+        if pre is not None:
+            return None
+    ranges = _wanted(headers, rep)
+    if isinstance(ranges, str):
+        return None
+    return (ranges[0].start if ranges else 0) // size
+
+
+def _whole(rep: Rep) -> Entry:
+    """The record as the head of the whole object: the object's length, not its own."""
+    entry = copy(rep.record)
+    entry.full_headers = [
+        *entry.headers,
+        (b"content-length", str(rep.total).encode()),
+        (b"accept-ranges", b"bytes"),
+    ]
+    return entry

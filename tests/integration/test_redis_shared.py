@@ -106,5 +106,7 @@ def test_redis_dying_under_traffic_fails_no_request(
                     slow.append(time.perf_counter() - started)
                     failures += r.status_code != 200 or r.text != f"b{i}"
     assert failures == 0
-    # no request waited on the dead Redis for more than its timeout plus overhead
-    assert max(slow) < 1.0
+    # No request hung on the dead Redis: each stayed well under the client's own 5 s
+    # timeout (the tier's is 50 ms; the bound is loose so that a busy machine's
+    # scheduling delays are not mistaken for waiting on Redis).
+    assert max(slow) < 3.0

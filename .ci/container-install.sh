@@ -29,7 +29,7 @@ venv=$2
 # The server's parser and event loop (as `serve` runs them), and every runtime import.
 import httptools
 import uvloop
-import proxy.app
+import proxy.serve.app
 import pyvips
 
 source = pyvips.Image.black(64, 48, bands=3) + 128

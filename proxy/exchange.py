@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from proxy.request import Request
-    from proxy.state import AppState
+    from proxy.serve.state import AppState
     from routing.rules import Route
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]

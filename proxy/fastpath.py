@@ -26,7 +26,7 @@ from proxy.http.authority import BadAuthority, parse_authority
 from proxy.http.paths import BadPath
 from proxy.observe import hit_fragment, record_hit
 from proxy.request import TARGET_AUTHORITY, Request
-from proxy.state import AppState
+from proxy.serve.state import AppState
 from routing.rules import Route
 
 # Request fields that need the full pipeline: answered locally from the entry (ranges,

@@ -24,7 +24,7 @@ from proxy.http.origin_answer import unrequested_range
 from proxy.http.surrogate import surrogate_keys
 from proxy.http.vary import parse_vary, variant_key
 from proxy.request import Request
-from proxy.state import AppState
+from proxy.serve.state import AppState
 from routing.origins.base import (
     BadOriginPath,
     OriginError,

@@ -10,7 +10,7 @@ import orjson
 
 from proxy.auth.redact import Redactor
 from proxy.http.authority import BadAuthority, parse_authority
-from proxy.state import AppState
+from proxy.serve.state import AppState
 
 # Long targets are cut in the log: the line stays bounded, the start is what identifies.
 MAX_LOGGED_TARGET = 2048

@@ -38,8 +38,8 @@ from proxy.http.paths import BadPath
 from proxy.http.vary import variant_key
 from proxy.observe import record, scope_host
 from proxy.request import Rejected, Request, parse_request
+from proxy.serve.state import AppState
 from proxy.slices import serve_sliced
-from proxy.state import AppState
 from proxy.variants import image_request, routing_path
 from routing.origins.base import OriginError
 from routing.rules import rewrite
@@ -333,7 +333,7 @@ async def _stream_guarded(
         return 499, 0
     except FetchAborted as exc:
         # Left incomplete on purpose: the client sees a broken transfer, never a short
-        # body. uvicorn's own complaint about that is filtered (proxy/logs.py).
+        # body. uvicorn's own complaint about that is filtered (proxy/serve/logs.py).
         log.warning(
             "origin body broke off after %d bytes, connection closed: %s (%s)",
             fetch.received,

@@ -14,7 +14,7 @@ from proxy.http.forwarding import Forwarding
 from proxy.http.paths import BadPath
 
 # The authority of an absolute-form request target, where the HTTP server exposes it
-# (proxy/server_protocol.py), under this key of scope["extensions"].
+# (proxy/serve/server_protocol.py), under this key of scope["extensions"].
 TARGET_AUTHORITY = "edgeshield.target_authority"
 
 

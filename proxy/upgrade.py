@@ -19,7 +19,7 @@ from typing import Any
 from proxy.auth.access import forwarding
 from proxy.deliver import send_error
 from proxy.observe import record, scope_host
-from proxy.state import AppState
+from proxy.serve.state import AppState
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

@@ -59,7 +59,7 @@ from proxy.http import cache_status
 from proxy.http.freshness import Freshness
 from proxy.http.vary import variant_key as vary_variant_key
 from proxy.request import Request
-from proxy.state import AppState
+from proxy.serve.state import AppState
 from routing.origins.base import OriginError
 from routing.rules import Route
 from transforms.image import (

@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:  # `python loadtests/bench/failover_bench.py` from
 
 from config.schema import HealthCheck, OutlierDetection  # noqa: E402
 from config.schema import HttpOrigin as HttpOriginSettings  # noqa: E402
-from proxy.metrics import Stats  # noqa: E402
+from proxy.serve.metrics import Stats  # noqa: E402
 from routing.groups import OriginGroup  # noqa: E402
 from routing.health import HealthChecker  # noqa: E402
 from routing.origins.base import OriginError, OriginRequest  # noqa: E402

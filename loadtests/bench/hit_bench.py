@@ -180,7 +180,7 @@ class Bench:
         config.write_text(
             CONFIG.format(host=HOST, port=port, access_log=access_log, root=self.objects)
         )
-        argv = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config)]
+        argv = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)]
         env = {"PYTHONPATH": str(source)} if source != ROOT else {}
         return Server(name, argv, port, self.tmp / f"edgeshield-{port}.log", env=env, cwd=source)
 

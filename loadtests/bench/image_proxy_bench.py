@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 threads=args.threads,
             )
         )
-        argv_ = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config)]
+        argv_ = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)]
         server = Server("edgeshield", argv_, port, tmp / "edgeshield.log")
         workers = ImageWorkers(settings)  # same process-wide libvips settings as the proxy
         try:

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 host=HOST, port=port, token=TOKEN, lurk_interval=args.lurk_interval, root=root
             )
         )
-        argv_ = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)]
+        argv_ = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(path)]
         server = Server("edgeshield", argv_, port, tmp / "lurker.log")
         server.start("/healthz")
         try:

@@ -512,7 +512,7 @@ class Bench:
                 image_threads=self.args.image_threads,
             )
         )
-        argv = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config)]
+        argv = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)]
         self.servers[ES] = Proc(ES, argv, port, self.tmp / "edgeshield.log")
         if self.args.thumbor:
             port = free_port()

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         config = tmp / "edgeshield.toml"
         config.write_text(CONFIG.format(host=HOST, port=port, secret=SECRET, root=tmp / "objects"))
-        argv_ = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config)]
+        argv_ = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)]
         server = Server("edgeshield", argv_, port, tmp / "edgeshield.log")
         server.start("/healthz")
         try:

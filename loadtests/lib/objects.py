@@ -138,8 +138,8 @@ def _object(item: Any, source: str) -> MediaObject:
 
 
 def demo_objects() -> ObjectSet:
-    """The `make run` demo set (proxy/demo.py), for a quick run against `make run`."""
-    from proxy import demo  # the edgeshield package: only needed for this case
+    """The `make run` demo set (proxy/demo/media.py), for a quick run against `make run`."""
+    from proxy.demo import media as demo  # the edgeshield package: only needed here
 
     images = tuple(
         MediaObject(

@@ -70,7 +70,7 @@ from proxy.cache.keys import split_url, url_of
 from proxy.cache.pacing import Pacer
 
 if TYPE_CHECKING:
-    from proxy.metrics import Stats
+    from proxy.serve.metrics import Stats
 
 __all__ = [
     "DEFAULT_MAX_BANS",

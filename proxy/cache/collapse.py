@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from proxy.metrics import Stats
+    from proxy.serve.metrics import Stats
 
 
 @dataclass(slots=True)

@@ -77,7 +77,7 @@ from proxy.cache.codec import (
 from proxy.cache.entry import Entry
 
 if TYPE_CHECKING:
-    from proxy.metrics import Stats
+    from proxy.serve.metrics import Stats
 
 __all__ = ["CHUNK_BYTES", "BodyStream", "DiskTier", "DiskTierBusy", "encode_header"]
 

@@ -9,7 +9,7 @@ from cachetools import Cache, LRUCache
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 
 if TYPE_CHECKING:
-    from proxy.metrics import Stats
+    from proxy.serve.metrics import Stats
 
 Stored = Entry | VaryIndex | Uncacheable
 

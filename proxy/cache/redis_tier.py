@@ -31,7 +31,7 @@ from proxy.cache.breaker import Breaker, State
 from proxy.cache.entry import Entry
 
 if TYPE_CHECKING:
-    from proxy.metrics import Stats
+    from proxy.serve.metrics import Stats
 
 log = logging.getLogger("edgeshield.redis")
 

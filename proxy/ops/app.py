@@ -1,5 +1,5 @@
 """The operations application: a Starlette app (its Router, Request and Responses)
-beside the raw-ASGI proxy. `EdgeShield.__call__` (proxy/app.py) hands it every request
+beside the raw-ASGI proxy. `EdgeShield.__call__` (proxy/serve/app.py) hands it every request
 on the admin listener and, on the main one, the paths in `PATHS`, `/_admin/*` and the
 `PURGE` method. Before routing, `access.gate` decides who may use what on which
 listener; after the answer, one access-log line with `outcome="ops"`."""
@@ -26,7 +26,7 @@ from proxy.ops.responses import error
 if TYPE_CHECKING:
     from proxy.disconnect import Receive
     from proxy.fastpath import HitFastPath
-    from proxy.state import AppState
+    from proxy.serve.state import AppState
 
 # The server's send; Starlette's own type says MutableMapping where the proxy's says dict.
 Send = Callable[[Any], Awaitable[None]]

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from proxy.ops.responses import TEXT, answer
 
 if TYPE_CHECKING:
-    from proxy.state import AppState
+    from proxy.serve.state import AppState
 
 
 async def healthz(state: AppState, request: Request) -> Response:

@@ -24,7 +24,7 @@ from proxy.purge.request import (
 
 if TYPE_CHECKING:
     from proxy.disconnect import Receive
-    from proxy.state import AppState
+    from proxy.serve.state import AppState
 
 
 async def purge(state: AppState, request: Request) -> Response:

@@ -1,6 +1,6 @@
 """The answers of the operations endpoints, as Starlette responses with exactly the
 fields given: never stored (`Cache-Control: no-store`), dated (uvicorn's own Date is
-off, proxy/cli.py), and to a HEAD the head alone, with the length of the body it
+off, proxy/serve/cli.py), and to a HEAD the head alone, with the length of the body it
 stands for."""
 
 from __future__ import annotations

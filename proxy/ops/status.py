@@ -28,7 +28,7 @@ from proxy.ops.responses import answer
 
 if TYPE_CHECKING:
     from proxy.fastpath import HitFastPath
-    from proxy.state import AppState
+    from proxy.serve.state import AppState
 
 HIT_OUTCOMES = frozenset({"hit", "stale"})
 LOOKUP_OUTCOMES = frozenset({"hit", "stale", "miss", "collapsed"})

@@ -14,7 +14,7 @@ from proxy.cache.keys import record_key, slice_key
 from proxy.fetch import HIT_FOR_MISS_SECONDS, STREAM_WINDOW, Timing, make_entry
 from proxy.http.freshness import Freshness
 from proxy.http.ranges import slice_content_range, slices_in
-from proxy.state import AppState
+from proxy.serve.state import AppState
 
 # In the record's origin fields: "<complete length> <slice size>".
 RECORD_FIELD = "x-edgeshield-slices"

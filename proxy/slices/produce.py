@@ -30,6 +30,7 @@ from proxy.http.ranges import (
     slice_range_field,
 )
 from proxy.request import Request
+from proxy.serve.state import AppState
 from proxy.slices.model import (
     NO_HEADERS,
     Rep,
@@ -44,7 +45,6 @@ from proxy.slices.model import (
     store_record,
     usable_slice,
 )
-from proxy.state import AppState
 from routing.origins.base import OriginError, OriginResponse
 from routing.rules import Route
 

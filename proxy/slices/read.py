@@ -18,9 +18,9 @@ from proxy.deliver import InMemory
 from proxy.fetch import join_or_start, refresh_in_background
 from proxy.http.ranges import slice_of
 from proxy.request import Request
+from proxy.serve.state import AppState
 from proxy.slices.model import NO_HEADERS, Rep, SliceFetch, usable_slice
 from proxy.slices.produce import start_slice_fetch
-from proxy.state import AppState
 from routing.rules import Route
 
 

@@ -29,9 +29,9 @@ from proxy.http import cache_status
 from proxy.http.conditionals import evaluate_preconditions, if_range_matches, stored_date
 from proxy.http.ranges import ByteRange, parse_range, start_hint, unsatisfied_range
 from proxy.request import Request
+from proxy.serve.state import AppState
 from proxy.slices.model import Rep, rep_of, usable_slice
 from proxy.slices.read import Changed, Piece, Reader, SliceBody, Tap, lookup
-from proxy.state import AppState
 from routing.origins.base import OriginError
 from routing.rules import Route
 

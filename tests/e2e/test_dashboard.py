@@ -1,5 +1,5 @@
 """docs/deploy/grafana/edgeshield.json: every query names only metrics and labels that
-edgeshield exposes (proxy/metrics.py, and a running proxy's /metrics), or that issue 4 is
+edgeshield exposes (proxy/serve/metrics.py, and a running proxy's /metrics), or that issue 4 is
 adding (COMING, listed here on purpose), so a typo cannot hide in a panel that would
 just stay empty."""
 
@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.metrics import SPEC
+from proxy.serve.metrics import SPEC
 from tests.support.proxy_server import REPO_ROOT, running_proxy
 
 DASHBOARD = REPO_ROOT / "docs" / "deploy" / "grafana" / "edgeshield.json"
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 # Sample names (with their labels) that work in progress is adding, listed on purpose;
-# once they are in proxy/metrics.py they count as existing. Empty: nothing is pending.
+# once they are in proxy/serve/metrics.py they count as existing. Empty: nothing is pending.
 COMING: dict[str, frozenset[str]] = {}
 # Labels Prometheus adds to every scraped series (the dashboard's variables use them).
 TARGET_LABELS = frozenset({"job", "instance"})
@@ -54,7 +54,7 @@ def _sample_names(kind: str, name: str) -> list[str]:
 
 
 def _existing() -> dict[str, frozenset[str]]:
-    """Sample name -> its labels, as proxy/metrics.py's collector renders them."""
+    """Sample name -> its labels, as proxy/serve/metrics.py's collector renders them."""
     out: dict[str, frozenset[str]] = {}
     for name, (kind, _, labels) in SPEC.items():
         for sample in _sample_names(kind, name):

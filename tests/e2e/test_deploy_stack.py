@@ -17,7 +17,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from proxy.demo import generate_demo
+from proxy.demo.media import generate_demo
 from tests.support.ports import free_port, wait_for_port
 from tests.support.proxy_server import REPO_ROOT, running_proxy
 from tests.support.redis_server import running_redis

@@ -29,7 +29,7 @@ def test_readme_round_trip(tmp_path: Path) -> None:
         for extra in ([], ["--prefix", "/private/video/", "--style", "path"]):
             out = subprocess.run(
                 [
-                    *(sys.executable, "-m", "proxy.cli", "sign", "/private/video/clip.mp4"),
+                    *(sys.executable, "-m", "proxy.serve.cli", "sign", "/private/video/clip.mp4"),
                     *("--ttl", "600", "--config", str(EXAMPLE), *extra),
                 ],
                 capture_output=True,

@@ -14,7 +14,7 @@ import pytest
 
 from config.schema import HealthCheck, OutlierDetection
 from config.schema import HttpOrigin as HttpOriginSettings
-from proxy.metrics import Stats
+from proxy.serve.metrics import Stats
 from routing.groups import AllOriginsDown, OriginGroup
 from routing.health import HealthChecker
 from routing.origins.base import OriginRequest, OriginResponse, OriginTimeout

@@ -1,5 +1,5 @@
 """/metrics of a real edgeshield with the disk tier: memory and disk rows side by side
-in the per-tier series, each series once (proxy/metrics.py `Stats.sample`)."""
+in the per-tier series, each series once (proxy/serve/metrics.py `Stats.sample`)."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def test_workers_share_metrics_and_write_an_access_log(
 
 def _check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "check-config", str(path)],
+        [sys.executable, "-m", "proxy.serve.cli", "check-config", str(path)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -121,7 +121,7 @@ def test_bad_config_never_starts_a_server(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[origins.a]\nkind = "ftp"\n[[routes]]\norigin = "a"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(bad), "--port", "0"],
+        [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(bad), "--port", "0"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

@@ -85,7 +85,15 @@ class ProxyServer:
         env = {**os.environ, **self.env}
         env.pop("EDGESHIELD_CONFIG", None)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "proxy.cli", "serve", "--port", str(self.port), *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "proxy.serve.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
         if self.config_text is not None:
             config = self._dir / "edgeshield.toml"
             config.write_text(self.config_text)

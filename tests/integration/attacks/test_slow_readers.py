@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from proxy.memory_tuning import TRIM_INTERVAL
+from proxy.serve.memory_tuning import TRIM_INTERVAL
 from tests.support.origin_server import OriginServer, gen_bytes, running_origin
 from tests.support.proxy_server import ProxyServer, running_proxy
 from tests.support.slow_readers import rss, settle, stalled_readers, wait_until

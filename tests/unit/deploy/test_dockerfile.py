@@ -153,7 +153,7 @@ def test_dockerignore_lets_in_exactly_what_is_copied() -> None:
     for source in sources:
         assert (REPO_ROOT / source).exists(), source
         assert not _ignored(source, patterns), f"{source} is copied but .dockerignore drops it"
-    for local in (".venv", ".git", "var", "tests", "proxy/__pycache__", "proxy/app.pyc"):
+    for local in (".venv", ".git", "var", "tests", "proxy/__pycache__", "proxy/serve/app.pyc"):
         assert _ignored(local, patterns), f"{local} would be sent to the build"
 
 

@@ -14,8 +14,8 @@ import pytest
 from starlette.routing import Route
 
 from config.loader import load_settings
-from proxy.app import EdgeShield
 from proxy.ops.app import PATHS
+from proxy.serve.app import EdgeShield
 from tests.support.asgi import Sink, receiver
 
 Message = dict[str, Any]

@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.loader import load_settings
-from proxy.app import EdgeShield
 from proxy.ops.page import PAGE
 from proxy.ops.status import fast_hits, response, status
 from proxy.ops.top_objects import MAX_KEY, TopObjects
+from proxy.serve.app import EdgeShield
 from tests.support.asgi import Sink, receiver
 
 Message = dict[str, Any]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import orjson
 
-from proxy.access_log import FLUSH_BYTES, AccessLog
+from proxy.serve.access_log import FLUSH_BYTES, AccessLog
 
 
 async def test_a_burst_is_written_whole_without_waiting_for_the_timer(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import imageio_ffmpeg
 import pytest
 import pyvips
 
-from proxy import demo
+from proxy.demo import media as demo
 
 IMAGE_SPECS = [*demo.PHOTOS, demo.LOGO]
 MEDIA_FILES = [spec.path for spec in IMAGE_SPECS] + [demo.VIDEO_PATH]

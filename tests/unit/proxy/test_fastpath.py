@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from config.loader import load_settings
-from proxy.app import EdgeShield
 from proxy.pipeline import handle
+from proxy.serve.app import EdgeShield
 from tests.support.asgi import Sink, receiver
 
 Message = dict[str, Any]

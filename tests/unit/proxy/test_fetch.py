@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from config.loader import load_settings
-from proxy.app import EdgeShield
 from proxy.cache.collapse import Fetch
 from proxy.fetch import join_or_start, new_fetch
 from proxy.http.forwarding import Forwarding
 from proxy.request import Request
-from proxy.state import AppState
+from proxy.serve.app import EdgeShield
+from proxy.serve.state import AppState
 from tests.support.asgi import Sink
 
 KEY = "example.test/a.txt"

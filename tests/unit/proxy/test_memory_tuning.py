@@ -1,4 +1,4 @@
-"""proxy/memory_tuning.py on glibc: large blocks are mapped and given back on free, and
+"""proxy/serve/memory_tuning.py on glibc: large blocks are mapped and given back on free, and
 the lifespan task frees what sits in reference cycles after a burst."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import platform
 
 import pytest
 
-from proxy.memory_tuning import Malloc, keep_trimmed, tuned_malloc
+from proxy.serve.memory_tuning import Malloc, keep_trimmed, tuned_malloc
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 

@@ -1,4 +1,4 @@
-"""Sampled series (proxy/metrics.py): each component registers its own rows once, where
+"""Sampled series (proxy/serve/metrics.py): each component registers its own rows once, where
 it is created; with the disk tier on, memory and disk rows share the per-tier series."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.loader import load_settings
-from proxy.app import EdgeShield
-from proxy.metrics import Stats
+from proxy.serve.app import EdgeShield
+from proxy.serve.metrics import Stats
 from tests.support.asgi import Sink
 
 Message = dict[str, Any]

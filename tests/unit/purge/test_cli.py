@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.cli import main as edgeshield
 from proxy.purge.cli import add_purge_parser, run_purge
+from proxy.serve.cli import main as edgeshield
 
 TOKEN = "purge-token-0123456789"
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from config.schema import HealthCheck, OutlierDetection
-from proxy.metrics import Stats
+from proxy.serve.metrics import Stats
 from routing.groups import AllOriginsDown, OriginGroup, failure_kind
 from routing.health import HealthChecker
 from routing.origins.base import (

@@ -10,7 +10,7 @@ import pytest
 
 from config.loader import ConfigError, check_config, load_settings
 from config.schema import Settings
-from proxy.metrics import Stats
+from proxy.serve.metrics import Stats
 from routing.groups import build_router
 from routing.origins import build_origin
 from routing.rules import build_route_table

@@ -15,8 +15,8 @@ from config.handoff import HANDOFF_VAR, handoff_value
 from config.loader import ConfigError, check_config, load_settings, origin_overrides
 from config.schema import FsOrigin, Settings
 from proxy.auth.cli import add_sign_parser, run_sign
-from proxy.logs import configure_logging
 from proxy.purge.cli import add_purge_parser, run_purge
+from proxy.serve.logs import configure_logging
 from transforms.image.imgix import preset_errors
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sign":
         return run_sign(args)
     if args.command == "demo":
-        from proxy.demo import generate_demo
+        from proxy.demo.media import generate_demo
 
         written = generate_demo(args.out, force=args.force)
         print(f"demo media in {args.out}: {len(written)} file(s) written")
@@ -104,7 +104,7 @@ def _ensure_demo(settings: Settings, *, embedded: bool) -> None:
         return
     for origin in settings.origins.values():
         if isinstance(origin, FsOrigin) and not origin.root.exists():
-            from proxy.demo import generate_demo
+            from proxy.demo.media import generate_demo
 
             generate_demo(origin.root)
 
@@ -113,7 +113,7 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
     """Serve. With several workers, each loads `path` + `overrides` again itself."""
     import uvicorn
 
-    from proxy.server_protocol import AuthorityKeepingProtocol
+    from proxy.serve.server_protocol import AuthorityKeepingProtocol
 
     server = settings.server
     options: dict[str, Any] = {
@@ -137,7 +137,7 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
     }
     admin = settings.admin
     if server.workers == 1:
-        from proxy.app import EdgeShield
+        from proxy.serve.app import EdgeShield
 
         if admin.port is None:
             uvicorn.run(EdgeShield(settings), **options)
@@ -155,11 +155,17 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
     try:
         if admin.port is None:
             uvicorn.run(
-                "proxy.app:app_from_environment", factory=True, workers=server.workers, **options
+                "proxy.serve.app:app_from_environment",
+                factory=True,
+                workers=server.workers,
+                **options,
             )
         else:
             config = uvicorn.Config(
-                "proxy.app:app_from_environment", factory=True, workers=server.workers, **options
+                "proxy.serve.app:app_from_environment",
+                factory=True,
+                workers=server.workers,
+                **options,
             )
             _serve_with_admin(config, settings)
     finally:

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.registry import CollectorRegistry
 
 from config.schema import Settings
-from proxy.access_log import AccessLog
 from proxy.auth.step import Guards
 from proxy.cache.collapse import Inflight
 from proxy.cache.disk import DiskTier
 from proxy.cache.redis_tier import RedisTier
 from proxy.cache.store import Cache
 from proxy.cdn_purge import CdnPurger
-from proxy.metrics import Stats, StatsCollector
 from proxy.ops.top_objects import TopObjects
 from proxy.purge.bus import PurgeBus
+from proxy.serve.access_log import AccessLog
+from proxy.serve.metrics import Stats, StatsCollector
 from routing.groups import OriginRouter
 from routing.origins.base import Origin
 from routing.rules import RouteTable

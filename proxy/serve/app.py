@@ -14,7 +14,6 @@ from typing import Any
 
 from config.handoff import settings_from_handoff
 from config.schema import Settings
-from proxy.access_log import AccessLog
 from proxy.auth.step import build_guards
 from proxy.cache.collapse import Inflight
 from proxy.cache.disk import DiskTier, DiskTierBusy
@@ -25,15 +24,16 @@ from proxy.cdn_purge import CdnPurger
 from proxy.deliver import Send, send_error
 from proxy.fastpath import HitFastPath
 from proxy.http.paths import normalize_path
-from proxy.logs import configure_logging
-from proxy.memory_tuning import keep_trimmed, tuned_malloc
-from proxy.metrics import Stats, build_registry
 from proxy.ops import app as ops
 from proxy.ops.access import is_admin_request, on_admin_listener
 from proxy.ops.purge import apply_remote
 from proxy.pipeline import Receive, handle
 from proxy.purge.bus import PurgeBus
-from proxy.state import AppState
+from proxy.serve.access_log import AccessLog
+from proxy.serve.logs import configure_logging
+from proxy.serve.memory_tuning import keep_trimmed, tuned_malloc
+from proxy.serve.metrics import Stats, build_registry
+from proxy.serve.state import AppState
 from proxy.upgrade import refuse_websocket
 from proxy.variants import build_images
 from routing.groups import build_router

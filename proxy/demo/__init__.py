@@ -1,0 +1,1 @@
+"""The demo media set that `make run` serves."""

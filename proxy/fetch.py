@@ -135,7 +135,6 @@ def origin_request(
 
 
 def _head(
-    state: AppState,
     route: Route,
     resp: OriginResponse,
     headers: list[tuple[str, str]],
@@ -185,7 +184,6 @@ class Timing:
 
 
 def origin_head(
-    state: AppState,
     route: Route,
     req: Request,
     resp: OriginResponse,
@@ -207,7 +205,6 @@ def origin_head(
         policy=route.freshness,
     )
     head = _head(
-        state,
         route,
         resp,
         headers if client_fields is None else client_fields,
@@ -260,7 +257,7 @@ def refresh_304(
     merged = merge_304(stale.origin_headers, resp.headers)
     fields = [h for h in merged if h[0] not in drop]
     freshness, head = origin_head(
-        state, route, req, resp, merged, t, status=stale.status, fwd="stale", client_fields=fields
+        route, req, resp, merged, t, status=stale.status, fwd="stale", client_fields=fields
     )
     head = replace(
         head,
@@ -402,7 +399,7 @@ async def produce(
             return
         fwd = "stale" if stale is not None else "miss"
         freshness, head = origin_head(
-            state, route, req, resp, resp.headers, t, status=resp.status, fwd=fwd
+            route, req, resp, resp.headers, t, status=resp.status, fwd=fwd
         )
         if head.vary:
             fetch.variant = variant_key(head.vary, req.headers)
@@ -520,7 +517,6 @@ async def produce_pass(
     fetch.answered_by = origin_name
     try:
         head = _head(
-            state,
             route,
             resp,
             resp.headers,

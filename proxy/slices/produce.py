@@ -111,7 +111,6 @@ async def produce_slice(job: _Job, stale: Entry | None) -> None:
             return
         ranged = resp.status == 206  # clients get no Content-Range of a slice's own
         freshness, head = origin_head(
-            state,
             route,
             req,
             resp,

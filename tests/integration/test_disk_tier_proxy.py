@@ -10,24 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.origin_server import OriginServer
-from tests.support.proxy_server import running_proxy
-
-
-def _config(origin: OriginServer, disk: Path) -> str:
-    return f"""
-[server]
-access_log = "off"
-[cache]
-memory_max_object_bytes = 4096
-[cache.disk]
-path = "{disk}"
-min_object_bytes = 4096
-[origins.main]
-kind = "http"
-url = "{origin.url}"
-[[routes]]
-origin = "main"
-"""
+from tests.support.proxy_server import disk_tier_config, running_proxy
 
 
 def _served(url: str, timeout: float = 30.0) -> httpx.Response:
@@ -45,7 +28,7 @@ def test_large_objects_are_served_from_disk_across_restarts(
     text = "0123456789abcdef" * 3200  # 51,200 bytes: over the memory tier's object limit
     body = text.encode()
     origin.script("/d/big.bin", body=text, headers={"cache-control": "max-age=300"})
-    config = _config(origin_server, tmp_path / "disk")
+    config = disk_tier_config(origin_server.url, tmp_path / "disk")
     with running_proxy(config) as proxy:
         first = httpx.get(proxy.url + "/d/big.bin")
         assert first.content == body and "fwd=miss" in first.headers["cache-status"]

@@ -54,6 +54,25 @@ def proxy_config(
     return "\n".join(lines) + "\n"
 
 
+def disk_tier_config(origin_url: str, disk: object) -> str:
+    """One http origin behind one route, objects over 4 KiB kept on the disk tier at
+    `disk` (memory takes only smaller ones)."""
+    return f"""
+[server]
+access_log = "off"
+[cache]
+memory_max_object_bytes = 4096
+[cache.disk]
+path = "{disk}"
+min_object_bytes = 4096
+[origins.main]
+kind = "http"
+url = "{origin_url}"
+[[routes]]
+origin = "main"
+"""
+
+
 class ProxyServer:
     def __init__(
         self,

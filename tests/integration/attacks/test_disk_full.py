@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.origin_server import OriginServer
-from tests.support.proxy_server import running_proxy
+from tests.support.proxy_server import disk_tier_config, running_proxy
 
 SIZE = 512 * 1024
 
@@ -27,23 +27,6 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _config(origin: OriginServer, disk: Path) -> str:
-    return f"""
-[server]
-access_log = "off"
-[cache]
-memory_max_object_bytes = 4096
-[cache.disk]
-path = "{disk}"
-min_object_bytes = 4096
-[origins.main]
-kind = "http"
-url = "{origin.url}"
-[[routes]]
-origin = "main"
-"""
 
 
 def _wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -60,7 +43,7 @@ def test_a_full_disk_is_never_claimed_as_stored(
     filler = small_fs / "filler"
     # Leave less room than the object needs (the tier's own lock file is tiny).
     filler.write_bytes(b"\0" * (2 * 1024 * 1024 - SIZE // 2))
-    with running_proxy(_config(origin_server, small_fs / "disk")) as proxy:
+    with running_proxy(disk_tier_config(origin_server.url, small_fs / "disk")) as proxy:
         url = proxy.url + "/full/a.bin"
         for n in (1, 2):
             r = httpx.get(url, timeout=30)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.origin_server import OriginServer, gen_bytes
-from tests.support.proxy_server import ProxyServer, running_proxy
+from tests.support.proxy_server import ProxyServer, proxy_config, running_proxy
 
 S = 64 * 1024  # the route's slice size
 SIZE = 200_000  # four slices, the last one short
@@ -23,20 +23,12 @@ HEADERS = {"cache-control": "max-age=60", "etag": '"v1"'}
 
 @pytest.fixture(scope="module")
 def proxy(origin_server: OriginServer) -> Iterator[ProxyServer]:
-    config = f"""
-[server]
-access_log = "off"
-[origins.main]
-kind = "http"
-url = "{origin_server.url}"
-first_byte_timeout = 2.0
-read_timeout = 2.0
-[[routes]]
-path_prefix = "/s"
-origin = "main"
-[routes.cache]
-slice_bytes = {S}
-"""
+    config = proxy_config(
+        origin_server.url,
+        route={"path_prefix": "/s"},
+        cache={"slice_bytes": S},
+        origin={"first_byte_timeout": 2.0, "read_timeout": 2.0},
+    )
     with running_proxy(config) as server:
         yield server
 

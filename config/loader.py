@@ -141,15 +141,17 @@ def check_config(
     return 0, "\n".join(lines)
 
 
-def origin_overrides(origin: str) -> dict[str, Any]:
+def origin_overrides(origin: str | None, default_ttl: float | None = None) -> dict[str, Any]:
     """Overrides for ``edgeshield serve --origin X`` (like ``varnishd -b``): an http(s) URL
     becomes one http origin, anything else must be an existing local folder (one fs
     origin). Either way one catch-all route with the default cache policy sends every
-    request there. Raises ``ConfigError`` for anything else."""
-    value = origin.strip()
+    request there; ``default_ttl`` (``--default-ttl``, like ``varnishd -t``) is its
+    freshness for answers without any. Raises ``ConfigError`` for anything else."""
+    value = (origin or "").strip()
     spec: dict[str, Any]
     if not value:
-        _origin_error("must not be empty: give an http(s):// URL or a local folder")
+        needed = " (--default-ttl applies to it)" if default_ttl is not None else ""
+        _origin_error(f"must not be empty: give an http(s):// URL or a local folder{needed}")
     if "://" in value:
         try:
             parts = urlsplit(value)
@@ -174,10 +176,10 @@ def origin_overrides(origin: str) -> dict[str, Any]:
         if not folder.is_dir():
             _origin_error(f"{value!r} is not a folder")
         spec = {"kind": "fs", "root": str(folder.resolve())}
-    return {
-        "origins": {CLI_ORIGIN_NAME: spec},
-        "routes": [{"host": "*", "path_prefix": "/", "origin": CLI_ORIGIN_NAME}],
-    }
+    route: dict[str, Any] = {"host": "*", "path_prefix": "/", "origin": CLI_ORIGIN_NAME}
+    if default_ttl is not None:
+        route["cache"] = {"default_ttl": default_ttl}
+    return {"origins": {CLI_ORIGIN_NAME: spec}, "routes": [route]}
 
 
 def format_path(loc: Iterable[str | int]) -> str:

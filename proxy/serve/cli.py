@@ -37,18 +37,31 @@ def main(argv: list[str] | None = None) -> int:
         "--origin",
         help="proxy and cache one origin, an http(s) URL or a folder (like varnishd -b)",
     )
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument(
+        "--default-ttl",
+        type=float,
+        metavar="SECONDS",
+        help="with --origin: how long answers without freshness information stay fresh "
+        "(like varnishd -t; default: the Last-Modified heuristic, else not stored)",
+    )
+    serve.add_argument("--host", help="address to listen on (default: [server] host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: [server] port, 8080)")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes (default: [server] workers, 1)"
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and print every error")
-    check.add_argument("files", type=Path, nargs="+", metavar="file")
+    check.add_argument(
+        "files", type=Path, nargs="+", metavar="file", help="TOML config file(s) to check"
+    )
 
     add_sign_parser(sub)
 
     demo = sub.add_parser("demo", help="generate the demo media folder")
-    demo.add_argument("--out", type=Path, default=Path("var/demo"))
-    demo.add_argument("--force", action="store_true")
+    demo.add_argument(
+        "--out", type=Path, default=Path("var/demo"), help="folder to write (default: var/demo)"
+    )
+    demo.add_argument("--force", action="store_true", help="write the files again if present")
 
     add_purge_parser(sub)
 
@@ -77,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     try:
-        if args.origin:
-            overrides.update(origin_overrides(args.origin))
+        if args.origin or args.default_ttl is not None:
+            overrides.update(origin_overrides(args.origin, args.default_ttl))
         server = {
             k: v
             for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))

@@ -21,6 +21,11 @@ ETag and Last-Modified, answering 304 (validators only, no body) or 412, so a ca
 revalidating a stale entry does not re-read the whole file. Text types (`text/*`,
 `application/javascript`, `application/json`) are labelled `charset=utf-8`.
 
+A root that is missing, not a folder or unreadable is a configuration mistake, not a
+folder of missing files: it is logged as a warning when the origin is made, `/readyz`
+reports it (`root_problem`), and requests that find nothing answer 502 ("root folder
+missing") rather than a 404 the cache would keep.
+
 All filesystem calls run in worker threads, so a slow disk never blocks the event loop.
 Small files are read whole while the file is opened; larger ones stream in 256 KiB
 chunks, one thread hop per chunk.
@@ -40,7 +45,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
 from proxy.http.conditionals import NOT_MODIFIED_FIELDS, evaluate_preconditions
-from routing.origins.base import BadOriginPath, OriginBodyError, OriginRequest
+from routing.origins.base import BadOriginPath, OriginBodyError, OriginRequest, OriginUnavailable
 
 log = logging.getLogger("edgeshield.origins.fs")
 
@@ -209,6 +214,24 @@ class FsOrigin:
         self.name = name
         self.root = Path(root)
         self._real_root = os.path.realpath(root)
+        problem = self.root_problem()
+        if problem is not None:
+            log.warning("origin %s: %s: %s", name, problem, self.root)
+
+    def root_problem(self) -> str | None:
+        """Why nothing below the root can be served (short, no path), or None. A few
+        syscalls: callers on the event loop run it in a thread."""
+        try:
+            st = os.stat(self._real_root)
+        except FileNotFoundError:
+            return "root folder missing"
+        except OSError:
+            return "root folder unreadable"
+        if not stat.S_ISDIR(st.st_mode):
+            return "root is not a folder"
+        if not os.access(self._real_root, os.R_OK | os.X_OK):
+            return "root folder unreadable"
+        return None
 
     async def fetch(self, request: OriginRequest) -> FsResponse:
         method = request.method.upper()
@@ -223,6 +246,10 @@ class FsOrigin:
         slash = request.path.endswith("/")
         found = await asyncio.to_thread(self._open, parts, method, fields, slash)
         if found is None:
+            # A missing root is the origin's failure, not a 404 to keep for every path.
+            problem = await asyncio.to_thread(self.root_problem)
+            if problem is not None:
+                raise OriginUnavailable(self.name, problem)
             return self._text(404, _NOT_FOUND, head=head)
         if isinstance(found, _Redirect):
             return self._redirect(parts, request.query)

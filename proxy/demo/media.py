@@ -25,7 +25,7 @@ import pyvips
 log = logging.getLogger("edgeshield.demo")
 
 # Bump whenever the generated content changes, so existing demo folders get rebuilt.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 MANIFEST_NAME = ".demo-version"
 
 VIDEO_SECONDS = 6
@@ -452,24 +452,31 @@ def _hello_text() -> str:
     )
 
 
+# What each tile shows: the original, an imgix-style query variant (the tile image) and a
+# Cloudflare-style path variant (a square thumbnail), both negotiated to AVIF/WebP.
+TILE_WIDTH = 480
+THUMB_SIDE = 120
+
+
+def imgix_url(rel: str) -> str:
+    """The tile image: `rel` resized to the tile with imgix query parameters."""
+    return f"{rel}?w={TILE_WIDTH}&auto=format,compress"
+
+
+def cloudflare_url(rel: str) -> str:
+    """The thumbnail: a square crop of `rel` in Cloudflare's /cdn-cgi/image/ path syntax
+    (relative, since the page sits at the site root), twice the shown size for HiDPI."""
+    side = THUMB_SIDE * 2
+    return f"cdn-cgi/image/width={side},height={side},fit=cover,format=auto/{rel}"
+
+
 def _index_html(out: Path, codecs: str) -> str:
-    """Self-contained page (inline CSS, no external assets, relative links only)."""
+    """Self-contained page (inline CSS and script, no external assets, relative links)."""
 
     def size_of(rel: str) -> str:
         return _human_size((out / rel).stat().st_size)
 
-    figures: list[str] = []
-    for spec in (*PHOTOS, LOGO):
-        rel = html.escape(spec.path)
-        # Cap the displayed size; width/height let the browser reserve space before loading.
-        shown_w = min(spec.width, 480)
-        shown_h = round(spec.height * shown_w / spec.width)
-        figures.append(
-            f'<figure><a href="{rel}"><img src="{rel}" width="{shown_w}" height="{shown_h}" '
-            f'alt="{html.escape(spec.alt)}" loading="lazy"></a>'
-            f'<figcaption><a href="{rel}">{rel}</a> &middot; {spec.width}&times;{spec.height}'
-            f" &middot; {size_of(spec.path)}</figcaption></figure>"
-        )
+    figures = [_tile(spec, size_of(spec.path)) for spec in (*PHOTOS, LOGO)]
     vw, vh = VIDEO_SIZE
     video_rel = html.escape(VIDEO_PATH)
     return _PAGE.format(
@@ -481,7 +488,55 @@ def _index_html(out: Path, codecs: str) -> str:
         seconds=VIDEO_SECONDS,
         codecs=html.escape(codecs),
         hello=html.escape(HELLO_PATH),
+        script=_PROBE_SCRIPT,
     )
+
+
+def _tile(spec: ImageSpec, original_size: str) -> str:
+    """One image: the transformed variants shown, every URL listed with what it weighs."""
+    rel = html.escape(spec.path)
+    query, path = html.escape(imgix_url(spec.path)), html.escape(cloudflare_url(spec.path))
+    # width/height let the browser reserve space before loading.
+    shown_w = min(spec.width, TILE_WIDTH)
+    shown_h = round(spec.height * shown_w / spec.width)
+    alt = html.escape(spec.alt)
+
+    def row(label: str, url: str, text: str) -> str:
+        return (
+            f'<tr><th>{label}</th><td><a href="{url}"><code>/{url}</code></a></td>'
+            f'<td data-probe="{url}">{text}</td></tr>'
+        )
+
+    rows = [
+        row(f"original, {spec.width}&times;{spec.height}", rel, original_size),
+        row("imgix query", query, "&hellip;"),
+        row("Cloudflare path", path, "&hellip;"),
+    ]
+    return (
+        f'<figure><div class="shots"><a href="{query}"><img src="{query}" width="{shown_w}" '
+        f'height="{shown_h}" alt="{alt}, resized" loading="lazy"></a>'
+        f'<a href="{path}"><img src="{path}" width="{THUMB_SIDE}" height="{THUMB_SIDE}" '
+        f'alt="{alt}, square crop" loading="lazy"></a></div>'
+        f"<figcaption><table>{''.join(rows)}</table></figcaption></figure>"
+    )
+
+
+# Fills each [data-probe] cell with what the server answers that URL with: the bytes and
+# the negotiated format, asked with the Accept header a current browser sends for images.
+_PROBE_SCRIPT = """
+  const ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+  const kib = (n) => n < 1024 ? n + " B" : n < 1048576 ? (n / 1024).toFixed(1) + " KiB"
+    : (n / 1048576).toFixed(1) + " MiB";
+  for (const cell of document.querySelectorAll("[data-probe]")) {
+    fetch(cell.dataset.probe, {method: "HEAD", headers: {accept: ACCEPT}}).then((r) => {
+      const bytes = Number(r.headers.get("content-length"));
+      const type = (r.headers.get("content-type") || "?").split(";")[0];
+      const status = r.headers.get("cache-status") || "";
+      cell.textContent = r.ok ? kib(bytes) + " \u00b7 " + type
+        + (status.includes("hit") ? " \u00b7 cache hit" : "") : "HTTP " + r.status;
+    }).catch(() => { cell.textContent = "unreachable"; });
+  }
+"""
 
 
 _PAGE = """<!doctype html>
@@ -504,7 +559,13 @@ _PAGE = """<!doctype html>
              grid-template-columns: repeat(auto-fill, minmax(18rem, 1fr)); }}
     figure {{ margin: 0; }}
     img, video {{ max-width: 100%; height: auto; border-radius: 6px; display: block; }}
-    figcaption {{ font-size: .85rem; opacity: .8; }}
+    figcaption {{ font-size: .85rem; }}
+    .shots {{ display: flex; gap: .5rem; align-items: flex-start; }}
+    .shots a:first-child {{ flex: 1; min-width: 0; }}
+    table {{ border-collapse: collapse; width: 100%; }}
+    th, td {{ text-align: left; padding: .1rem .4rem .1rem 0; vertical-align: top; }}
+    th {{ font-weight: normal; opacity: .7; white-space: nowrap; }}
+    td code {{ word-break: break-all; }}
   </style>
 </head>
 <body>
@@ -517,6 +578,7 @@ _PAGE = """<!doctype html>
   <pre>curl -sI http://127.0.0.1:8080/{hello}
 curl -sI http://127.0.0.1:8080/images/landscape-1280.jpg</pre>
   <p>Proxy endpoints (this page sits at the site root, so relative links reach them):
+    <a href="_admin">/_admin</a> (status: origins, hit ratios, top objects) &middot;
     <a href="metrics">/metrics</a> (Prometheus) &middot; <a href="healthz">/healthz</a>
     &middot; plain text: <a href="{hello}">{hello}</a></p>
 
@@ -531,9 +593,17 @@ curl -sI http://127.0.0.1:8080/images/landscape-1280.jpg</pre>
   </figure>
 
   <h2>Images</h2>
+  <p>The originals are camera-sized files. The tiles are variants the proxy makes from
+    them on the fly, in either URL syntax: imgix query parameters
+    (<code>?w=480&amp;auto=format,compress</code>) and Cloudflare's path options
+    (<code>/cdn-cgi/image/width=240,height=240,fit=cover,format=auto/&hellip;</code>).
+    Each is resized with libvips, encoded as AVIF or WebP when the browser accepts them
+    (<code>Vary: Accept</code>), and cached like any other object. The sizes and formats
+    below are what the proxy answers a browser's image request with.</p>
   <div class="grid">
       {figures}
   </div>
+  <script>{script}</script>
 </body>
 </html>
 """

@@ -5,12 +5,15 @@ path must not, so requests bump plain ints here (one event loop per process owns
 and a custom collector turns them into metric families when /metrics is scraped.
 
 With `--workers N`, every worker writes its snapshot to `metrics_dir/<pid>.json` once a
-second and right before it answers a scrape; /metrics in any worker sums all snapshots
-(counters and histograms from every worker that ever ran, gauges from live ones only),
-which is what prometheus-client's multiprocess mode does with its mmap files."""
+second and right before it answers a scrape; /metrics in any worker merges all snapshots
+the way prometheus-client's multiprocess mode merges its mmap files: counters and
+histograms summed over every worker that ever ran, each gauge over the live ones by its
+mode (`GAUGE_MODES`), and the `process_*` series of each live worker under a `pid` label
+(a process's CPU time and memory are not summable across processes)."""
 
 from __future__ import annotations
 
+import operator
 import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,6 +28,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -158,6 +162,30 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
 }
 
 
+# How the live workers' values of each gauge combine, named as prometheus-client's
+# multiprocess modes: what the value means decides it.
+GAUGE_MODES: dict[str, str] = {
+    # Each worker has its own memory tier, disk share, fetches and image pool: the
+    # server holds the sum.
+    "edgeshield_cache_bytes": "livesum",
+    "edgeshield_cache_entries": "livesum",
+    "edgeshield_inflight_fetches": "livesum",
+    "edgeshield_image_workers_busy": "livesum",
+    # Each worker probes and ejects on its own: the origin is up when no worker has it
+    # down (1 with every worker agreeing, never 2).
+    "edgeshield_origin_up": "livemin",
+    # Each worker has its own breaker: non-zero when any of them is not closed.
+    "edgeshield_redis_circuit_state": "livemax",
+    # Every worker checks the bans it heard of: the most any worker checks.
+    "edgeshield_bans": "livemax",
+}
+_COMBINE: dict[str, Callable[[float, float], float]] = {
+    "livesum": operator.add,
+    "livemax": max,
+    "livemin": min,
+}
+
+
 class Stats:
     """Per-process counters. Owned by the app state; no module-level instance."""
 
@@ -250,11 +278,16 @@ def _merge_rows(readers: Iterable[Reader]) -> dict[Labels, float]:
     return rows
 
 
+def _alive(snap: dict[str, Any]) -> bool:
+    pid = snap.get("pid", -1)
+    return bool(pid == os.getpid() or psutil.pid_exists(pid))
+
+
 def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, dict[Labels, Any]]:
-    """Sum snapshots series by series; gauges only from processes still alive."""
+    """Counters and histograms summed; gauges only from processes still alive, combined
+    by their GAUGE_MODES."""
     out: dict[str, dict[Labels, Any]] = {name: {} for name in SPEC}
     for snap in snapshots:
-        alive = snap.get("pid") == os.getpid() or psutil.pid_exists(snap.get("pid", -1))
         for name, rows in snap.get("counters", {}).items():
             for labels, value in rows:
                 key = tuple(labels)
@@ -270,24 +303,58 @@ def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, dict[Labels, Any]]:
                         [a + b for a, b in zip(prev[0], counts, strict=True)],
                         prev[1] + total,
                     )
-        if alive:
+        if _alive(snap):
             for name, rows in snap.get("gauges", {}).items():
+                combine = _COMBINE[GAUGE_MODES[name]]
                 for labels, value in rows:
                     key = tuple(labels)
-                    out[name][key] = out[name].get(key, 0) + value
+                    prev = out[name].get(key)
+                    out[name][key] = value if prev is None else combine(prev, value)
     return out
+
+
+def process_rows(process: Collector) -> list[list[Any]]:
+    """This process's `process_*` families, for its snapshot."""
+    return [
+        [
+            family.name,
+            family.type,
+            family.documentation,
+            [[s.name, s.value] for s in family.samples],
+        ]
+        for family in process.collect()
+    ]
+
+
+def process_families(snapshots: Iterable[dict[str, Any]]) -> Iterator[Metric]:
+    """Every live worker's `process_*` series under its `pid` label, as prometheus-client's
+    `liveall` gauges: CPU time, memory and descriptors belong to one process each."""
+    families: dict[str, Metric] = {}
+    live = sorted((s for s in snapshots if _alive(s)), key=lambda s: int(s.get("pid", 0)))
+    for snap in live:
+        pid = str(snap["pid"])
+        for name, kind, doc, samples in snap.get("process", ()):
+            family = families.get(name)
+            if family is None:
+                family = families[name] = Metric(name, doc, kind)
+            for sample_name, value in samples:
+                family.add_sample(sample_name, {"pid": pid}, value)
+    yield from families.values()
 
 
 class StatsCollector(Collector):
     def __init__(self, stats: Stats, metrics_dir: Path | None) -> None:
         self.stats = stats
         self.metrics_dir = metrics_dir
+        self.process = ProcessCollector(registry=None)
 
     def write_snapshot(self) -> None:
         if self.metrics_dir is None:
             return
+        snap = self.stats.snapshot()
+        snap["process"] = process_rows(self.process)
         tmp = self.metrics_dir / f".{os.getpid()}.tmp"
-        tmp.write_bytes(orjson.dumps(self.stats.snapshot()))
+        tmp.write_bytes(orjson.dumps(snap))
         os.replace(tmp, self.metrics_dir / f"{os.getpid()}.json")
 
     def _snapshots(self) -> list[dict[str, Any]]:
@@ -303,7 +370,8 @@ class StatsCollector(Collector):
         return snaps
 
     def collect(self) -> Iterator[Metric]:
-        merged = merge(self._snapshots())
+        snapshots = self._snapshots()
+        merged = merge(snapshots)
         for name, (kind, doc, label_names) in SPEC.items():
             series = merged[name]
             family: Metric
@@ -324,6 +392,10 @@ class StatsCollector(Collector):
                         buckets.append((_bound(bound), cumulative))
                     family.add_metric(list(labels), buckets, total)
             yield family
+        if self.metrics_dir is None:
+            yield from self.process.collect()  # the one process that serves
+        else:
+            yield from process_families(snapshots)
 
 
 def _bound(value: float) -> str:

@@ -11,7 +11,7 @@ Pipeline integration (see docs/images.md):
 """
 
 from transforms.image.cloudflare import parse_cloudflare_path
-from transforms.image.errors import ImageLimitError, ImageOptionError, Overloaded
+from transforms.image.errors import ImageLimitError, ImageOptionError, KeepOriginal, Overloaded
 from transforms.image.imgix import parse_query
 from transforms.image.negotiate import (
     SourceInfo,
@@ -34,6 +34,7 @@ __all__ = [
     "ImageOptionError",
     "ImageOptions",
     "ImageWorkers",
+    "KeepOriginal",
     "Overloaded",
     "SourceInfo",
     "TransformResult",

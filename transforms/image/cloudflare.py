@@ -35,6 +35,8 @@ SUPPORTED = (
     "background",
     "blur",
     "sharpen",
+    "contrast",
+    "saturation",
     "metadata",
     "anim",
     "rotate",
@@ -82,6 +84,10 @@ FLIPS = {"h": "h", "v": "v", "hv": "hv", "vh": "hv"}
 MAX_DPR = 3.0
 MAX_BLUR = 250
 MAX_OPTIONS = 40
+# Cloudflare's contrast and saturation are factors (1 unchanged, 0 flat grey / greyscale);
+# the engine's are imgix's -100..100.
+MAX_CONTRAST = 10.0
+MAX_SATURATION = 2.0
 
 
 def parse_cloudflare_path(
@@ -185,6 +191,10 @@ def _fields(params: Mapping[str, str], spelt: Mapping[str, str]) -> dict[str, An
         fields["blur"] = number("blur", text, 0, MAX_BLUR) / 2
     if (text := get("sharpen")) is not None:
         fields["sharpen"] = number("sharpen", text, 0, 10)
+    if (text := get("contrast")) is not None:
+        fields["contrast"] = contrast_from_factor(number("contrast", text, 0, MAX_CONTRAST))
+    if (text := get("saturation")) is not None:
+        fields["saturation"] = (number("saturation", text, 0, MAX_SATURATION) - 1) * 100
     if (text := get("metadata")) is not None:
         fields["metadata"] = choice("metadata", text, METADATA)
     if (text := get("anim")) is not None:
@@ -196,6 +206,12 @@ def _fields(params: Mapping[str, str], spelt: Mapping[str, str]) -> dict[str, An
     if (text := get("lqip")) is not None:
         fields["lqip"] = boolean("lqip", text)
     return fields
+
+
+def contrast_from_factor(factor: float) -> float:
+    """The imgix ``con`` whose contrast factor (steps/adjust.py) is ``factor``."""
+    c = 66045 * (factor - 1) / (259 + 255 * factor)
+    return max(-100.0, min(100.0, c / 2.55))
 
 
 def _gravity(option: str, text: str) -> Gravity:

@@ -98,4 +98,5 @@ def renders_frames(work: Work) -> bool:
         or (plan.canvas_w, plan.canvas_h) != (plan.crop_w, plan.crop_h)
         or options.blur > 0
         or options.sharpen > 0
+        or options.adjusted
     )

@@ -46,6 +46,14 @@ class ImageLimitError(Exception):
         return f"{self.status}: {self.reason}"
 
 
+class KeepOriginal(ImageLimitError):
+    """A plain URL's negotiated conversion does not apply to this source (see
+    steps/keep_original.py): the proxy answers the original bytes instead."""
+
+    def __init__(self, reason: str):
+        super().__init__(422, reason)
+
+
 class Overloaded(Exception):
     """Every worker is busy and the queue is full: answer 503 with Retry-After."""
 

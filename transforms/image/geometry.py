@@ -33,6 +33,10 @@ def plan(src_w: int, src_h: int, options: ImageOptions, max_w: int, max_h: int) 
     down to fit instead."""
     box_w, box_h = options.device_width, options.device_height
     fit = options.fit
+    if box_w is None and box_h is None and options.aspect is not None:
+        # Like a source asked for no size: scaled down to the largest output if need be.
+        box_w, box_h = reframe(src_w, src_h, options.aspect, pad=fit is Fit.PAD)
+        box_w, box_h = _scaled(box_w, box_h, min(1.0, max_w / box_w, max_h / box_h))
     if box_w is None and box_h is None:
         scale = min(1.0, max_w / src_w, max_h / src_h)
         rw, rh = _scaled(src_w, src_h, scale)
@@ -74,6 +78,14 @@ def plan(src_w: int, src_h: int, options: ImageOptions, max_w: int, max_h: int) 
             cw, ch = min(rw, box_w), min(rh, box_h)
         result = Plan(rw, rh, cw, ch, cw, ch)
     return _checked(result, max_w, max_h)
+
+
+def reframe(src_w: int, src_h: int, aspect: float, *, pad: bool) -> tuple[int, int]:
+    """The box of ``aspect`` (width / height) for a source at its own size: the largest
+    one inside it (a crop), or with ``pad`` the smallest one holding it."""
+    if pad:
+        return max(src_w, _side(src_h * aspect)), max(src_h, _side(src_w / aspect))
+    return min(src_w, _side(src_h * aspect)), min(src_h, _side(src_w / aspect))
 
 
 def _scaled(w: int, h: int, scale: float) -> tuple[int, int]:

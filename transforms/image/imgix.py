@@ -5,7 +5,7 @@
 Only imgix parameter names count: a query without any is not an image request
 (``parse_query`` returns None and the URL is served untouched), other query parameters
 (cache busters, signatures) are ignored. imgix parameters this engine does not implement
-(``bri``, ``txt``, ``fp-z`` ...) are refused with 400 instead of being silently dropped.
+(``txt``, ``fp-z``, ``usm`` ...) are refused with 400 instead of being silently dropped.
 """
 
 from __future__ import annotations
@@ -17,14 +17,18 @@ from urllib.parse import parse_qsl
 from transforms.image.colors import IMGIX_ALLOWED, parse_imgix_color
 from transforms.image.errors import ImageOptionError
 from transforms.image.options import (
+    MAX_ASPECT,
     MAX_DIMENSION,
     MAX_DPR,
+    MIN_ASPECT,
     Fit,
     Gravity,
     ImageOptions,
+    Metadata,
+    Profile,
     RequestedFormat,
 )
-from transforms.image.parsing import boolean, check_policy, choice, integer, number
+from transforms.image.parsing import boolean, check_policy, choice, integer, number, signed
 
 if TYPE_CHECKING:
     from config.images import ImageSettings, PresetValue
@@ -44,6 +48,12 @@ SUPPORTED = (
     "blur",
     "sharp",
     "bg",
+    "ar",
+    "fill",
+    "fill-color",
+    "bri",
+    "con",
+    "sat",
     "rot",
     "flip",
     "rect",
@@ -57,16 +67,12 @@ ALIASES = {"width": "w", "height": "h", "f": "fit"}
 # imgix rendering parameters that exist but are not implemented here: refused (400).
 UNSUPPORTED = frozenset(
     {
-        "ar",
-        "bri",
-        "con",
         "exp",
         "gam",
         "high",
         "hue",
         "invert",
         "inv",
-        "sat",
         "shad",
         "usm",
         "usmrad",
@@ -84,8 +90,6 @@ UNSUPPORTED = frozenset(
         "faceindex",
         "facepad",
         "faces",
-        "fill",
-        "fill-color",
         "fillcolor",
         "chromasub",
         "colorquant",
@@ -150,7 +154,17 @@ FORMATS: dict[str, tuple[RequestedFormat, bool | None]] = {
 }
 AUTO = ("format", "compress")
 FLIPS = {"h": "h", "v": "v", "hv": "hv", "vh": "hv"}
-COLOR_SPACES = {"srgb": "icc", "strip": "none"}
+# cs -> (metadata, profile). libvips' own sRGB profile is already a compact one (480
+# bytes), so tinysrgb is srgb; origin keeps an RGB source's profile and pixels.
+COLOR_SPACES: dict[str, tuple[Metadata, Profile]] = {
+    "origin": ("icc", ""),
+    "srgb": ("icc", "srgb"),
+    "tinysrgb": ("icc", "srgb"),
+    "strip": ("none", ""),
+}
+FILLS = {"solid": "solid"}
+# bri, con, sat: -100..100, 0 unchanged (imgix's ranges).
+ADJUSTMENTS = {"bri": "brightness", "con": "contrast", "sat": "saturation"}
 MAX_BLUR = 2000
 MAX_SHARP = 100
 
@@ -233,7 +247,18 @@ def parse_params(params: Mapping[str, str], spelt: Mapping[str, str]) -> ImageOp
     if (text := get("rect")) is not None:
         fields["rect"] = _rect(text)
     if (text := get("cs")) is not None:
-        fields["metadata"] = choice("cs", text, COLOR_SPACES)
+        fields["metadata"], fields["profile"] = choice("cs", text, COLOR_SPACES)
+    if (text := get("ar")) is not None:
+        fields["aspect"] = aspect_ratio("ar", text)
+    fill = choice("fill", text, FILLS) if (text := get("fill")) is not None else "solid"
+    if (text := get("fill-color")) is not None and fill == "solid":
+        color = parse_imgix_color(text)
+        if color is None:
+            raise ImageOptionError("fill-color", IMGIX_ALLOWED, text)
+        fields["fill"] = color
+    for key, field in ADJUSTMENTS.items():
+        if (text := get(key)) is not None:
+            fields[field] = signed(key, text, 100)
     if (text := get("frame")) is not None:
         integer("frame", text, 1, 1)
         fields["anim"] = False
@@ -310,6 +335,22 @@ def _gravity(crop: str | None, fp_x: str | None, fp_y: str | None) -> Gravity:
     x = 0.5 + 0.5 * (("right" in modes) - ("left" in modes))
     y = 0.5 + 0.5 * (("bottom" in modes) - ("top" in modes))
     return Gravity("point", x, y)
+
+
+def aspect_ratio(option: str, text: str) -> float:
+    """imgix ``ar=W:H`` (positive numbers, ``16:9``, ``0.85:1``) -> W / H."""
+    allowed = f"W:H, two positive numbers with W/H from {MIN_ASPECT:g} to {MAX_ASPECT:g}"
+    width, colon, height = text.partition(":")
+    try:
+        if not colon:
+            raise ImageOptionError(option, allowed, text)
+        w = number(option, width, 0, 1e6, open_low=True)
+        h = number(option, height, 0, 1e6, open_low=True)
+    except ImageOptionError:
+        raise ImageOptionError(option, allowed, text) from None
+    if not MIN_ASPECT <= w / h <= MAX_ASPECT:
+        raise ImageOptionError(option, allowed, text)
+    return w / h
 
 
 def _rect(text: str) -> tuple[int, int, int, int]:

@@ -17,10 +17,16 @@ MAX_DIMENSION = 8192
 MAX_DPR = 5.0
 MAX_BLUR_SIGMA = 250.0
 MAX_SHARPEN = 10.0
+# Aspect ratios (width / height) accepted by imgix `ar`.
+MIN_ASPECT = 0.01
+MAX_ASPECT = 100.0
 
 RequestedFormat = Literal["auto", "jpeg", "png", "webp", "avif", "gif", "json"]
 OutputFormat = Literal["jpeg", "png", "webp", "avif", "gif", "json"]
 Metadata = Literal["none", "icc", "copyright", "keep"]
+# "": as `metadata` says (none: sRGB, untagged; otherwise the source's RGB profile kept);
+# "srgb": converted to sRGB and tagged with libvips' compact (480 byte) sRGB profile.
+Profile = Literal["", "srgb"]
 Flip = Literal["", "h", "v", "hv"]
 Rgba = tuple[int, int, int, int]
 Rect = tuple[int, int, int, int]
@@ -104,13 +110,27 @@ class ImageOptions:
     # Fill for transparency (when the output has none, or `background` is given), for
     # the padding of fit=pad and the corners of free rotation. RGBA, 0..255.
     background: Rgba | None = None
+    # The padding of fit=pad only (imgix fill=solid&fill-color); None: `background`.
+    fill: Rgba | None = None
+    # Width / height of the box when the fit crops or pads (imgix `ar`); with one side
+    # given the other is derived, with neither the box is the source's, reframed.
+    aspect: float | None = None
+    # imgix adjustments, each -100..100 with 0 unchanged: brightness (an offset, 100 is
+    # white), contrast (100 is a threshold, -100 flat grey), saturation (-100 is grey).
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
     # Clockwise degrees, 0..359. Right angles turn the source before resizing (sizes
     # refer to the rotated image); other angles turn the result.
     rotate: int = 0
     flip: Flip = ""
     metadata: Metadata = "none"
+    profile: Profile = ""
     anim: bool = True
     lqip: bool = False
+    # A plain URL on a route with `auto_format`: the same pixels in a better format, or
+    # the original bytes when that cannot be had (see steps/keep_original.py).
+    original: bool = False
 
     def __post_init__(self) -> None:
         _normalise(self)
@@ -128,6 +148,11 @@ class ImageOptions:
                 continue
             parts.append(f"{_KEY_NAMES[f.name]}={_key_value(value)}")
         return "img1:" + ",".join(parts)
+
+    @property
+    def adjusted(self) -> bool:
+        """Brightness, contrast or saturation change the pixels."""
+        return bool(self.brightness or self.contrast or self.saturation)
 
     @property
     def device_width(self) -> int | None:
@@ -156,11 +181,18 @@ _KEY_NAMES = {
     "blur": "blur",
     "sharpen": "sharp",
     "background": "bg",
+    "fill": "fill",
+    "aspect": "ar",
+    "brightness": "bri",
+    "contrast": "con",
+    "saturation": "sat",
     "rotate": "rot",
     "flip": "flip",
     "metadata": "meta",
+    "profile": "cs",
     "anim": "anim",
     "lqip": "lqip",
+    "original": "orig",
 }
 
 
@@ -175,6 +207,8 @@ def _normalise(o: ImageOptions) -> None:
     put("dpr", round(float(o.dpr), 3))
     put("blur", round(float(o.blur), 1))
     put("sharpen", round(float(o.sharpen), 2))
+    for name in ("brightness", "contrast", "saturation"):
+        put(name, round(float(getattr(o, name)), 1))
     put("rotate", int(o.rotate) % 360)
     if o.format == "json":
         # JSON describes the source; nothing else changes the answer.
@@ -187,14 +221,19 @@ def _normalise(o: ImageOptions) -> None:
         for name in ("width", "height", "dpr", "quality", "compress", "blur", "sharpen"):
             put(name, _DEFAULTS[name])
         put("fit", Fit.SCALE_DOWN)
+    _normalise_aspect(o)
     if o.width is None and o.height is None:
-        put("fit", Fit.SCALE_DOWN)
+        if o.aspect is None:
+            put("fit", Fit.SCALE_DOWN)
         put("dpr", 1.0)
     elif o.width is None or o.height is None:
         # With one side given every fit keeps the aspect ratio.
         put("fit", Fit.SCALE_DOWN if o.fit in DOWN_ONLY else Fit.CONTAIN)
-    if o.fit not in CROPPING or o.width is None or o.height is None:
+    boxed = (o.width is not None and o.height is not None) or o.aspect is not None
+    if o.fit not in CROPPING or not boxed:
         put("gravity", CENTER)
+    if o.fit is not Fit.PAD or o.fill == o.background:
+        put("fill", None)
     if o.quality is not None:
         put("compress", False)
     if o.format in ("png", "gif"):
@@ -206,6 +245,29 @@ def _normalise(o: ImageOptions) -> None:
         put("progressive", None)
     if o.background is not None:
         put("background", tuple(int(c) for c in o.background))
+    if o.fill is not None:
+        put("fill", tuple(int(c) for c in o.fill))
+    if o.profile and o.metadata == "none":
+        put("metadata", "icc")  # the profile is written, so the saver keeps ICC
+
+
+def _normalise_aspect(o: ImageOptions) -> None:
+    """`ar` acts with the fits that crop or pad (as on imgix). With one side given it
+    only says the other, so ``w=280&ar=2:1`` is ``w=280&h=140``; with both it has no
+    say; with neither it stays, and the plan reframes the source (geometry.py)."""
+    aspect = o.aspect
+    if aspect is None:
+        return
+    keep = o.fit in CROPPING or o.fit is Fit.PAD
+    if keep and (o.width is None) != (o.height is None):
+        if o.width is not None:
+            object.__setattr__(o, "height", max(1, round(o.width / aspect)))
+        elif o.height is not None:
+            object.__setattr__(o, "width", max(1, round(o.height * aspect)))
+    if not keep or o.width is not None or o.height is not None:
+        object.__setattr__(o, "aspect", None)
+    else:
+        object.__setattr__(o, "aspect", round(float(aspect), 4))
 
 
 _DEFAULTS = {f.name: f.default for f in fields(ImageOptions)}

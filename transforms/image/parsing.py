@@ -43,6 +43,17 @@ def number(option: str, text: str, low: float, high: float, *, open_low: bool = 
     return result
 
 
+def signed(option: str, text: str, bound: float) -> float:
+    """A number from -bound to bound, optionally signed (imgix adjustments)."""
+    value = text.strip()
+    sign = -1.0 if value.startswith("-") else 1.0
+    magnitude = value[1:] if value[:1] in ("-", "+") else value
+    try:
+        return sign * number(option, magnitude, 0, bound)
+    except ImageOptionError:
+        raise ImageOptionError(option, f"a number from {_n(-bound)} to {_n(bound)}", text) from None
+
+
 def boolean(option: str, text: str) -> bool:
     value = text.strip().lower()
     if value in TRUE_WORDS:

@@ -11,6 +11,7 @@ import pyvips
 from config.images import ImageSettings
 from transforms.image.errors import ImageLimitError
 from transforms.image.options import ImageOptions
+from transforms.image.steps.adjust import adjust
 from transforms.image.steps.autorotate import autorotate
 from transforms.image.steps.background import background
 from transforms.image.steps.blur_sharpen import blur_sharpen
@@ -20,6 +21,7 @@ from transforms.image.steps.crop import crop
 from transforms.image.steps.describe import describe
 from transforms.image.steps.encode import encode
 from transforms.image.steps.free_rotate import free_rotate
+from transforms.image.steps.keep_original import keep_original
 from transforms.image.steps.load import load
 from transforms.image.steps.lqip import lqip
 from transforms.image.steps.negotiate import negotiate
@@ -40,6 +42,7 @@ PREPARE: tuple[Step, ...] = (
     lqip,  # a placeholder request becomes a tiny blurred one
     plan,  # every later size, and the output limits
     negotiate,  # output format from options, Accept and source
+    keep_original,  # a plain URL: converted only when that is the same picture
     budget,  # animation limits (else first frame), peak memory estimate
 )
 PROCESS: tuple[Step, ...] = (
@@ -50,6 +53,7 @@ PROCESS: tuple[Step, ...] = (
     rotate_flip,  # mirror, right-angle turns
     resize,  # Lanczos3 to the planned size
     crop,  # to the box, around the gravity / smart crop
+    adjust,  # brightness, contrast, saturation
     blur_sharpen,
     background,  # pad to the canvas, fill or flatten transparency
     free_rotate,  # other angles, on a canvas grown to fit

@@ -48,3 +48,10 @@ def _looks_like_svg(head: bytes) -> bool:
     if text.startswith(b"<svg"):
         return True
     return text.startswith((b"<?xml", b"<!doctype svg", b"<!--")) and b"<svg" in text
+
+
+def is_animated_png(data: bytes) -> bool:
+    """APNG: an ``acTL`` chunk before the first ``IDAT`` (libvips reads one frame)."""
+    first_idat = data.find(b"IDAT")
+    end = first_idat if first_idat >= 0 else len(data)
+    return data.find(b"acTL", 8, end) >= 0

@@ -143,7 +143,7 @@ def test_keys_differ_when_output_differs() -> None:
         ("rot=360", "rot"),
         ("flip=x", "flip"),
         ("rect=1,2,3", "rect"),
-        ("bri=10", "bri"),
+        ("usm=10", "usm"),
         ("fp-z=2", "fp-z"),
         ("w=1&w=2", "w"),
         ("w=1&width=2", "width"),

@@ -15,12 +15,12 @@ from transforms.image import ImageOptionError, parse_cloudflare_path, parse_quer
 IMGIX_NAMES = [
     "w", "h", "width", "height", "fit", "crop", "fp-x", "fp-y", "fm", "auto", "q", "dpr",
     "blur", "sharp", "bg", "rot", "flip", "rect", "lossless", "cs", "frame", "lqip",
-    "preset", "bri", "v", "f",
+    "preset", "bri", "con", "sat", "ar", "fill", "fill-color", "usm", "v", "f",
 ]  # fmt: skip
 CF_NAMES = [
     "width", "height", "w", "h", "fit", "gravity", "g", "format", "f", "quality", "q",
     "dpr", "background", "blur", "sharpen", "metadata", "anim", "rotate", "flip", "lqip",
-    "trim",
+    "contrast", "saturation", "brightness", "trim",
 ]  # fmt: skip
 VALUES = st.one_of(
     st.sampled_from(

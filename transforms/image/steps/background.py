@@ -1,4 +1,5 @@
-"""background: pad to the planned canvas (fit=pad) and fill transparency. Outputs
+"""background: pad to the planned canvas (fit=pad; imgix ``fill-color`` when given) and
+fill transparency. Outputs
 without alpha (JPEG) are flattened onto the background (white by default); with
 ``bg``/``background`` given, transparent areas are composited over it in any format."""
 
@@ -17,7 +18,7 @@ def background(work: Work) -> None:
     assert work.plan is not None
     plan = work.plan
     if (plan.canvas_w, plan.canvas_h) != (work.img.width, work.frame_height):
-        colour = fill_colour(work)
+        colour = work.options.fill or fill_colour(work)
         if colour[3] < 255 and not work.img.hasalpha():
             work.image = work.img.bandjoin_const([255])
         left = (plan.canvas_w - work.img.width) // 2

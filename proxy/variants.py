@@ -350,10 +350,13 @@ async def produce_variant(job: Job, fetch: VariantFetch) -> None:
     state, req, image, source_key = job.ex.state, job.ex.req, job.image, job.source_key
     try:
         body, source = await _source(job, fetch)
-        started = time.perf_counter()
-        result = await _transform(state, body, image)
-        fetch.transform_ms = (time.perf_counter() - started) * 1000
-        entry = variant_entry(result, source, negotiated=image.options.format == "auto")
+        entry, avif_later = still_current(fetch.stale, source), False
+        if entry is None:
+            started = time.perf_counter()
+            result = await _transform(state, body, image)
+            fetch.transform_ms = (time.perf_counter() - started) * 1000
+            entry = variant_entry(result, source, negotiated=image.options.format == "auto")
+            avif_later = result.avif_later
         if entry.vary:
             fetch.variant = vary_variant_key(entry.vary, req.headers)
         if source is not None:
@@ -362,7 +365,7 @@ async def produce_variant(job: Job, fetch: VariantFetch) -> None:
             fetch.stored = state.cache.store(fetch.key, entry, req.headers)
             if fetch.stored:
                 state.stats.inc("edgeshield_cache_stores", ("memory",))
-                if result.avif_later and state.images is not None:
+                if avif_later and state.images is not None:
                     state.spawn(_upgrade_to_avif(job, entry, body, source))
         present_entry(
             fetch, entry, fwd="miss", fwd_status=fetch.source_status, origin_ms=fetch.origin_ms
@@ -531,7 +534,8 @@ def variant_entry(result: TransformResult, source: Entry | None, *, negotiated: 
     return Entry(
         status=200,
         headers=headers,
-        origin_headers=[],
+        # The source's validator, so a variant outliving a 304 of it is kept (still_current).
+        origin_headers=[("etag", source.etag)] if source is not None and source.etag else [],
         body=body,
         etag=etag,
         last_modified=source.last_modified if source is not None else None,
@@ -541,6 +545,31 @@ def variant_entry(result: TransformResult, source: Entry | None, *, negotiated: 
         request_time=source.request_time if source is not None else 0.0,
         tags=source.tags if source is not None else frozenset(),
         vary=vary,
+    )
+
+
+def still_current(variant: Entry | None, source: Entry | None) -> Entry | None:
+    """The stale variant, fresh again with its source, when that source is the version
+    it was made from (a 304 kept its ETag, or its Last-Modified when it has none): the
+    transform would make the same bytes. None when the source changed or is unknown."""
+    if variant is None or source is None:
+        return None
+    made_from = dict(variant.origin_headers).get("etag")
+    if made_from is not None or source.etag is not None:
+        if made_from != source.etag:
+            return None
+    elif source.last_modified is None or variant.last_modified != source.last_modified:
+        return None
+    own = [(k, v) for k, v in variant.headers if k not in KEPT_SOURCE_FIELDS]
+    kept = [(k, v) for k, v in source.headers if k in KEPT_SOURCE_FIELDS]
+    return replace(
+        variant,
+        headers=kept + own,
+        freshness=source.freshness,
+        response_time=source.response_time,
+        request_time=source.request_time,
+        tags=source.tags,
+        hit_head=None,
     )
 
 

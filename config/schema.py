@@ -44,6 +44,14 @@ class ServerSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
+    # The HTTP server engine (proxy/serve/engines.py): granian, or uvicorn.
+    engine: Literal["granian", "uvicorn"] = "granian"
+    # Seconds a client has to send a request's head; on granian also the keep-alive
+    # idle timeout (uvicorn offers only the latter).
+    header_read_timeout: float = Field(default=10.0, gt=0, le=3600)
+    # Requests each worker serves at once; beyond it new connections wait to be
+    # accepted (granian) or get 503 (uvicorn).
+    max_requests_in_flight: int = Field(default=1024, ge=1, le=1_000_000)
     # "-" is stdout; a path appends to that file; "off" disables the access log.
     access_log: str = "-"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

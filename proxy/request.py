@@ -113,7 +113,7 @@ def request_host(scope: dict[str, Any], field: str | None, repeated: bool) -> st
     if repeated and sum(1 for name, _ in scope["headers"] if name == b"host") > 1:
         raise Rejected(400, "more than one host")
     target = (scope.get("extensions") or {}).get(TARGET_AUTHORITY)
-    http11 = scope.get("http_version") != "1.0"
+    http11 = scope.get("http_version") not in ("1.0", "1")  # granian says "1" for 1.0
     try:
         if not field and (field is None or not http11):
             if http11:  # HTTP/1.1 and later name the host (RFC 9112 3.2)

@@ -47,7 +47,8 @@ def needs_authorization(admin: AdminSettings, method: str, path: str) -> bool:
 
 def on_admin_listener(admin: AdminSettings, scope: dict[str, Any]) -> bool:
     server = scope.get("server")
-    return admin.port is not None and server is not None and server[1] == admin.port
+    # granian hands the port over as a string, uvicorn as an int.
+    return admin.port is not None and server is not None and str(server[1]) == str(admin.port)
 
 
 def authorize(admin: AdminSettings, scope: dict[str, Any]) -> Refusal | None:

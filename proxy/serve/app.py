@@ -30,6 +30,7 @@ from proxy.ops.purge import apply_remote
 from proxy.pipeline import Receive, handle
 from proxy.purge.bus import PurgeBus
 from proxy.serve.access_log import AccessLog
+from proxy.serve.admin_listener import AdminListener, open_admin_listener
 from proxy.serve.logs import configure_logging
 from proxy.serve.memory_tuning import keep_trimmed, tuned_malloc
 from proxy.serve.metrics import Stats, build_registry
@@ -150,6 +151,7 @@ class EdgeShield:
         self.fast: HitFastPath | None = None
         self.ops: ops.Operations | None = None
         self.admin_port = settings.admin.port
+        self.admin_listener: AdminListener | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -190,12 +192,19 @@ class EdgeShield:
                     # collector's reach, a full collection pauses requests ~10 ms, not 100.
                     gc.collect()
                     gc.freeze()
+                    if self.admin_port is not None:
+                        server = self.settings.server
+                        self.admin_listener = await open_admin_listener(
+                            self, self.settings.admin, server.host, server.log_level
+                        )
                     self.state.ready = True
                 except Exception as exc:  # a bad config never starts a half-working server
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.admin_listener is not None:
+                    await self.admin_listener.close()
                 if self.state is not None:
                     await shutdown(self.state)
                 await send({"type": "lifespan.shutdown.complete"})
@@ -245,7 +254,8 @@ async def shutdown(state: AppState) -> None:
 
 
 def app_from_environment() -> EdgeShield:
-    """Factory for `uvicorn --factory` worker processes: settings come from the parent."""
+    """The app of each worker process, on either engine (proxy/serve/engines.py):
+    settings come from the parent through the environment."""
     settings = settings_from_handoff(os.environ)
     configure_logging(settings.server.log_level)
     return EdgeShield(settings)

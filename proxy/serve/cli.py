@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--workers", type=int, help="worker processes (default: [server] workers, 1)"
     )
+    serve.add_argument(
+        "--server",
+        choices=("granian", "uvicorn"),
+        help="HTTP server engine (default: [server] engine, granian)",
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and print every error")
     check.add_argument(
@@ -94,7 +99,12 @@ def _serve(args: argparse.Namespace) -> int:
             overrides.update(origin_overrides(args.origin, args.default_ttl))
         server = {
             k: v
-            for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+            for k, v in (
+                ("host", args.host),
+                ("port", args.port),
+                ("workers", args.workers),
+                ("engine", args.server),
+            )
             if v is not None
         }
         if server:
@@ -123,42 +133,13 @@ def _ensure_demo(settings: Settings, *, embedded: bool) -> None:
 
 
 def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int:
-    """Serve. With several workers, each loads `path` + `overrides` again itself."""
-    import uvicorn
-
-    from proxy.serve.server_protocol import AuthorityKeepingProtocol
+    """Serve on the configured engine. Each worker process loads `path` + `overrides`
+    again itself (config/handoff.py), on either engine."""
+    from proxy.serve.engines import ENGINES
 
     server = settings.server
-    options: dict[str, Any] = {
-        "host": server.host,
-        "port": server.port,
-        "loop": "uvloop",
-        "http": AuthorityKeepingProtocol,  # httptools, keeping absolute-form authorities
-        "lifespan": "on",
-        # The client address is the peer unless it is in [server] trusted_proxies
-        # (proxy/auth/access.py); uvicorn's own handling would believe X-Forwarded-For
-        # from 127.0.0.1 and rewrite the peer before edgeshield sees it.
-        "proxy_headers": False,
-        # WebSocket upgrades reach the app, which refuses them with a 501
-        # (proxy/upgrade.py); with ws="none" uvicorn would stop reading the connection.
-        "ws": "websockets-sansio",
-        "access_log": False,  # edgeshield writes its own JSON access log
-        "server_header": False,
-        "date_header": False,  # Date comes from the stored response (RFC 9110 6.6.1)
-        "log_level": server.log_level,
-        "timeout_graceful_shutdown": 5,
-    }
-    admin = settings.admin
-    if server.workers == 1:
-        from proxy.serve.app import EdgeShield
-
-        if admin.port is None:
-            uvicorn.run(EdgeShield(settings), **options)
-        else:
-            _serve_with_admin(uvicorn.Config(EdgeShield(settings), **options), settings)
-        return 0
     owned_dir: Path | None = None
-    if server.metrics_dir is None:
+    if server.workers > 1 and server.metrics_dir is None:
         owned_dir = Path(tempfile.mkdtemp(prefix="edgeshield-metrics-"))
         overrides = {
             **overrides,
@@ -166,47 +147,11 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
         }
     os.environ[HANDOFF_VAR] = handoff_value(path, overrides)
     try:
-        if admin.port is None:
-            uvicorn.run(
-                "proxy.serve.app:app_from_environment",
-                factory=True,
-                workers=server.workers,
-                **options,
-            )
-        else:
-            config = uvicorn.Config(
-                "proxy.serve.app:app_from_environment",
-                factory=True,
-                workers=server.workers,
-                **options,
-            )
-            _serve_with_admin(config, settings)
+        ENGINES[server.engine](settings)
     finally:
         if owned_dir is not None:
             shutil.rmtree(owned_dir, ignore_errors=True)
     return 0
-
-
-def _serve_with_admin(config: Any, settings: Settings) -> None:
-    """Serve the main and the admin listener from the same processes; the app tells
-    them apart by the local port of each request (scope["server"])."""
-    import socket
-
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
-    admin = settings.admin
-    assert admin.port is not None
-    host = admin.host or settings.server.host
-    admin_sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    admin_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    admin_sock.bind((host, admin.port))
-    admin_sock.set_inheritable(True)
-    sockets = [config.bind_socket(), admin_sock]
-    if config.workers > 1:
-        Multiprocess(config, sockets=sockets).run()
-    else:
-        uvicorn.Server(config).run(sockets=sockets)
 
 
 def _version() -> str:

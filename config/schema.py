@@ -437,6 +437,10 @@ class RouteSettings(_Frozen):
     # URLs. Off by default: image parameters on arbitrary URLs must not turn every route
     # into an image service (CPU per variant, a cache entry per variant); a route opts in.
     images: bool = False
+    # Plain image URLs (.jpg/.jpeg/.png, no image options) answered as AVIF or WebP to
+    # clients that name them in Accept, with Vary: Accept; others get the original bytes
+    # (imgproxy's AUTO_WEBP/AUTO_AVIF). Needs `images`.
+    auto_format: bool = False
     # "steer": answer a redirect to a CDN (see [routes.steer]); `origin` then serves only
     # when no CDN is available.
     mode: Literal["proxy", "steer"] = "proxy"
@@ -469,6 +473,8 @@ class RouteSettings(_Frozen):
                 "images: needs cache.enabled = true (sources and variants are cached and "
                 "collapsed; uncached transforms would cost a fetch and a transform each)"
             )
+        if self.auto_format and not self.images:
+            raise ValueError("auto_format: needs images = true")
         return self
 
     @model_validator(mode="after")

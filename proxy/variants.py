@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
+from typing import Any
 from urllib.parse import unquote_plus
 
 from config.images import ImageSettings
@@ -57,6 +58,7 @@ from proxy.fetch import (
 )
 from proxy.http import cache_status
 from proxy.http.freshness import Freshness
+from proxy.http.vary import merge_vary
 from proxy.http.vary import variant_key as vary_variant_key
 from proxy.request import Request
 from proxy.serve.state import AppState
@@ -69,6 +71,7 @@ from transforms.image import (
     ImageWorkers,
     Overloaded,
     TransformResult,
+    accept_class,
     imgix,
     parse_cloudflare_path,
     parse_query,
@@ -95,6 +98,12 @@ KEPT_SOURCE_FIELDS = frozenset(
     }
 )
 NO_HEADERS: Mapping[str, str] = {}
+# Plain URLs a route with `auto_format` negotiates, and the options that stand for them.
+PLAIN_EXTENSIONS = (".jpg", ".jpeg", ".png")
+PLAIN = ImageOptions(format="auto", original=True)
+# A plain URL's variant failing with these is answered as such (the origin failed);
+# any other refusal answers the original instead.
+ORIGIN_FAILED = frozenset({502, 504})
 # Vary fields of a source that the variant step handles itself (see source_vary).
 NEGOTIATED = frozenset({"accept", "accept-encoding"})
 # Parsed image URLs remembered per process (each a few hundred bytes).
@@ -262,13 +271,41 @@ async def image_request(ex: Exchange) -> Answer | None:
     state, req, send = ex.state, ex.req, ex.send
     images = state.images
     if images is None or not (req.query or req.path.startswith(CF_PREFIX)):
-        return None  # the common case on an images route: the plain source URL
+        return await _plain(ex)  # the common case on an images route: the plain source URL
     try:
         url = images.parse(req.path, req.query)
     except ImageOptionError as exc:
         return Answer(400, await send_error(send, 400, exc.reason), Outcome.DENY, exc.reason)
     if url is None:
+        return await _plain(ex)
+    return await _variant(ex, url)
+
+
+async def _plain(ex: Exchange) -> Answer | None:
+    """A plain image URL on a route with `auto_format`: the AVIF or WebP variant for a
+    client that names one in Accept, else (or when the source is not one to convert)
+    None, and the ordinary lookup answers the original. Either way the answer depends
+    on Accept, so it says so."""
+    if not ex.route.auto_format or not ex.req.path.lower().endswith(PLAIN_EXTENSIONS):
         return None
+    ex.send = with_vary_accept(ex.send)
+    if not accept_class(ex.req.headers.get("accept")):
+        return None
+    return await _variant(ex, ImageUrl(PLAIN, ex.req.path, ex.req.query, None))
+
+
+def with_vary_accept(send: Send) -> Send:
+    async def send_varying(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message["headers"], (b"vary", b"Accept")]
+            message = {**message, "headers": merge_vary(headers)}
+        await send(message)
+
+    return send_varying
+
+
+async def _variant(ex: Exchange, url: ImageUrl) -> Answer | None:
+    state, req, send = ex.state, ex.req, ex.send
     image = ImageRequest(url, req.headers.get("accept"))
     source_key = url.source_key(req.host)
     key = image_key(source_key, image.variant)
@@ -288,7 +325,7 @@ async def image_request(ex: Exchange) -> Answer | None:
     return await _miss(job, stored)
 
 
-async def _miss(job: Job, stale: Entry | None) -> Answer:
+async def _miss(job: Job, stale: Entry | None) -> Answer | None:
     state, req, send, key = job.ex.state, job.ex.req, job.ex.send, job.key
     fetch, collapsed = join_or_start(
         state,
@@ -309,6 +346,8 @@ async def _miss(job: Job, stale: Entry | None) -> Answer:
                 collapsed, cid = False, fetch.subscribe()
                 head = await asyncio.shield(fetch.head)
         except VariantError as exc:
+            if job.image.options.original and exc.status not in ORIGIN_FAILED:
+                return None  # not converted: the original, from the ordinary lookup
             if exc.status >= 500 and stale is not None and req.now < stale.stale_if_error_until:
                 return await _stale_if_error(req, stale, collapsed, send)
             sent = await send_error(send, exc.status, exc.reason, exc.headers)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from config.schema import CachePolicy, CacheSettings, Settings
+from proxy.http.encoding import Policy as EncodingPolicy
 from proxy.http.freshness import FreshnessPolicy
 from routing.origins.base import Origin
 
@@ -45,6 +46,10 @@ class Route:
     steering: Steering | None = None
     # Image transforms on (proxy/variants.py); only when the [images] engine is enabled.
     images: bool = False
+    # What may be compressed ([compression] and the route's `compress`; proxy/compress.py).
+    compression: EncodingPolicy | None = None
+    # Plain image URLs negotiated to AVIF/WebP (RouteSettings.auto_format).
+    auto_format: bool = False
 
 
 def prefix_matches(prefix: str, path: str) -> bool:
@@ -139,6 +144,7 @@ def build_route_table(
     routing.groups.build_router) and its freshness policy. `Route.origin` is the named
     origin, or for a group its first member (what a cache hit logs as its origin). Route
     names are host + prefix (or glob), with "#<index>" on a repeat."""
+    from proxy.compress import route_policy
     from routing.steering import build_steering
 
     routes: list[Route] = []
@@ -164,6 +170,8 @@ def build_route_table(
                 mode=spec.mode,
                 steering=build_steering(spec.steer, settings) if spec.steer else None,
                 images=spec.images and settings.images.enabled,
+                compression=route_policy(settings.compression, spec.cache.compress),
+                auto_format=spec.auto_format and settings.images.enabled,
             )
         )
     return RouteTable(routes)

@@ -233,8 +233,8 @@ def test_invalid_options_answer_400_naming_the_option(
     bad = client.get(f"{path}?w=100&fit=banana")
     assert bad.status_code == 400
     assert "'fit'" in bad.text and "clip" in bad.text
-    unknown = client.get(f"{path}?bri=10")
-    assert unknown.status_code == 400 and "'bri'" in unknown.text
+    unknown = client.get(f"{path}?usm=10")
+    assert unknown.status_code == 400 and "'usm'" in unknown.text
     cloudflare = client.get(f"/cdn-cgi/image/width=abc{path}")
     assert cloudflare.status_code == 400 and "'width'" in cloudflare.text
     assert origin.requests(path) == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.entry import Entry
@@ -67,6 +67,30 @@ def stale_hit_fields(entry: Entry, now: float, tier: str = "memory") -> list[Hea
     return [(b"age", b"%d" % entry.age(now)), (b"cache-status", value)]
 
 
+def cache_status_field(upstream: bytes | None, ours: str) -> Header:
+    """RFC 9211 2: each cache appends its member to what the caches before it said."""
+    value = ours.encode()
+    return (b"cache-status", upstream + b", " + value if upstream else value)
+
+
+def origin_timing_field(head: Head) -> Header:
+    return (b"server-timing", f"origin;dur={head.origin_ms:.1f}".encode())
+
+
+def retry_after_fields(exc: Exception) -> list[Header]:
+    """Every origin of the group is down: say when to come back (RFC 9110 10.2.3)."""
+    seconds = getattr(exc, "retry_after", None)
+    return [(b"retry-after", str(seconds).encode())] if seconds is not None else []
+
+
+def failed_fetch_fields(exc: Exception, reason: str, *, collapsed: bool = False) -> list[Header]:
+    """The fields of an error answered for a fetch that failed before its head."""
+    value = cache_status.forward(
+        "miss", fwd_status=None, stored=False, collapsed=collapsed, detail=reason
+    )
+    return [(b"cache-status", value.encode()), *retry_after_fields(exc)]
+
+
 async def send_error(
     send: Send, status: int, reason: str, extra: list[Header] | None = None
 ) -> int:
@@ -84,18 +108,46 @@ async def send_error(
 LOCAL_FIELDS = frozenset({"range", *PRECONDITION_FIELDS})
 
 
-def _precondition(
-    method: str, headers: Mapping[str, str], etag: str | None, lm: float | None
-) -> int | None:
-    for name in PRECONDITION_FIELDS:
-        if name in headers:
-            return evaluate_preconditions(method, headers, etag, lm)
-    return None
+class Choice(NamedTuple):
+    """What a request gets over a representation (`choose_answer`)."""
+
+    status: int  # the representation's own (whole), 206, 304, 412 or 416
+    ranges: list[ByteRange]  # a 206's: one range, or the parts of a multipart answer
+    first: int | None  # offset of the first byte of it sent; None: none (HEAD, 304...)
 
 
-def _wanted_ranges(
+def choose_answer(
+    method: str,
+    req_headers: Mapping[str, str],
+    status: int,
+    etag: str | None,
+    last_modified: float | None,
+    size: int | None,
+    *,
+    date: float | None = None,
+) -> Choice:
+    """The answer, decided once for every body source: preconditions (RFC 9110 13.2.2;
+    If-Modified-Since against the stored `date` without Last-Modified, RFC 9111 4.3.2),
+    then Range and If-Range (RFC 9110 14.2), both only over a 200. `size` None: not known
+    yet (a chunked stream), so Range is ignored."""
+    whole = Choice(status, [], None if method == "HEAD" or size == 0 else 0)
+    if status != 200 or LOCAL_FIELDS.isdisjoint(req_headers):
+        return whole
+    pre = evaluate_preconditions(method, req_headers, etag, last_modified, date=date)
+    if pre is not None:
+        return Choice(pre, [], None)
+    ranges = None if size is None else wanted_ranges(req_headers, size, etag, last_modified)
+    if ranges is None:
+        return whole
+    if isinstance(ranges, str):  # "unsatisfiable"
+        return Choice(416, [], None)
+    return Choice(206, ranges, None if method == "HEAD" else ranges[0].start)
+
+
+def wanted_ranges(
     headers: Mapping[str, str], size: int, etag: str | None, lm: float | None
 ) -> list[ByteRange] | str | None:
+    """The Range asked for over `size` bytes, when If-Range lets it apply."""
     value = headers.get("range")
     if value is None:
         return None
@@ -104,11 +156,14 @@ def _wanted_ranges(
     return parse_range(value, size)
 
 
-def _not_modified(
-    status: int, headers: list[Header], extra: list[Header]
-) -> tuple[int, list[Header]]:
+async def _refuse_body(
+    send: Send, status: int, headers: list[Header], extra: list[Header]
+) -> tuple[int, int]:
+    """A 304 (the fields a 304 repeats, RFC 9110 15.4.5) or a 412."""
+    if status == 412:
+        return 412, await send_error(send, 412, "precondition failed", extra)
     kept = [(k, v) for k, v in headers if k in NOT_MODIFIED_FIELDS]
-    return status, kept + extra
+    return status, await send_response(send, status, kept + extra, head_only=True)
 
 
 class Body(Protocol):
@@ -173,21 +228,16 @@ async def deliver_entry(
     either way (a disk entry's own body is empty)."""
     source = InMemory(entry.body) if body is None else body
     head_only = method == "HEAD"
-    if entry.status == 200 and not LOCAL_FIELDS.isdisjoint(req_headers):
-        date = stored_date(entry.headers, entry.response_time)  # IMS without Last-Modified
-        pre = evaluate_preconditions(
-            method, req_headers, entry.etag, entry.last_modified, date=date
+    date = stored_date(entry.headers, entry.response_time)
+    choice = choose_answer(
+        method, req_headers, entry.status, entry.etag, entry.last_modified, source.size, date=date
+    )
+    if choice.status in (304, 412):
+        return await _refuse_body(send, choice.status, entry.headers, extra)
+    if choice.status in (206, 416):
+        return await _send_ranges(
+            send, entry.headers, source, choice, entry.content_type, extra, head_only
         )
-        if pre is not None:
-            status, headers = _not_modified(pre, entry.headers, extra)
-            if pre == 412:
-                return pre, await send_error(send, 412, "precondition failed", extra)
-            return status, await send_response(send, status, headers, head_only=True)
-        ranges = _wanted_ranges(req_headers, source.size, entry.etag, entry.last_modified)
-        if ranges is not None:
-            return await _send_ranges(
-                send, entry.headers, source, ranges, entry.content_type, extra, head_only
-            )
     await send(
         {
             "type": "http.response.start",
@@ -223,13 +273,14 @@ async def _send_ranges(
     send: Send,
     headers: list[Header],
     body: Body,
-    ranges: list[ByteRange] | str,
+    choice: Choice,
     content_type: str | None,
     extra: list[Header],
     head_only: bool,
 ) -> tuple[int, int]:
-    size = body.size
-    if isinstance(ranges, str):  # "unsatisfiable"
+    """A 206 of the choice's ranges (one, or multipart), or its 416."""
+    size, ranges = body.size, choice.ranges
+    if choice.status == 416:
         return await _unsatisfiable(send, size, extra)
     base = [h for h in headers if h[0] != b"content-type"] if len(ranges) > 1 else headers
     if len(ranges) == 1:
@@ -271,24 +322,24 @@ async def deliver_fetch(
     method: str,
     req_headers: Mapping[str, str],
     fetch: Fetch,
-    head: Head,
     extra: list[Header],
     cid: int,
     *,
     local_semantics: bool = True,
 ) -> tuple[int, int]:
-    """Stream an in-flight fetch. With `local_semantics`, ranges and preconditions are
-    answered here from the stream; otherwise (pass mode) the origin's answer is relayed."""
+    """Stream an in-flight fetch whose head has come (reader `cid`). With
+    `local_semantics`, ranges and preconditions are answered here from the stream;
+    otherwise (pass mode) the origin's answer is relayed."""
+    head = fetch.head.result()
     head_only = method == "HEAD"
-    if local_semantics and head.status == 200:
-        pre = _precondition(method, req_headers, head.etag, head.last_modified)
-        if pre == 412:
-            return pre, await send_error(send, 412, "precondition failed", extra)
-        if pre is not None:
-            status, headers = _not_modified(pre, head.headers, extra)
-            return status, await send_response(send, status, headers, head_only=True)
-        if "range" in req_headers:
-            served = await _stream_range(send, req_headers, fetch, head, extra, head_only, cid)
+    if local_semantics:
+        choice = choose_answer(
+            method, req_headers, head.status, head.etag, head.last_modified, head.content_length
+        )
+        if choice.status in (304, 412):
+            return await _refuse_body(send, choice.status, head.headers, extra)
+        if choice.status in (206, 416):
+            served = await _stream_range(send, choice, fetch, head, extra, head_only, cid)
             if served is not None:
                 return served
     headers = list(head.headers)
@@ -305,23 +356,18 @@ async def deliver_fetch(
 
 async def _stream_range(
     send: Send,
-    req_headers: Mapping[str, str],
+    choice: Choice,
     fetch: Fetch,
     head: Head,
     extra: list[Header],
     head_only: bool,
     cid: int,
 ) -> tuple[int, int] | None:
-    """Ranges on a response still arriving. None: ignore Range and send the full body,
-    which RFC 9110 14.2 allows; done when the length is unknown (chunked origin), or for
-    several ranges of an object too large to keep whole."""
-    size = head.content_length
-    if size is None:
-        return None
-    ranges = _wanted_ranges(req_headers, size, head.etag, head.last_modified)
-    if ranges is None:
-        return None
-    if isinstance(ranges, str):
+    """Ranges on a response still arriving (of known length: `choose_answer` ignores Range
+    otherwise). None: ignore Range and send the full body, which RFC 9110 14.2 allows;
+    done for several ranges of an object too large to keep whole."""
+    size, ranges = head.content_length or 0, choice.ranges
+    if choice.status == 416:
         return await _unsatisfiable(send, size, extra)
     if len(ranges) == 1:
         r = ranges[0]
@@ -339,7 +385,7 @@ async def _stream_range(
     except FetchAborted as exc:
         return 502, await send_error(send, 502, f"origin failed: {exc}", extra)
     body = InMemory(fetch.body())
-    return await _send_ranges(send, head.headers, body, ranges, head.content_type, extra, head_only)
+    return await _send_ranges(send, head.headers, body, choice, head.content_type, extra, head_only)
 
 
 async def _stream(send: Send, fetch: Fetch, cid: int, start: int, end: int | None) -> int:

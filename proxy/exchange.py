@@ -1,7 +1,9 @@
 """One request and its answer, as the pipeline's steps pass them along.
 
-`Exchange` is the per-request context every step takes (state, route, request, the ASGI
-receive/send, when it started), in place of long lists of loose parameters. A step
+`Exchange` is the per-request context every step takes (state, route, request, its cache
+key, the ASGI receive/send, when it started), in place of long lists of loose parameters;
+the fetches a request starts take it too (`proxy/fetch.py`, `proxy/slices/`), while pure
+decisions keep taking plain values. A step
 returns an `Answer` (the response went out: its status, the body bytes sent, the
 `Outcome` and a short reason for the log) or None to pass the request on, the way
 Varnish's builtin VCL subroutines return their next state.
@@ -52,6 +54,11 @@ class Exchange:
     req: Request
     receive: Receive
     send: Send
+    # The cache key of the request's URL (Request.key, proxy/cache/keys.py): made with the
+    # exchange, and made again by the auth step once the request is token-free.
+    key: str
+    # time.perf_counter() when the request came in: the access log's and the metrics' start.
+    started: float
     # What the auth step needs of the path as parsed (token segments cut before routing).
     path_token: str | None = None
     bunny_path: str | None = None

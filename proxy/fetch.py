@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypeVar
 
 from proxy.cache.collapse import Fetch, Head
 from proxy.cache.entry import Entry
+from proxy.exchange import Exchange
 from proxy.http.dates import parse_http_date
 from proxy.http.forwarding import client_response_headers, joined, merge_304, origin_request_headers
 from proxy.http.freshness import (
@@ -76,37 +78,24 @@ def refresh_in_background(state: AppState, key: str, start: Callable[[bool], Fet
         start(True)
 
 
-def start_fetch(
-    state: AppState, route: Route, req: Request, key: str, stale: Entry | None, *, register: bool
-) -> Fetch:
-    """The origin fetch of a plain object (`produce`), registered for others to join."""
-    fetch = new_fetch(key)
+def start_fetch(ex: Exchange, stale: Entry | None, register: bool) -> Fetch:
+    """The origin fetch of the exchange's object (`produce`), registered for others to
+    join."""
+    fetch = new_fetch(ex.key)
     if register:
-        state.inflight.add(fetch)
-    state.spawn(produce(state, fetch, route, req, stale))
+        ex.state.inflight.add(fetch)
+    ex.state.spawn(produce(ex.state, fetch, ex.route, ex.req, stale))
     return fetch
 
 
-def fetch_object(
-    state: AppState, route: Route, req: Request, key: str, stale: Entry | None, *, collapse: bool
-) -> tuple[Fetch, bool]:
-    """Join or start the origin fetch of a plain object: (fetch, joined)."""
-    return join_or_start(
-        state,
-        req,
-        key,
-        lambda register: start_fetch(state, route, req, key, stale, register=register),
-        kind=Fetch,
-        collapse=collapse,
-    )
+def fetch_object(ex: Exchange, stale: Entry | None, *, collapse: bool) -> tuple[Fetch, bool]:
+    """Join or start the origin fetch of the exchange's object: (fetch, joined)."""
+    start = partial(start_fetch, ex, stale)
+    return join_or_start(ex.state, ex.req, ex.key, start, kind=Fetch, collapse=collapse)
 
 
-def revalidate_in_background(
-    state: AppState, route: Route, req: Request, key: str, stale: Entry | None
-) -> None:
-    refresh_in_background(
-        state, key, lambda register: start_fetch(state, route, req, key, stale, register=register)
-    )
+def revalidate_in_background(ex: Exchange, stale: Entry | None) -> None:
+    refresh_in_background(ex.state, ex.key, partial(start_fetch, ex, stale))
 
 
 async def send(route: Route, request: OriginRequest) -> tuple[OriginResponse, str]:
@@ -134,15 +123,24 @@ def origin_request(
     return OriginRequest(method=method, path=path, query=req.query, headers=headers, body=body)
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When an origin exchange was sent and answered, and by which origin."""
+
+    request_time: float
+    response_time: float
+    origin_ms: float
+    origin: str
+
+
 def _head(
     route: Route,
     resp: OriginResponse,
     headers: list[tuple[str, str]],
     freshness: Freshness | None,
+    t: Timing,
     *,
     fwd: str,
-    origin_ms: float,
-    now: float,
 ) -> Head:
     fields = joined(headers)
     vary = parse_vary(fields.get("vary"))
@@ -152,7 +150,7 @@ def _head(
         headers,
         strip=(f.lower() for f in policy.strip_fields),
         downstream_cache_control=policy.downstream_cache_control,
-        now=now,
+        now=t.response_time,
         answers_ranges=freshness is not None,
     )
     if freshness is not None and freshness.initial_age >= 1:
@@ -168,35 +166,15 @@ def _head(
         vary=vary or (),
         fwd=fwd,
         fwd_status=resp.status,
-        origin_ms=origin_ms,
+        origin_ms=t.origin_ms,
         upstream_status=upstream.encode("latin-1") if upstream else None,
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """When an origin exchange was sent and answered, and by which origin."""
-
-    request_time: float
-    response_time: float
-    origin_ms: float
-    origin: str
-
-
-def origin_head(
-    route: Route,
-    req: Request,
-    resp: OriginResponse,
-    headers: list[tuple[str, str]],
-    t: Timing,
-    *,
-    status: int,
-    fwd: str,
-    client_fields: list[tuple[str, str]] | None = None,
-) -> tuple[Freshness, Head]:
-    """An origin answer described once: its freshness (from `headers`) and the head
-    clients get (from `client_fields`, default the same headers)."""
-    freshness = response_freshness(
+def _freshness(
+    route: Route, req: Request, status: int, headers: list[tuple[str, str]], t: Timing
+) -> Freshness:
+    return response_freshness(
         status,
         joined(headers),
         request_time=t.request_time,
@@ -204,16 +182,22 @@ def origin_head(
         has_authorization="authorization" in req.headers,
         policy=route.freshness,
     )
-    head = _head(
-        route,
-        resp,
-        headers if client_fields is None else client_fields,
-        freshness,
-        fwd=fwd,
-        origin_ms=t.origin_ms,
-        now=t.response_time,
-    )
-    return freshness, head
+
+
+def origin_head(
+    route: Route,
+    req: Request,
+    resp: OriginResponse,
+    t: Timing,
+    *,
+    fwd: str,
+    client_fields: list[tuple[str, str]] | None = None,
+) -> tuple[Freshness, Head]:
+    """An origin answer described once: its freshness (from its fields) and the head
+    clients get (from `client_fields`, default the same fields)."""
+    freshness = _freshness(route, req, resp.status, resp.headers, t)
+    fields = resp.headers if client_fields is None else client_fields
+    return freshness, _head(route, resp, fields, freshness, t, fwd=fwd)
 
 
 def make_entry(
@@ -242,7 +226,6 @@ def make_entry(
 
 
 def refresh_304(
-    state: AppState,
     route: Route,
     req: Request,
     resp: OriginResponse,
@@ -255,10 +238,9 @@ def refresh_304(
     with the 304's (RFC 9111 4.3.4), less `drop` in what clients get. The head keeps the
     Vary the 304 names; the entry the stored one's."""
     merged = merge_304(stale.origin_headers, resp.headers)
+    freshness = _freshness(route, req, stale.status, merged, t)
     fields = [h for h in merged if h[0] not in drop]
-    freshness, head = origin_head(
-        route, req, resp, merged, t, status=stale.status, fwd="stale", client_fields=fields
-    )
+    head = _head(route, resp, fields, freshness, t, fwd="stale")
     head = replace(
         head,
         status=stale.status,
@@ -392,15 +374,13 @@ async def produce(
     resp, t = answer
     try:
         if stale is not None and resp.status == 304:
-            freshness, _, refreshed = refresh_304(state, route, req, resp, stale, t)
+            freshness, _, refreshed = refresh_304(route, req, resp, stale, t)
             if freshness.storable:
                 fetch.stored = state.cache.store(fetch.key, refreshed, req.headers)
             present_entry(fetch, refreshed, fwd="stale", fwd_status=304, origin_ms=t.origin_ms)
             return
         fwd = "stale" if stale is not None else "miss"
-        freshness, head = origin_head(
-            route, req, resp, resp.headers, t, status=resp.status, fwd=fwd
-        )
+        freshness, head = origin_head(route, req, resp, t, fwd=fwd)
         if head.vary:
             fetch.variant = variant_key(head.vary, req.headers)
         cache = state.cache
@@ -501,7 +481,7 @@ async def produce_pass(
     state: AppState, fetch: Fetch, route: Route, req: Request, body: bytes, cacheable: bool
 ) -> None:
     """Pass mode (Varnish `pass`): the origin's answer relayed as is, never stored."""
-    started = time.perf_counter()
+    request_time, started = time.time(), time.perf_counter()
     fetch.stop_keeping()
     oreq = origin_request(route, req, cacheable=False, stale=None, body=body)
     try:
@@ -515,17 +495,10 @@ async def produce_pass(
         return
     origin_ms = (time.perf_counter() - started) * 1000
     fetch.answered_by = origin_name
+    t = Timing(request_time, time.time(), origin_ms, origin_name)
     try:
-        head = _head(
-            route,
-            resp,
-            resp.headers,
-            None,
-            fwd="bypass" if cacheable else "method",
-            origin_ms=origin_ms,
-            now=time.time(),
-        )
-        fetch.set_head(head)
+        fwd = "bypass" if cacheable else "method"
+        fetch.set_head(_head(route, resp, resp.headers, None, t, fwd=fwd))
         await pump(state, fetch, resp, route, origin_name)
     finally:
         await resp.aclose()

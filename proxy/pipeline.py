@@ -23,9 +23,13 @@ from proxy.cache.entry import Entry
 from proxy.cache.keys import BadKey, url_key
 from proxy.cache.lookup import Use
 from proxy.deliver import (
+    cache_status_field,
     deliver_entry,
     deliver_fetch,
+    failed_fetch_fields,
     fresh_hit_fields,
+    origin_timing_field,
+    retry_after_fields,
     send_error,
     send_response,
     stale_hit_fields,
@@ -80,11 +84,12 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
     route = state.routes.match(
         req.host, req.path if state.images is None else routing_path(req.path)
     )
+    key = None
     if route is None:
         answer = Answer(404, await send_error(send, 404, "no route"), Outcome.DENY, "no route")
     else:
-        ex = Exchange(state, route, req, receive, send, path_token, bunny_path)
-        answer = await respond(ex)
+        ex = Exchange(state, route, req, receive, send, req.key, started, path_token, bunny_path)
+        answer, key = await respond(ex), ex.key
     record(
         state,
         scope,
@@ -98,7 +103,7 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         now=req.now,
         reason=answer.reason,
         client=req.client,
-        key=req.key if route is not None else None,
+        key=key,
     )
 
 
@@ -132,6 +137,7 @@ async def auth(ex: Exchange) -> Answer | None:
     if guarded is None or guarded.outcome != Outcome.PREFLIGHT:  # a preflight has its own
         ex.send = with_cors(guard, req.headers.get("origin"), ex.send)
     if guarded is None:
+        ex.key = req.key  # token-free now: the key every signed URL of the object shares
         return None
     sent = await send_answer(ex.send, guarded)
     return Answer(guarded.status, sent, Outcome(guarded.outcome), guarded.reason)
@@ -159,11 +165,10 @@ async def variant(ex: Exchange) -> Answer | None:
 async def lookup(ex: Exchange) -> Answer | None:
     if not _cached(ex):
         return None
-    state, route, req = ex.state, ex.route, ex.req
-    key = req.key
-    if route.policy.slice_bytes:
-        return await serve_sliced(ex, key)
-    found = await state.cache.find(key, req.headers)
+    state, req = ex.state, ex.req
+    if ex.route.policy.slice_bytes:
+        return await serve_sliced(ex)
+    found = await state.cache.find(ex.key, req.headers)
     use, entry, now = found.use(req.now), found.entry, req.now
     if entry is not None and (use is Use.FRESH or use is Use.STALE):
         # (fresh-hit GETs without ranges or preconditions never get here:
@@ -173,13 +178,13 @@ async def lookup(ex: Exchange) -> Answer | None:
         else:
             # A streamed body is not in memory for a 304 or stale-if-error to reuse: such
             # an entry is refetched whole (reading it in per request is what it must not do).
-            revalidate_in_background(state, route, req, key, entry if found.body is None else None)
+            revalidate_in_background(ex, entry if found.body is None else None)
             extra = stale_hit_fields(entry, now, found.tier)
         status, sent = await _deliver_stored(ex, entry, extra, found.body)
         return Answer(status, sent, Outcome.HIT if use is Use.FRESH else Outcome.STALE)
     stale = entry if found.body is None else None
     await found.close()
-    return await miss(ex, key, stale, collapse=use is not Use.HIT_FOR_MISS)
+    return await miss(ex, stale, collapse=use is not Use.HIT_FOR_MISS)
 
 
 async def pass_(ex: Exchange) -> Answer | None:
@@ -196,7 +201,7 @@ async def pass_(ex: Exchange) -> Answer | None:
         return Answer(
             exc.status, await send_error(send, exc.status, exc.reason), Outcome.DENY, exc.reason
         )
-    fetch = new_fetch(req.key)
+    fetch = new_fetch(ex.key)
     cid = fetch.subscribe()
     cacheable = req.method in CACHEABLE_METHODS
     ex.state.spawn(produce_pass(ex.state, fetch, ex.route, req, body, cacheable))
@@ -248,22 +253,22 @@ async def _deliver_stored(
             return 502, 0
 
 
-async def miss(ex: Exchange, key: str, stale: Entry | None, *, collapse: bool) -> Answer:
-    fetch, collapsed = fetch_object(ex.state, ex.route, ex.req, key, stale, collapse=collapse)
+async def miss(ex: Exchange, stale: Entry | None, *, collapse: bool) -> Answer:
+    fetch, collapsed = fetch_object(ex, stale, collapse=collapse)
     cid = fetch.subscribe()
     try:
-        return await _deliver_miss(ex, key, fetch, cid, collapsed)
+        return await _deliver_miss(ex, fetch, cid, collapsed)
     finally:
         fetch.unsubscribe(cid)
 
 
-async def _deliver_miss(ex: Exchange, key: str, fetch: Fetch, cid: int, collapsed: bool) -> Answer:
+async def _deliver_miss(ex: Exchange, fetch: Fetch, cid: int, collapsed: bool) -> Answer:
     req, send = ex.req, ex.send
     try:
         head = await asyncio.shield(fetch.head)
         req.answered_by = fetch.answered_by
     except OriginError as exc:
-        extra = [_status_header(exc, collapsed), *_retry_after(exc)]
+        extra = failed_fetch_fields(exc, exc.reason, collapsed=collapsed)
         sent = await send_error(send, exc.status, exc.reason, extra)
         return Answer(exc.status, sent, Outcome.ERROR, exc.reason)
     if collapsed and (
@@ -271,7 +276,7 @@ async def _deliver_miss(ex: Exchange, key: str, fetch: Fetch, cid: int, collapse
     ):
         # The shared answer turned out private or another variant: fetch our own.
         fetch.unsubscribe(cid)
-        return await miss(ex, key, None, collapse=False)
+        return await miss(ex, None, collapse=False)
     # RFC 9211 2.6 `stored`: what a tier did with it when the body is already in, else
     # what is known before it (the producer stops keeping what the cache will refuse).
     # A body that breaks off later cuts this response off, so no complete one claims it.
@@ -283,8 +288,8 @@ async def _deliver_miss(ex: Exchange, key: str, fetch: Fetch, cid: int, collapse
         collapsed=collapsed,
         detail=head.detail,
     )
-    extra = [_cache_status(head.upstream_status, status_value), _server_timing(head)]
-    delivery = deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid)
+    extra = [cache_status_field(head.upstream_status, status_value), origin_timing_field(head)]
+    delivery = deliver_fetch(send, req.method, req.headers, fetch, extra, cid)
     status, sent = await _stream_guarded(ex.receive, delivery, fetch)
     if collapsed:
         return Answer(status, sent, Outcome.COLLAPSED)
@@ -297,23 +302,24 @@ async def _deliver_pass(ex: Exchange, fetch: Fetch, cid: int) -> Answer:
         head = await fetch.head
         req.answered_by = fetch.answered_by
     except OriginError as exc:
-        sent = await send_error(send, exc.status, exc.reason, _retry_after(exc))
+        sent = await send_error(send, exc.status, exc.reason, retry_after_fields(exc))
         return Answer(exc.status, sent, Outcome.ERROR, exc.reason)
     if methods.invalidates(req.method) and head.status < 400:
-        invalidate_after_unsafe(ex.state, req, head)
+        invalidate_after_unsafe(ex, head)
     ours = cache_status.forward(head.fwd, fwd_status=head.status, stored=False, collapsed=False)
-    extra = [_cache_status(head.upstream_status, ours), _server_timing(head)]
+    extra = [cache_status_field(head.upstream_status, ours), origin_timing_field(head)]
     delivery = deliver_fetch(
-        send, req.method, req.headers, fetch, head, extra, cid, local_semantics=False
+        send, req.method, req.headers, fetch, extra, cid, local_semantics=False
     )
     status, sent = await _stream_guarded(ex.receive, delivery, fetch)
     return Answer(status, sent, Outcome.PASS)
 
 
-def invalidate_after_unsafe(state: AppState, req: Request, head: Head) -> None:
+def invalidate_after_unsafe(ex: Exchange, head: Head) -> None:
     """RFC 9111 4.4: a successful unsafe request invalidates the target URI and the
     same-host URIs in Location and Content-Location."""
-    state.cache.invalidate(req.key)
+    state, req = ex.state, ex.req
+    state.cache.invalidate(ex.key)
     for name, value in head.headers:
         if name in (b"location", b"content-location"):
             target = value.decode("latin-1")
@@ -359,18 +365,6 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-def _cache_status(upstream: bytes | None, ours: str) -> Header:
-    """RFC 9211 2: each cache appends its member to what the caches before it said."""
-    value = ours.encode()
-    return (b"cache-status", upstream + b", " + value if upstream else value)
-
-
-def _retry_after(exc: OriginError) -> list[Header]:
-    """Every origin of the group is down: say when to come back (RFC 9110 10.2.3)."""
-    seconds = getattr(exc, "retry_after", None)
-    return [(b"retry-after", str(seconds).encode())] if seconds is not None else []
-
-
 async def _redirect(send: Send, redirect: Redirect) -> int:
     headers = [
         (b"location", redirect.location.encode("latin-1")),
@@ -378,14 +372,3 @@ async def _redirect(send: Send, redirect: Redirect) -> int:
         (b"content-length", b"0"),
     ]
     return await send_response(send, redirect.status, headers)
-
-
-def _server_timing(head: Head) -> Header:
-    return (b"server-timing", f"origin;dur={head.origin_ms:.1f}".encode())
-
-
-def _status_header(exc: OriginError, collapsed: bool) -> Header:
-    value = cache_status.forward(
-        "miss", fwd_status=None, stored=False, collapsed=collapsed, detail=exc.reason
-    )
-    return (b"cache-status", value.encode())

@@ -363,7 +363,7 @@ async def _miss(job: Job, stale: Entry | None) -> Answer | None:
         if fetch.source_status is not None:
             timing = f"origin;dur={fetch.origin_ms:.1f}, {timing}"
         extra = [(b"cache-status", value.encode()), (b"server-timing", timing.encode())]
-        status, sent = await deliver_fetch(send, req.method, req.headers, fetch, head, extra, cid)
+        status, sent = await deliver_fetch(send, req.method, req.headers, fetch, extra, cid)
         return Answer(status, sent, Outcome.COLLAPSED if collapsed else Outcome.MISS)
     finally:
         fetch.unsubscribe(cid)
@@ -426,19 +426,20 @@ async def _source(job: Job, fetch: VariantFetch) -> tuple[bytes, Entry | None]:
     then the variant is not stored either). From the cache when fresh (or stale within
     stale-while-revalidate, refreshed in the background); otherwise through the ordinary
     collapsed fetch of the source URL, started here or joined."""
-    state, route, source_key = job.ex.state, job.ex.route, job.source_key
+    state, source_key = job.ex.state, job.source_key
     src = _source_request(job.ex.req, job.image)
+    source = replace(job.ex, req=src, key=source_key)  # the source URL's own exchange
     found = await state.cache.find(source_key, src.headers, stream=False)
     use, stale = found.use(time.time()), found.entry
     if stale is not None and use in (Use.FRESH, Use.STALE):
         if use is Use.STALE:
-            revalidate_in_background(state, route, src, source_key, stale)
+            revalidate_in_background(source, stale)
         fetch.source_detail = "source-hit" if use is Use.FRESH else "source-stale"
         _check_source(stale.status, stale.headers)
         return stale.body, stale
     collapse = use is not Use.HIT_FOR_MISS
     for _ in range(2):
-        source_fetch, joined = fetch_object(state, route, src, source_key, stale, collapse=collapse)
+        source_fetch, joined = fetch_object(source, stale, collapse=collapse)
         shared = source_fetch if joined else None
         cid = source_fetch.subscribe()
         try:

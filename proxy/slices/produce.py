@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from proxy.cache.collapse import Head
 from proxy.cache.entry import Entry
 from proxy.cache.keys import slice_key
+from proxy.exchange import Exchange
 from proxy.fetch import (
     Timing,
     entry_head,
@@ -29,7 +30,6 @@ from proxy.http.ranges import (
     slice_of,
     slice_range_field,
 )
-from proxy.request import Request
 from proxy.serve.state import AppState
 from proxy.slices.model import (
     NO_HEADERS,
@@ -46,42 +46,40 @@ from proxy.slices.model import (
     usable_slice,
 )
 from routing.origins.base import OriginError, OriginResponse
-from routing.rules import Route
 
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    """One slice fetch: slice `index` of the object under `key`; `known` is the version
+    """One slice fetch: slice `index` of the exchange's object; `known` is the version
     the requester expects."""
 
-    state: AppState
+    ex: Exchange
     fetch: SliceFetch
-    route: Route
-    req: Request
-    key: str
     index: int
     known: Rep | None
 
     @property
+    def state(self) -> AppState:
+        return self.ex.state
+
+    @property
+    def key(self) -> str:
+        return self.ex.key
+
+    @property
     def size(self) -> int:
-        return self.route.policy.slice_bytes or 0
+        return self.ex.route.policy.slice_bytes or 0
 
 
 def start_slice_fetch(
-    state: AppState,
-    route: Route,
-    req: Request,
-    key: str,
-    index: int,
-    stale: Entry | None,
-    known: Rep | None,
-    *,
-    register: bool,
+    ex: Exchange, index: int, stale: Entry | None, known: Rep | None, register: bool
 ) -> SliceFetch:
-    fetch = SliceFetch(slice_key(key, index))
+    """The fetch of slice `index` (`register`: for others to join); `stale`: a stored
+    copy of it to revalidate."""
+    fetch = SliceFetch(slice_key(ex.key, index))
     if register:
-        state.inflight.add(fetch)
-    state.spawn(produce_slice(_Job(state, fetch, route, req, key, index, known), stale))
+        ex.state.inflight.add(fetch)
+    ex.state.spawn(produce_slice(_Job(ex, fetch, index, known), stale))
     return fetch
 
 
@@ -89,7 +87,7 @@ async def produce_slice(job: _Job, stale: Entry | None) -> None:
     """Fill the job's fetch with its slice, store it, keep the record in step. `stale` is
     a stored copy of the slice to revalidate. Never raises: failures reach consumers
     through the fetch."""
-    state, fetch, route, req = job.state, job.fetch, job.route, job.req
+    state, fetch, route, req = job.state, job.fetch, job.ex.route, job.ex.req
     oreq = origin_request(route, req, cacheable=True, stale=stale)
     # Ranges of the identity coding only: slices of differently encoded bodies never mix.
     oreq.headers = [h for h in oreq.headers if h[0] != "accept-encoding"]
@@ -114,9 +112,7 @@ async def produce_slice(job: _Job, stale: Entry | None) -> None:
             route,
             req,
             resp,
-            resp.headers,
             t,
-            status=resp.status,
             fwd="stale" if stale is not None else "miss",
             client_fields=fields_without(resp.headers, "content-range") if ranged else None,
         )
@@ -146,7 +142,7 @@ def _refresh(job: _Job, stale: Entry, resp: OriginResponse, t: Timing) -> None:
     """304 to a conditional slice request: the stored slice is current again."""
     state, fetch, size = job.state, job.fetch, job.size
     freshness, head, refreshed = refresh_304(
-        state, job.route, job.req, resp, stale, t, drop=("content-range",)
+        job.ex.route, job.ex.req, resp, stale, t, drop=("content-range",)
     )
     total = slice_shape(refreshed, job.index, size)
     storable = sliceable(head) and total is not None
@@ -178,7 +174,7 @@ async def _slice_answer(
     if not storable:
         state.inflight.remove(fetch)  # waiters that came before the head fetch their own
     fetch.set_head(head)
-    whole = await pump(state, fetch, resp, job.route, t.origin, length=length)
+    whole = await pump(state, fetch, resp, job.ex.route, t.origin, length=length)
     if whole and storable and fetch.keep_all:
         entry = make_entry(head, resp.headers, fetch.body(), freshness, t)
         keep(state, fetch, entry, NO_HEADERS)
@@ -205,7 +201,7 @@ async def _whole_answer(
     fetch.stop_keeping()
     fetch.set_head(head)
     on_chunk = cutter.feed if cutter is not None else None
-    await pump(state, fetch, resp, job.route, t.origin, length=length, on_chunk=on_chunk)
+    await pump(state, fetch, resp, job.ex.route, t.origin, length=length, on_chunk=on_chunk)
 
 
 async def _other_answer(
@@ -234,7 +230,7 @@ async def _other_answer(
         if not small:
             fetch.stop_keeping()
     fetch.set_head(head)
-    whole = await pump(state, fetch, resp, job.route, t.origin, length=resp.content_length)
+    whole = await pump(state, fetch, resp, job.ex.route, t.origin, length=resp.content_length)
     if whole and storable and fetch.keep_all:
         entry = make_entry(head, resp.headers, fetch.body(), freshness, t)
         store_record(state, job.key, entry)

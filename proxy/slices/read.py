@@ -15,13 +15,12 @@ from proxy.cache.entry import Entry
 from proxy.cache.keys import slice_key
 from proxy.cache.lookup import Found, Use, classify
 from proxy.deliver import InMemory
+from proxy.exchange import Exchange, Outcome
 from proxy.fetch import join_or_start, refresh_in_background
 from proxy.http.ranges import slice_of
-from proxy.request import Request
 from proxy.serve.state import AppState
 from proxy.slices.model import NO_HEADERS, Rep, SliceFetch, usable_slice
 from proxy.slices.produce import start_slice_fetch
-from routing.rules import Route
 
 
 class Changed(Exception):
@@ -34,7 +33,6 @@ class Stored:
 
     entry: Entry
     start: int  # object offset of body[0]
-    how: str  # "hit" or "stale"
     tier: str
 
     def pieces(self, lo: int, hi: int) -> AsyncIterator[bytes | memoryview]:
@@ -51,7 +49,7 @@ class Tap:
         self.fetch = fetch
         self.cid = cid
         self.head = head
-        self.how = "collapsed" if joined else "miss"
+        self.how = Outcome.COLLAPSED if joined else Outcome.MISS
         self.whole = head.status == 200
         self.pos = 0 if self.whole else start
         self._chunks: AsyncIterator[bytes] = fetch.stream(cid)
@@ -82,13 +80,12 @@ class Reader:
     """The slices one response reads, all of one version. A fetch is released as soon as
     the response is past its slice, so a long response holds about one slice."""
 
-    def __init__(self, state: AppState, route: Route, req: Request, key: str) -> None:
-        self.state = state
-        self.route = route
-        self.req = req
-        self.key = key
-        self.size = route.policy.slice_bytes or 0
-        self.collapse = "authorization" not in req.headers
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+        self.state = ex.state
+        self.key = ex.key
+        self.size = ex.route.policy.slice_bytes or 0
+        self.collapse = "authorization" not in ex.req.headers
         self.ready: dict[int, Piece] = {}
         self.whole: Tap | None = None
         self._subs: dict[tuple[int, int], Fetch] = {}  # (id(fetch), cid) -> fetch
@@ -112,17 +109,17 @@ class Reader:
         (the record is stale), the origin is asked even when a stored copy is fresh."""
         state = self.state
         skey = slice_key(self.key, index)
-        found = await lookup(state, skey, self.req.headers)
+        found = await lookup(state, skey, self.ex.req.headers)
         stale = usable_slice(found.value, index, self.size, rep)
         use = classify(stale, time.time())
         if use is Use.FRESH and stale is not None and not verify:
-            return Stored(stale, index * self.size, "hit", found.tier)
+            return Stored(stale, index * self.size, found.tier)
         if use is Use.STALE and stale is not None and not verify:
             self.revalidate(index, stale, rep)
-            return Stored(stale, index * self.size, "stale", found.tier)
+            return Stored(stale, index * self.size, found.tier)
         fetch, joined = join_or_start(
             state,
-            self.req,
+            self.ex.req,
             skey,
             partial(self.start, index, stale, rep),
             kind=SliceFetch,
@@ -140,10 +137,7 @@ class Reader:
         return Tap(fetch, cid, head, index * self.size, joined=joined)
 
     def start(self, index: int, stale: Entry | None, rep: Rep | None, register: bool) -> SliceFetch:
-        """A fetch of slice `index` (`register`: for others to join)."""
-        return start_slice_fetch(
-            self.state, self.route, self.req, self.key, index, stale, rep, register=register
-        )
+        return start_slice_fetch(self.ex, index, stale, rep, register)
 
     def revalidate(self, index: int, stale: Entry | None, rep: Rep | None) -> None:
         """stale-while-revalidate: one background request per slice (it collapses too)."""

@@ -9,45 +9,45 @@ from collections.abc import Mapping
 from copy import copy
 from typing import Any
 
-from proxy.cache.collapse import FetchAborted, Head
+from proxy.cache.collapse import FetchAborted
 from proxy.cache.entry import Entry
 from proxy.cache.keys import record_key, slice_key
 from proxy.cache.lookup import Use, classify
 from proxy.deliver import (
-    PRECONDITION_FIELDS,
     Header,
     Send,
+    cache_status_field,
+    choose_answer,
     deliver_entry,
     deliver_fetch,
+    failed_fetch_fields,
     fresh_hit_fields,
+    origin_timing_field,
     send_error,
+    wanted_ranges,
 )
 from proxy.disconnect import ClientGone, until_disconnect
 from proxy.exchange import Answer, Exchange, Outcome
 from proxy.fetch import new_fetch, produce_pass
 from proxy.http import cache_status
-from proxy.http.conditionals import evaluate_preconditions, if_range_matches, stored_date
-from proxy.http.ranges import ByteRange, parse_range, start_hint, unsatisfied_range
+from proxy.http.conditionals import stored_date
+from proxy.http.ranges import start_hint, unsatisfied_range
 from proxy.request import Request
-from proxy.serve.state import AppState
 from proxy.slices.model import Rep, rep_of, usable_slice
 from proxy.slices.read import Changed, Piece, Reader, SliceBody, Tap, lookup
 from routing.origins.base import OriginError
-from routing.rules import Route
 
 # A response restarts this often when the object changes before its head went out.
 MAX_ATTEMPTS = 3
 
 
-async def serve_sliced(ex: Exchange, key: str) -> Answer:
+async def serve_sliced(ex: Exchange) -> Answer:
     """The lookup step of a sliced route: answer a GET/HEAD from slices (stopped when
     the client leaves, so a gone client does not keep the loop fetching slices)."""
     try:
-        served = _serve(ex.state, ex.route, ex.req, key, ex.send)
-        status, sent, outcome, reason = await until_disconnect(ex.receive, served)
+        return await until_disconnect(ex.receive, _serve(ex))
     except ClientGone:
         return Answer(499, 0, Outcome.MISS, "client gone")
-    return Answer(status, sent, Outcome(outcome), reason)
 
 
 class _Out:
@@ -66,43 +66,32 @@ class _Out:
         await self.send(message)
 
 
-async def _serve(
-    state: AppState, route: Route, req: Request, key: str, send: Send
-) -> tuple[int, int, str, str]:
-    out = _Out(send)
+async def _serve(ex: Exchange) -> Answer:
+    out = _Out(ex.send)
     for _ in range(MAX_ATTEMPTS):
-        reader = Reader(state, route, req, key)
+        reader = Reader(ex)
         try:
-            return await _serve_once(state, route, req, key, out, reader)
+            return await _serve_once(ex, out, reader)
         except Changed as exc:
             if out.started:
                 # Never stitch two versions: the response is left incomplete.
-                return 502, out.sent, "error", str(exc)
+                return Answer(502, out.sent, Outcome.ERROR, str(exc))
             continue
         except (OriginError, FetchAborted) as exc:
             reason = exc.reason if isinstance(exc, OriginError) else f"origin failed: {exc}"
             if out.started:
-                return 502, out.sent, "error", reason
+                return Answer(502, out.sent, Outcome.ERROR, reason)
             status = exc.status if isinstance(exc, OriginError) else 502
-            detail = cache_status.forward(
-                "miss", fwd_status=None, stored=False, collapsed=False, detail=reason
-            )
-            fields = [(b"cache-status", detail.encode()), *_retry_after(exc)]
-            return status, await send_error(out, status, reason, fields), "error", reason
+            sent = await send_error(out, status, reason, failed_fetch_fields(exc, reason))
+            return Answer(status, sent, Outcome.ERROR, reason)
         finally:
             reader.close()
     reason = "object keeps changing"
-    return 502, await send_error(out, 502, reason), "error", reason
+    return Answer(502, await send_error(out, 502, reason), Outcome.ERROR, reason)
 
 
-def _retry_after(exc: Exception) -> list[Header]:
-    seconds = getattr(exc, "retry_after", None)
-    return [(b"retry-after", str(seconds).encode())] if seconds is not None else []
-
-
-async def _serve_once(
-    state: AppState, route: Route, req: Request, key: str, out: _Out, reader: Reader
-) -> tuple[int, int, str, str]:
+async def _serve_once(ex: Exchange, out: _Out, reader: Reader) -> Answer:
+    state, req, key = ex.state, ex.req, ex.key
     size = reader.size
     now = time.time()
     found = await lookup(state, record_key(key), req.headers)
@@ -115,7 +104,7 @@ async def _serve_once(
             # a stored negative answer (404...) stands for the object
             extra = fresh_hit_fields(record, record.age(now), now, tier)
             status, sent = await deliver_entry(out, req.method, req.headers, record, extra)
-            return status, sent, "hit", ""
+            return Answer(status, sent, Outcome.HIT)
         rep = rep_of(record, size)
     decided: Piece | None = None  # the slice the response's Cache-Status describes
     use = classify(rep.record, now) if rep is not None else Use.ABSENT
@@ -126,7 +115,7 @@ async def _serve_once(
         index = first // size
         verified = await reader.piece(index, rep, verify=True)
         assert isinstance(verified, Tap)
-        answer = await _unsliced(state, route, req, out, verified, index, rep)
+        answer = await _unsliced(ex, out, verified, index, rep)
         if answer is not None:
             return answer
         assert verified.fetch.rep is not None
@@ -146,79 +135,54 @@ async def _serve_once(
 
 
 def _first_byte(headers: Mapping[str, str], rep: Rep | None) -> int:
+    """Where the response most likely starts reading, to learn or confirm the version."""
     if rep is None:
         return start_hint(headers.get("range"))
-    ranges = _wanted(headers, rep)
-    if isinstance(ranges, list):
-        return ranges[0].start
-    return 0
-
-
-def _wanted(headers: Mapping[str, str], rep: Rep) -> list[ByteRange] | str | None:
-    value = headers.get("range")
-    if value is None:
-        return None
-    if "if-range" in headers and not if_range_matches(
-        headers["if-range"], rep.record.etag, rep.record.last_modified
-    ):
-        return None
-    return parse_range(value, rep.total)
+    record = rep.record
+    ranges = wanted_ranges(headers, rep.total, record.etag, record.last_modified)
+    return ranges[0].start if isinstance(ranges, list) else 0
 
 
 async def _unsliced(
-    state: AppState,
-    route: Route,
-    req: Request,
-    out: _Out,
-    tap: Tap,
-    index: int,
-    known: Rep | None,
-) -> tuple[int, int, str, str] | None:
+    ex: Exchange, out: _Out, tap: Tap, index: int, known: Rep | None
+) -> Answer | None:
     """Answers a first slice request can get that are no slice: relayed, or the request
     passed through. None when it is a slice (or a whole 200 of known length)."""
     head, fetch = tap.head, tap.fetch
-    extra = [_forward_status(tap), _server_timing(head)]
+    extra = [_forward_status(tap), origin_timing_field(head)]
     if head.status in (200, 206) and fetch.rep is not None:
         return None
     if head.status == 416:
         if index == 0:  # an empty object: no range of it exists, so no slice either
-            return await _pass(state, route, req, out)
+            return await _pass(ex, out)
         if known is not None:
             raise Changed("object shrank")  # the producer dropped the record: start over
         if fetch.total is not None:
             fields = [(b"content-range", unsatisfied_range(fetch.total).encode()), *extra]
-            return 416, await send_error(out, 416, "range not satisfiable", fields), "miss", ""
+            sent = await send_error(out, 416, "range not satisfiable", fields)
+            return Answer(416, sent, Outcome.MISS)
     # 404, 3xx, 5xx, a 200 of unknown length (chunked): relayed as the origin sent it (a
     # 200's preconditions are answered here; a Range of unknown length is ignored).
-    status, sent = await deliver_fetch(
-        out,
-        req.method,
-        req.headers,
-        fetch,
-        head,
-        extra,
-        tap.cid,
-        local_semantics=head.status == 200,
-    )
-    return status, sent, tap.how, ""
+    req = ex.req
+    status, sent = await deliver_fetch(out, req.method, req.headers, fetch, extra, tap.cid)
+    return Answer(status, sent, tap.how)
 
 
-async def _pass(
-    state: AppState, route: Route, req: Request, out: _Out
-) -> tuple[int, int, str, str]:
-    fetch = new_fetch(req.key)
+async def _pass(ex: Exchange, out: _Out) -> Answer:
+    req = ex.req
+    fetch = new_fetch(ex.key)
     cid = fetch.subscribe()
-    state.spawn(produce_pass(state, fetch, route, req, b"", True))
+    ex.state.spawn(produce_pass(ex.state, fetch, ex.route, req, b"", True))
     try:
         head = await fetch.head
         value = cache_status.forward(
             head.fwd, fwd_status=head.status, stored=False, collapsed=False
         )
-        extra = [(b"cache-status", value.encode()), _server_timing(head)]
+        extra = [(b"cache-status", value.encode()), origin_timing_field(head)]
         status, sent = await deliver_fetch(
-            out, req.method, req.headers, fetch, head, extra, cid, local_semantics=False
+            out, req.method, req.headers, fetch, extra, cid, local_semantics=False
         )
-        return status, sent, "pass", ""
+        return Answer(status, sent, Outcome.PASS)
     finally:
         fetch.unsubscribe(cid)
 
@@ -229,33 +193,26 @@ def _forward_status(tap: Tap) -> Header:
         head.fwd,
         fwd_status=head.fwd_status,
         stored=head.shareable and head.status in (200, 206),
-        collapsed=tap.how == "collapsed",
+        collapsed=tap.how is Outcome.COLLAPSED,
         detail=head.detail or "slices",
     )
-    return _cache_status(head.upstream_status, value)
-
-
-def _cache_status(upstream: bytes | None, ours: str) -> Header:
-    value = ours.encode()
-    return (b"cache-status", upstream + b", " + value if upstream else value)
-
-
-def _server_timing(head: Head) -> Header:
-    return (b"server-timing", f"origin;dur={head.origin_ms:.1f}".encode())
+    return cache_status_field(head.upstream_status, value)
 
 
 def _status_fields(
     rep: Rep, piece: Piece | None, tier: str, now: float
-) -> tuple[list[Header], str]:
+) -> tuple[list[Header], Outcome]:
     """Age/Cache-Status of the response and its outcome label, from the slice that decided
     it (the first one it reads), or from the record when it reads none (HEAD, 304, 416)."""
     if isinstance(piece, Tap):
-        return [_forward_status(piece), _server_timing(piece.head)], piece.how
+        return [_forward_status(piece), origin_timing_field(piece.head)], piece.how
     entry, where = (piece.entry, piece.tier) if piece is not None else (rep.record, tier)
     stale = now >= entry.fresh_until
     value = cache_status.hit(entry.fresh_until - now, where, stale=stale)
-    fields = [(b"age", str(entry.age(now)).encode()), _cache_status(entry.upstream_status, value)]
-    return fields, "stale" if stale else "hit"
+    age = (b"age", str(entry.age(now)).encode())
+    return [age, cache_status_field(entry.upstream_status, value)], (
+        Outcome.STALE if stale else Outcome.HIT
+    )
 
 
 async def _respond(
@@ -266,7 +223,7 @@ async def _respond(
     decided: Piece | None,
     tier: str,
     now: float,
-) -> tuple[int, int, str, str]:
+) -> Answer:
     """The answer, decided by deliver.py as for any entry, over the slices."""
     index = _first_read(req, rep, reader.size)
     if index is not None and reader.whole is None:
@@ -279,26 +236,18 @@ async def _respond(
     extra, outcome = _status_fields(rep, decided, tier, now)
     body = SliceBody(reader, rep)
     status, sent = await deliver_entry(out, req.method, req.headers, _whole(rep), extra, body)
-    return status, sent, outcome, ""
+    return Answer(status, sent, outcome)
 
 
 def _first_read(req: Request, rep: Rep, size: int) -> int | None:
     """The slice the body starts in; None when the answer sends no byte of the object
-    (HEAD, 304, 412, 416, an empty object). The same decisions deliver_entry makes."""
-    record, headers = rep.record, req.headers
-    if req.method == "HEAD" or not rep.total:
-        return None
-    if any(name in headers for name in PRECONDITION_FIELDS):
-        date = stored_date(record.headers, record.response_time)
-        pre = evaluate_preconditions(
-            req.method, headers, record.etag, record.last_modified, date=date
-        )
-        if pre is not None:
-            return None
-    ranges = _wanted(headers, rep)
-    if isinstance(ranges, str):
-        return None
-    return (ranges[0].start if ranges else 0) // size
+    (HEAD, 304, 412, 416, an empty object): deliver_entry's own choice."""
+    record = rep.record
+    date = stored_date(record.headers, record.response_time)
+    first = choose_answer(
+        req.method, req.headers, 200, record.etag, record.last_modified, rep.total, date=date
+    ).first
+    return None if first is None else first // size
 
 
 def _whole(rep: Rep) -> Entry:

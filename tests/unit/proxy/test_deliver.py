@@ -199,7 +199,7 @@ async def _from_a_stream(method: str, req: dict[str, str]) -> Sink:
 
     producer = asyncio.create_task(produce())
     sink = Sink()
-    await deliver_fetch(sink, method, req, fetch, head, EXTRA, cid)
+    await deliver_fetch(sink, method, req, fetch, EXTRA, cid)
     await producer
     return sink
 

@@ -124,7 +124,9 @@ async def decide(
     )
     assert route is not None, target
     sink = Sink()
-    ex = Exchange(state, route, req, body_receiver(body), sink, path_token, bunny_path)
+    ex = Exchange(
+        state, route, req, body_receiver(body), sink, req.key, 0.0, path_token, bunny_path
+    )
     for step in STEPS:
         answer = await step(ex)
         if answer is not None:

@@ -87,6 +87,7 @@ class HitFastPath:
         started = time.perf_counter()
         host = b""
         size = 0
+        encodings = False
         for name, value in scope["headers"]:
             size += len(name) + len(value) + 4
             if name == b"host":
@@ -95,6 +96,8 @@ class HitFastPath:
                 host = value
             elif name in SLOW_FIELDS:
                 return False
+            elif name == b"accept-encoding":
+                encodings = True
         raw_path: bytes | None = scope.get("raw_path")
         query: bytes = scope["query_string"]
         if not host or raw_path is None or size > self.max_headers:
@@ -121,11 +124,14 @@ class HitFastPath:
             return False
         if found.ban_gen != self.bans.generation:
             return False  # a ban may cover it: the full lookup decides
+        policy = plan.route.compression
+        body = found.body
+        if encodings and policy is not None and policy.may_apply(found.content_type, len(body)):
+            return False  # the full pipeline sends it in a coding (proxy/compress.py)
         if plan.guard is not None and not self._allowed(plan, scope, now):
             return False  # the full pipeline answers (and logs) the refusal
         headers = _hit_headers(found, now)
         await send({"type": "http.response.start", "status": found.status, "headers": headers})
-        body = found.body
         sent = len(body)
         if sent <= SEND_SLICE:
             await send({"type": "http.response.body", "body": body})

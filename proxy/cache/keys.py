@@ -10,6 +10,8 @@ their URL key, so no URL key can ever equal a derived one (a URL key holds no NU
     <url> NUL image NUL <opts>   an image variant of the source <url> (proxy/variants.py)
     <url> NUL slice=<n>          slice n of a sliced object (proxy/slices/)
     <url> NUL slices             the sliced object's record
+    <key> NUL encoding=<coding>  the stored entry at <key> in another content coding
+                                 (proxy/compress.py; "identity": an origin's coding undone)
 
 Redis and disk hold these strings, so they stay byte-identical across releases.
 """
@@ -58,6 +60,11 @@ def slice_key(key: str, index: int) -> str:
 
 def record_key(key: str) -> str:
     return key + RECORD_TAG
+
+
+def encoded_key(key: str, coding: str) -> str:
+    """The entry stored at `key` (a URL key or a Vary variant's) in `coding`."""
+    return f"{key}{SEPARATOR}encoding={coding}"
 
 
 # -- reading keys back (purge, bans, the admin page) -----------------------------------

@@ -159,6 +159,16 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
         "Image transforms running or queued on the worker pool.",
         (),
     ),
+    "edgeshield_compressions": (
+        "counter",
+        "Stored entries made in another content coding (identity: an origin's undone).",
+        ("encoding",),
+    ),
+    "edgeshield_compression_bytes": (
+        "counter",
+        "Body bytes into and out of those codings.",
+        ("encoding", "direction"),
+    ),
 }
 
 

@@ -30,7 +30,6 @@ from proxy.http.ranges import (
     slice_of,
     slice_range_field,
 )
-from proxy.serve.state import AppState
 from proxy.slices.model import (
     NO_HEADERS,
     Rep,
@@ -59,14 +58,6 @@ class _Job:
     known: Rep | None
 
     @property
-    def state(self) -> AppState:
-        return self.ex.state
-
-    @property
-    def key(self) -> str:
-        return self.ex.key
-
-    @property
     def size(self) -> int:
         return self.ex.route.policy.slice_bytes or 0
 
@@ -87,7 +78,7 @@ async def produce_slice(job: _Job, stale: Entry | None) -> None:
     """Fill the job's fetch with its slice, store it, keep the record in step. `stale` is
     a stored copy of the slice to revalidate. Never raises: failures reach consumers
     through the fetch."""
-    state, fetch, route, req = job.state, job.fetch, job.ex.route, job.ex.req
+    state, fetch, route, req = job.ex.state, job.fetch, job.ex.route, job.ex.req
     oreq = origin_request(route, req, cacheable=True, stale=stale)
     # Ranges of the identity coding only: slices of differently encoded bodies never mix.
     oreq.headers = [h for h in oreq.headers if h[0] != "accept-encoding"]
@@ -140,7 +131,7 @@ def _present(
 
 def _refresh(job: _Job, stale: Entry, resp: OriginResponse, t: Timing) -> None:
     """304 to a conditional slice request: the stored slice is current again."""
-    state, fetch, size = job.state, job.fetch, job.size
+    state, fetch, size = job.ex.state, job.fetch, job.size
     freshness, head, refreshed = refresh_304(
         job.ex.route, job.ex.req, resp, stale, t, drop=("content-range",)
     )
@@ -149,7 +140,7 @@ def _refresh(job: _Job, stale: Entry, resp: OriginResponse, t: Timing) -> None:
     if total is not None:
         fields = fields_without(refreshed.origin_headers, "content-range")
         fetch.rep = make_record(head, fields, freshness, t, total, size)
-        keep_record(state, job.key, fetch.rep, job.known, size, storable=storable)
+        keep_record(state, job.ex.key, fetch.rep, job.known, size, storable=storable)
     if storable and state.cache.store(fetch.key, refreshed, NO_HEADERS):
         fetch.stored = True
     present_entry(fetch, refreshed, fwd="stale", fwd_status=304, origin_ms=t.origin_ms)
@@ -159,7 +150,7 @@ async def _slice_answer(
     job: _Job, resp: OriginResponse, t: Timing, freshness: Freshness, head: Head
 ) -> None:
     """206: exactly the slice asked for, else the answer is refused."""
-    state, fetch, size = job.state, job.fetch, job.size
+    state, fetch, size = job.ex.state, job.fetch, job.size
     content_range_value = next((v for k, v in resp.headers if k == "content-range"), None)
     shape = slice_content_range(content_range_value, job.index, size)
     if shape is None or resp.content_length not in (None, shape[0]):
@@ -170,7 +161,7 @@ async def _slice_answer(
     head = replace(shared(head, storable), content_length=length)
     fields = fields_without(resp.headers, "content-range")
     fetch.rep = make_record(head, fields, freshness, t, total, size)
-    keep_record(state, job.key, fetch.rep, job.known, size, storable=storable)
+    keep_record(state, job.ex.key, fetch.rep, job.known, size, storable=storable)
     if not storable:
         state.inflight.remove(fetch)  # waiters that came before the head fetch their own
     fetch.set_head(head)
@@ -185,14 +176,14 @@ async def _whole_answer(
 ) -> None:
     """200: the origin ignored Range. The stream is the whole representation; readers
     take what they need from it, and each whole slice streaming past is stored."""
-    state, fetch, size = job.state, job.fetch, job.size
+    state, fetch, size = job.ex.state, job.fetch, job.size
     length = resp.content_length
     storable = sliceable(head) and length is not None
     head = shared(head, storable)
     cutter = None
     if length is not None:
         fetch.rep = make_record(head, resp.headers, freshness, t, length, size)
-        keep_record(state, job.key, fetch.rep, job.known, size, storable=storable)
+        keep_record(state, job.ex.key, fetch.rep, job.known, size, storable=storable)
         if storable:
             cutter = _Cutter(job, fetch.rep, head, resp.headers, freshness, t)
     # A whole object: bounded buffering and no joiners from now on (those that came
@@ -209,14 +200,14 @@ async def _other_answer(
 ) -> None:
     """416, 404, 3xx, 5xx...: relayed. A storable one replaces the record (and drops the
     slices: the object is gone or moved); a 416 also means the record's object changed."""
-    state, fetch, size, known = job.state, job.fetch, job.size, job.known
+    state, fetch, size, known = job.ex.state, job.fetch, job.size, job.known
     status = resp.status
     if status == 416:
         fetch.total = parse_unsatisfied_range(
             next((v for k, v in resp.headers if k == "content-range"), None)
         )
         if known is not None:
-            drop_object(state, job.key, known, size)
+            drop_object(state, job.ex.key, known, size)
         fetch.set_head(shared(head, False))
         fetch.finish()
         return
@@ -224,7 +215,7 @@ async def _other_answer(
     storable = sliceable(head) and small
     head = shared(head, storable)
     if storable and known is not None:
-        drop_object(state, job.key, known, size)
+        drop_object(state, job.ex.key, known, size)
     if not storable:
         state.inflight.remove(fetch)
         if not small:
@@ -233,7 +224,7 @@ async def _other_answer(
     whole = await pump(state, fetch, resp, job.ex.route, t.origin, length=resp.content_length)
     if whole and storable and fetch.keep_all:
         entry = make_entry(head, resp.headers, fetch.body(), freshness, t)
-        store_record(state, job.key, entry)
+        store_record(state, job.ex.key, entry)
 
 
 class _Cutter:
@@ -273,8 +264,8 @@ class _Cutter:
                 self.buf.clear()
 
     def _store(self, span: ByteRange) -> None:
-        key = slice_key(self.job.key, self.index)
-        cache = self.job.state.cache
+        key = slice_key(self.job.ex.key, self.index)
+        cache = self.job.ex.state.cache
         if usable_slice(cache.lookup(key, NO_HEADERS), self.index, self.job.size, self.rep):
             return  # already there: no lower-tier rewrite
         origin_headers = [

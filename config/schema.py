@@ -26,6 +26,7 @@ from config.auth import (
     auth_reference_errors,
 )
 from config.cdn import CdnPurgeSettings
+from config.compression import CompressionSettings
 from config.disk import DiskSettings
 from config.fields import PlainUrl, SecretText
 from config.images import ImageSettings
@@ -125,6 +126,8 @@ class CachePolicy(_Frozen):
     )
     # When set, replaces Cache-Control on responses to clients.
     downstream_cache_control: str | None = None
+    # Send stored text in the coding a client accepts ([compression]); false: as stored.
+    compress: bool = True
     # Forward X-HTTP-Method-Override / X-HTTP-Method / X-Method-Override on cache fetches.
     # Off: an origin honouring them would answer a GET for another method, and that
     # answer (a 405, say) would be cached for every client of the URL.
@@ -510,6 +513,8 @@ class Settings(_Frozen):
     redis: RedisSettings = RedisSettings()
     # Bans, and downstream CDN purge ([purge], [[purge.cdn]]).
     purge: PurgeSettings = PurgeSettings()
+    # Response compression ([compression]): types, size floor and ceiling, levels.
+    compression: CompressionSettings = CompressionSettings()
 
     # Messages are "<field path>: <reason>"; config.loader reports them at that path.
     @model_validator(mode="after")

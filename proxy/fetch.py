@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from proxy.cache.collapse import Fetch, Head
 from proxy.cache.entry import Entry
+from proxy.compress import vary_for
 from proxy.exchange import Exchange
 from proxy.http.dates import parse_http_date
 from proxy.http.forwarding import client_response_headers, joined, merge_304, origin_request_headers
@@ -153,6 +154,10 @@ def _head(
         now=t.response_time,
         answers_ranges=freshness is not None,
     )
+    if freshness is not None:  # a cached answer: stored per coding, sent in any (compress.py)
+        vary, client_headers = vary_for(
+            route.compression, resp.status, fields, vary, client_headers, resp.content_length
+        )
     if freshness is not None and freshness.initial_age >= 1:
         client_headers.append((b"age", str(int(freshness.initial_age)).encode()))
     return Head(

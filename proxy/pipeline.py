@@ -22,6 +22,7 @@ from proxy.cache.disk import BodyStream
 from proxy.cache.entry import Entry
 from proxy.cache.keys import BadKey, url_key
 from proxy.cache.lookup import Use
+from proxy.compress import deliver_miss, deliver_stored
 from proxy.deliver import (
     cache_status_field,
     deliver_entry,
@@ -240,8 +241,8 @@ async def _deliver_stored(
     always closes the file. Damage found mid-file leaves the response incomplete, as a
     broken origin body does."""
     req = ex.req
-    if body is None:
-        return await deliver_entry(ex.send, req.method, req.headers, entry, extra)
+    if body is None:  # in the coding the client takes (compress.py)
+        return await deliver_stored(ex, entry, extra)
     async with body:
         try:
             return await until_disconnect(
@@ -289,7 +290,7 @@ async def _deliver_miss(ex: Exchange, fetch: Fetch, cid: int, collapsed: bool) -
         detail=head.detail,
     )
     extra = [cache_status_field(head.upstream_status, status_value), origin_timing_field(head)]
-    delivery = deliver_fetch(send, req.method, req.headers, fetch, extra, cid)
+    delivery = deliver_miss(ex, fetch, extra, cid)  # compress.py: streamed, or another coding
     status, sent = await _stream_guarded(ex.receive, delivery, fetch)
     if collapsed:
         return Answer(status, sent, Outcome.COLLAPSED)

@@ -55,6 +55,8 @@ class ServerSettings(_Frozen):
     max_requests_in_flight: int = Field(default=1024, ge=1, le=1_000_000)
     # "-" is stdout; a path appends to that file; "off" disables the access log.
     access_log: str = "-"
+    # Fields added to every access-log line, in this order (proxy/observe.py).
+    access_log_fields: tuple[Literal["user_agent", "referer", "request_id", "origin_ms"], ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Requests beyond these get 414 / 431 before any work is done.
     max_url_bytes: int = Field(default=8192, ge=256)

@@ -117,6 +117,7 @@ def origin_request(
         method_override=route.policy.forward_method_override,
         etag=stale.etag if stale else None,
         last_modified=stale.last_modified if stale and not stale.etag else None,
+        request_id=req.request_id,
     )
     # A cache fetch is always a GET: a HEAD miss fills the cache too (Varnish does this).
     method = "GET" if cacheable else req.method

@@ -39,9 +39,10 @@ from proxy.disconnect import ClientGone, until_disconnect
 from proxy.exchange import Answer, Exchange, Outcome, Receive, Send
 from proxy.fetch import fetch_object, new_fetch, produce_pass, revalidate_in_background
 from proxy.http import cache_status, methods
+from proxy.http.forwarding import REQUEST_ID
 from proxy.http.paths import BadPath
 from proxy.http.vary import variant_key
-from proxy.observe import record, scope_host
+from proxy.observe import Tracked, record, request_id_of, scope_host
 from proxy.request import Rejected, Request, parse_request
 from proxy.serve.state import AppState
 from proxy.slices import serve_sliced
@@ -60,11 +61,14 @@ log = logging.getLogger("edgeshield.pipeline")
 async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send: Send) -> None:
     """parse -> route -> then the steps, each answering or passing on -> record."""
     started = time.perf_counter()
+    # What went out, whatever cuts the response off; the request id on error answers.
+    send = out = Tracked(send, timing="origin_ms" in state.settings.server.access_log_fields)
     guards = state.guards
     bunny_path, scope = guards.split_bunny(scope)
     try:
         req = parse(state, scope)
     except Rejected as exc:
+        out.request_id = request_id_of(state, scope)
         sent = await send_error(send, exc.status, exc.reason)
         record(
             state,
@@ -78,8 +82,12 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
             started=started,
             now=time.time(),
             reason=exc.reason,
+            request_id=out.request_id,
         )
         return
+    out.request_id = req.request_id = state.request_ids.pick(
+        req.headers.get(REQUEST_ID), req.forwarding.peer, guards.trusted
+    )
     # recv (with images on, /cdn-cgi/image/<options>/<source> is routed by its source path)
     path_token = guards.split_path(req)
     route = state.routes.match(
@@ -90,7 +98,11 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         answer = Answer(404, await send_error(send, 404, "no route"), Outcome.DENY, "no route")
     else:
         ex = Exchange(state, route, req, receive, send, req.key, started, path_token, bunny_path)
-        answer, key = await respond(ex), ex.key
+        try:
+            answer = await respond(ex)
+        except asyncio.CancelledError:  # the server gave up on it (shutdown): still logged
+            answer = await out.cut_off()
+        key = ex.key
     record(
         state,
         scope,
@@ -99,12 +111,14 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         outcome=answer.outcome,
         route=route.name if route else "-",
         origin=(req.answered_by or route.origin.name) if route else None,
-        sent=answer.sent,
+        sent=out.sent,
         started=started,
         now=req.now,
         reason=answer.reason,
         client=req.client,
         key=key,
+        request_id=out.request_id,
+        origin_ms=out.origin_ms,
     )
 
 

@@ -38,6 +38,8 @@ class Request:
     now: float
     # The origin that answered, for the access log (a group may fail over to another).
     answered_by: str | None = None
+    # X-Request-Id, as the pipeline decided it (proxy/serve/request_ids.py): to the origin.
+    request_id: str | None = None
 
     @property
     def client(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,6 +29,15 @@ FORWARDING = frozenset(
 # Tunnelled methods: an origin that honours one on a GET answers for another method,
 # and the cache would store that answer under the GET (a 405 served to everyone).
 METHOD_OVERRIDE = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
+# The request id: logged, sent to the origin, shown on error answers. One a trusted proxy
+# sent is kept when it is a short token of these characters (UUIDs, hex, base64, the
+# ids of common load balancers); anything else could forge or break a log line.
+REQUEST_ID = "x-request-id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9+/=_.:-]{1,128}")
+
+
+def valid_request_id(value: str) -> bool:
+    return _REQUEST_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +73,18 @@ def origin_request_headers(
     method_override: bool = False,
     etag: str | None = None,
     last_modified: float | None = None,
+    request_id: str | None = None,
 ) -> list[tuple[str, str]]:
     """Client fields to forward. For a cache fetch, range and conditional fields are the
     cache's to answer; the validators of a stale entry are added instead (RFC 9111 4.3.1),
     and method-override fields are dropped unless the route forwards them. Forwarding
     fields are always edgeshield's own: the chain trusted proxies vouched for, the host
-    the cache key holds (what the origin answers for must be what the key names)."""
+    the cache key holds (what the origin answers for must be what the key names), and
+    `request_id` in place of whatever X-Request-Id the client sent."""
     headers = list(request_headers)
     drop = hop_by_hop(headers) | FORWARDING | {"host"}
+    if request_id is not None:
+        drop |= {REQUEST_ID}
     if cacheable:
         drop |= LOCALLY_ANSWERED if method_override else LOCALLY_ANSWERED | METHOD_OVERRIDE
     out: list[tuple[str, str]] = []
@@ -86,6 +100,8 @@ def origin_request_headers(
     out.append(("x-forwarded-proto", forwarding.proto or scheme))
     out.append(("x-forwarded-host", host))
     out.append(("via", "1.1 edgeshield"))
+    if request_id is not None:
+        out.append((REQUEST_ID, request_id))
     if cacheable and etag:
         out.append(("if-none-match", etag))
     if cacheable and last_modified is not None:

@@ -22,6 +22,7 @@ from proxy.ops.top_objects import TopObjects
 from proxy.purge.bus import PurgeBus
 from proxy.serve.access_log import AccessLog
 from proxy.serve.metrics import Stats, StatsCollector
+from proxy.serve.request_ids import RequestIds
 from routing.groups import OriginRouter
 from routing.origins.base import Origin
 from routing.rules import RouteTable
@@ -60,6 +61,8 @@ class AppState:
     recent_purges: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     # The most requested objects, for the admin page (proxy/ops/top_objects.py).
     top_objects: TopObjects = field(default_factory=TopObjects)
+    # X-Request-Id: kept from a trusted proxy, else made here (proxy/serve/request_ids.py).
+    request_ids: RequestIds = field(default_factory=RequestIds)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

@@ -111,7 +111,7 @@ LOCAL_FIELDS = frozenset({"range", *PRECONDITION_FIELDS})
 class Choice(NamedTuple):
     """What a request gets over a representation (`choose_answer`)."""
 
-    status: int  # the representation's own (whole), 206, 304, 412 or 416
+    status: int | None  # 206, 304, 412 or 416; None: the representation's own, whole
     ranges: list[ByteRange]  # a 206's: one range, or the parts of a multipart answer
     first: int | None  # offset of the first byte of it sent; None: none (HEAD, 304...)
 
@@ -130,7 +130,7 @@ def choose_answer(
     If-Modified-Since against the stored `date` without Last-Modified, RFC 9111 4.3.2),
     then Range and If-Range (RFC 9110 14.2), both only over a 200. `size` None: not known
     yet (a chunked stream), so Range is ignored."""
-    whole = Choice(status, [], None if method == "HEAD" or size == 0 else 0)
+    whole = Choice(None, [], None if method == "HEAD" or size == 0 else 0)
     if status != 200 or LOCAL_FIELDS.isdisjoint(req_headers):
         return whole
     pre = evaluate_preconditions(method, req_headers, etag, last_modified, date=date)

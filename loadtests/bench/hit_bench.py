@@ -180,7 +180,9 @@ class Bench:
         config.write_text(
             CONFIG.format(host=HOST, port=port, access_log=access_log, root=self.objects)
         )
-        argv = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)]
+        # A baseline from before proxy/serve/ existed has its command line at proxy/cli.py.
+        cli = "proxy.serve.cli" if (source / "proxy/serve/cli.py").exists() else "proxy.cli"
+        argv = [sys.executable, "-m", cli, "serve", "--config", str(config)]
         env = {"PYTHONPATH": str(source)} if source != ROOT else {}
         return Server(name, argv, port, self.tmp / f"edgeshield-{port}.log", env=env, cwd=source)
 

@@ -69,7 +69,11 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         req = parse(state, scope)
     except Rejected as exc:
         out.request_id = request_id_of(state, scope)
-        sent = await send_error(send, exc.status, exc.reason)
+        close = None
+        if scope["method"] == "CONNECT":  # tunnel bytes would follow: never read them
+            log.info("refused CONNECT: %s", exc.reason)
+            close = [(b"connection", b"close")]
+        sent = await send_error(send, exc.status, exc.reason, close)
         record(
             state,
             scope,

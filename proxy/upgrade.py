@@ -4,10 +4,11 @@ edgeshield caches and relays HTTP; it does not tunnel WebSocket connections. uvi
 hands an `Upgrade: websocket` request to the app as an ASGI "websocket" scope (its
 websockets library parses the handshake; a malformed one it answers 400 itself). An app
 that returned without answering it made uvicorn send a 500 and log an error. This answers
-through the ASGI "websocket.http.response" extension (uvicorn offers it with both of its
-WebSocket implementations), so the client gets an ordinary 501 and the connection closes;
-without the extension, closing before accept makes the server send a 403. The server log
-gets one line, the handshake library's "connection rejected (501 Not Implemented)".
+through the ASGI "websocket.http.response" extension (granian offers it, and uvicorn
+with both of its WebSocket implementations), so the client gets an ordinary 501 (uvicorn
+then closes the connection, granian keeps it for further requests); without the
+extension, closing before accept makes the server send a 403. The server log gets one
+line, edgeshield's "refused websocket upgrade".
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ async def refuse_websocket(
         status, sent = 501, await send_error(_as_websocket_response(send), 501, REASON)
     if state is None:
         return  # still starting: nothing to record into
+    # One line on either engine (uvicorn's own is filtered: proxy/serve/logs.py); the
+    # path only, a query may carry a token.
+    state.log.info("refused websocket upgrade: %s", scope["path"])
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     peer = str((scope.get("client") or ("",))[0])
     record(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-# uvicorn's lines about things edgeshield logs itself, once and in its own words (and
+# The server engine's lines about things edgeshield logs itself, once and in its own words (and
 # without the query string, which may carry a token):
 SAID_BY_EDGESHIELD = frozenset(
     {
@@ -14,6 +14,7 @@ SAID_BY_EDGESHIELD = frozenset(
         # A refused WebSocket upgrade, with its query (proxy/upgrade.py records it; the
         # handshake library's "connection rejected (501 ...)" is the one log line).
         '%s - "WebSocket %s" %d',
+        "connection rejected (%d %s)",
         # CONNECT (and other Upgrade requests) answered as plain HTTP.
         "Unsupported upgrade request.",
     }

@@ -18,6 +18,11 @@ import httpx
 from tests.support.ports import free_port, wait_for_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The server engines `edgeshield serve --server` offers; the default is the first. Tests of
+# what an engine does at the connection level run on both.
+ENGINES = ("granian", "uvicorn")
+# A line each engine logs once it serves, after the app's startup.
+SERVING_LINE = {"granian": "Started worker-1", "uvicorn": "Uvicorn running on"}
 
 
 def toml_value(value: Any) -> str:
@@ -82,13 +87,16 @@ class ProxyServer:
         env: Mapping[str, str] | None = None,
         args: list[str] | None = None,
         cwd: Path | None = None,
+        engine: str | None = None,
     ) -> None:
         """`config_text` is written to a file for --config; None runs without one
-        (`args` then carries e.g. --origin). `cwd` matters for the embedded default."""
+        (`args` then carries e.g. --origin). `cwd` matters for the embedded default.
+        `engine` ("granian", "uvicorn") is passed as --server; None: the default."""
         self.config_text = config_text
         self.args = list(args or [])
         self.cwd = cwd
         self.workers = workers
+        self.engine = engine
         self.env = dict(env or {})
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -119,6 +127,8 @@ class ProxyServer:
             cmd += ["--config", str(config)]
         if self.workers != 1:
             cmd += ["--workers", str(self.workers)]
+        if self.engine is not None:
+            cmd += ["--server", self.engine]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd, start_new_session=True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import http.client
 import json
 import re
 import uuid
@@ -107,6 +108,27 @@ def test_each_coding_decodes_to_the_identity_bytes(
     assert resp.headers["vary"].lower() == "accept-encoding"
     assert resp.headers["cache-status"].startswith("edgeshield; hit")
     assert origin.requests(path) == 1
+
+
+def test_hits_without_accept_encoding_say_vary_too(
+    origin: OriginServer, client: httpx.Client, cproxy: ProxyServer
+) -> None:
+    """No Accept-Encoding field at all: the fast path answers from the stored headers,
+    which carry Vary so that a cache downstream keys the identity form correctly."""
+    path = unique()
+    origin.script(path, body=document(), headers={**CACHED, "content-type": "application/json"})
+    host, port = cproxy.url.removeprefix("http://").split(":")
+    for _ in range(3):
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        assert resp.status == 200 and resp.getheader("content-encoding") is None
+        assert body == document().encode()
+        assert resp.getheader("vary").lower() == "accept-encoding"
+    assert resp.getheader("cache-status").startswith("edgeshield; hit")
 
 
 def test_a_form_is_made_once_and_the_miss_is_compressed(

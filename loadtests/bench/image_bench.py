@@ -1,6 +1,7 @@
 """In-process image transform benchmark (no HTTP): what one worker can do.
 
     python loadtests/bench/image_bench.py [--ops 60] [--rounds 3] [--skip-avif-table]
+                                          [--webp-table]
 
 Source: a photo-like 2000x1500 JPEG (gradients, Perlin "clouds", grain, hard-edged
 patches), made here with pyvips. Prints, per case, the median milliseconds per operation
@@ -11,7 +12,10 @@ consecutive requests are the same variant; the libvips operation cache is off an
    shrink, 400 px JPEG (the numbers behind transforms/image/steps/load.py);
 2. the engine (``transforms.image.transform``), 400 px JPEG and WebP, one thread;
 3. the engine through ``ImageWorkers`` (one thread per core): throughput;
-4. AVIF effort 0..6 for the 400 px output: ms and bytes (the default's evidence).
+4. AVIF effort 0..6 for the 400 px output: ms and bytes (the default's evidence);
+5. with --webp-table, WebP effort 0..6 (and smart_subsample): CPU ms of the encode alone
+   and median bytes over the widths 381..420 at Q 60/70/80/90, as nginx_bench.py's
+   thumbor comparison asks (the evidence for ``webp_effort``).
 
 Through the running proxy, against this in-process figure: image_proxy_bench.py.
 """
@@ -146,11 +150,32 @@ def avif_table(data: bytes, rounds: int) -> None:
         )
 
 
+def webp_table(data: bytes) -> None:
+    print("5. WebP encoder, 381-420 px results of that JPEG, Q 60/70/80/90 (CPU ms, bytes)")
+    resized = {
+        w: pyvips.Image.jpegload_buffer(data, shrink=4).resize(w / 500).copy_memory()
+        for w in WIDTHS
+    }
+    cases: list[dict[str, object]] = [{"effort": e} for e in range(7)]
+    cases += [{"effort": 2, "smart_subsample": True}, {"effort": 4, "smart_subsample": True}]
+    for case in cases:
+        started = time.process_time()  # CPU time: steadier than the clock on a busy machine
+        sizes = [
+            len(resized[w].webpsave_buffer(Q=q, keep=0, **case))
+            for w in WIDTHS
+            for q in (60, 70, 80, 90)
+        ]
+        ms = (time.process_time() - started) * 1000 / len(sizes)
+        label = ", ".join(f"{k}={v}" for k, v in case.items())
+        print(f"   {label:<32} {ms:6.2f} CPU ms  {statistics.median(sizes):8.0f} bytes")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-avif-table", action="store_true")
+    parser.add_argument("--webp-table", action="store_true", help="only the WebP table")
     args = parser.parse_args()
     settings = ImageSettings()
     configure_vips(settings)
@@ -160,6 +185,9 @@ def main() -> int:
         f"{pyvips.__version__}, Python {platform.python_version()}, {os.cpu_count()} cores; "
         f"source 2000x1500 JPEG, {len(data)} bytes"
     )
+    if args.webp_table:
+        webp_table(data)
+        return 0
     shrink_on_load(data, args.ops, args.rounds)
     engine(data, settings, args.ops, args.rounds)
     asyncio.run(pooled(data, settings, args.ops))

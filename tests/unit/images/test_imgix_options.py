@@ -13,7 +13,7 @@ import pyvips
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.images import ImageSettings
+from config.images import ImageLimits, ImageSettings
 from tests.unit.images.conftest import cmyk_jpeg, decode, jpeg, photo
 from transforms.image import (
     ImageOptionError,
@@ -91,7 +91,7 @@ def test_ar_fill_pads_the_source_with_the_fill_colour() -> None:
 
 
 def test_ar_above_the_largest_output_is_scaled_down() -> None:
-    settings = ImageSettings(limits={"max_output_width": 400, "max_output_height": 400})
+    settings = ImageSettings(limits=ImageLimits(max_output_width=400, max_output_height=400))
     options = q("ar=4:1&fit=fill&fm=png")
     result = transform(jpeg(photo(640, 480)), options, None, settings)
     assert (result.width, result.height) == (400, 100)
@@ -274,7 +274,7 @@ def test_plain_jpeg_becomes_avif_at_its_own_size() -> None:
     ],
 )
 def test_plain_conversion_keeps_other_sources(source: object) -> None:
-    settings = ImageSettings(limits={"max_output_width": 500})
+    settings = ImageSettings(limits=ImageLimits(max_output_width=500))
     with pytest.raises(KeepOriginal):
         transform(source(), PLAIN, CHROME, settings)  # type: ignore[operator]
 

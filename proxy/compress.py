@@ -247,9 +247,9 @@ async def _make(state: AppState, job: Encoding, url: str, source: Entry, coding:
     except asyncio.CancelledError:
         _fail(job, Unacceptable("shutting down"))
         raise
-    except Exception as exc:  # a bug must not leave waiters hanging
+    except Exception:  # a bug must not leave waiters hanging
         state.log.exception("compressing %r failed", job.key)
-        _fail(job, Unacceptable(f"{coding} form could not be made: {exc}"))
+        _fail(job, Unacceptable(f"the {coding} form could not be made"))
     finally:
         state.inflight.remove(job)
 
@@ -262,8 +262,7 @@ def _fail(job: Encoding, exc: Unacceptable) -> None:
 async def derive(ex: Exchange, source: Entry, coding: str) -> Entry:
     """The source in `coding`: stored already (and made from this source), being made
     (joined), or made now. Raises Unacceptable."""
-    state, req = ex.state, ex.req
-    url = req.key
+    state, req, url = ex.state, ex.req, ex.key
     skey = variant_storage_key(url, source.vary, req.headers) if source.vary else url
     key = encoded_key(skey, coding)
     found = await state.cache.find(key, NO_HEADERS, stream=False)
@@ -293,7 +292,7 @@ async def deliver_stored(ex: Exchange, entry: Entry, extra: list[Header]) -> tup
     try:
         form = await representation(ex, entry)
     except Unacceptable as exc:
-        ex.state.log.info("%s: %s", req.key.partition("?")[0], exc)
+        ex.state.log.info("%s: %s", ex.key.partition("?")[0], exc)
         return 502, await send_error(ex.send, 502, str(exc), extra)
     return await deliver_entry(ex.send, req.method, req.headers, form, extra)
 
@@ -337,7 +336,7 @@ async def deliver_miss(
                     break
         finally:
             fetch.unsubscribe(reader)
-        stored = ex.state.cache.lookup(req.key, req.headers) if fetch.stored else None
+        stored = ex.state.cache.lookup(ex.key, req.headers) if fetch.stored else None
         if (
             fetch.done
             and type(stored) is Entry

@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,14 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     for name, make in SAMPLES.items():
         body = make()
-        reference = cpu_ms(lambda body=body: encode(body, "gzip", default), args.rounds)
+        reference = cpu_ms(partial(encode, body, "gzip", default), args.rounds)
         for label, settings in configs:
             for coding in ("gzip", "br", "zstd"):
                 packed = encode(body, coding, settings)
                 assert decode(packed, coding, len(body)) == body
-                ms = cpu_ms(lambda b=body, c=coding, s=settings: encode(b, c, s), args.rounds)
-                size = len(body)
-                dec = cpu_ms(lambda p=packed, c=coding, n=size: decode(p, c, n), args.rounds)
+                ms = cpu_ms(partial(encode, body, coding, settings), args.rounds)
+                dec = cpu_ms(partial(decode, packed, coding, len(body)), args.rounds)
                 print(
                     f"{name:14} {len(body):8d} {label:8} {coding:6} "
                     f"{len(packed) / len(body):6.3f} {ms:7.2f} {ms / reference:7.2f} {dec:9.2f}"

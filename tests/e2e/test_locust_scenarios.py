@@ -372,3 +372,19 @@ def test_web_ui_shows_the_edgeshield_tables(
             proc.kill()
         output = proc.communicate()[0]
     assert "edgeshield: Cache-Status" in output, output[-4000:]
+
+
+def test_back_pressure_is_reported_apart_from_failures(
+    objects: Path, http_origin: HttpOrigin, tmp_path: Path
+) -> None:
+    """A transform pool of one slot and no queue: most cold variants get the pool's 503,
+    which Locust counts under its own name, not as a failure."""
+    config = loadtest_config(objects, http_origin) + "\n[images]\nthreads = 1\nqueue_depth = 0\n"
+    with running_proxy(config) as tiny_pool:
+        run = run_locust(
+            "gallery.py", tiny_pool, objects, tmp_path, "--think-time", "0.1,0.3", "--warmup", "1"
+        )
+    assert_no_failures(run)
+    requests = run.requests()
+    assert requests["image back-pressure (503)"][0] > 0, run.output
+    assert any("503:" in phase["statuses"] for phase in run.csv("phases")), run.output

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.support.origin_server import OriginServer, running_origin
-from tests.support.proxy_server import ProxyServer, proxy_config, running_proxy
+from tests.support.proxy_server import ENGINES, ProxyServer, proxy_config, running_proxy
 
 # A busy 2-core CI machine must not fail a property on time alone, and CI runs the same
 # examples every time (derandomized per test): a red CI is a real failure, reproducible.
@@ -36,9 +36,22 @@ def origin(origin_server: OriginServer) -> OriginServer:
 
 
 @pytest.fixture(scope="module")
-def proxy(origin_server: OriginServer) -> Iterator[ProxyServer]:
+def engine(request: pytest.FixtureRequest) -> str | None:
+    """The server engine a module's proxies run on: the default (None), or each of
+    ENGINES in turn in a module that sets ON_EVERY_ENGINE = True."""
+    return getattr(request, "param", None)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames and getattr(metafunc.module, "ON_EVERY_ENGINE", False):
+        metafunc.parametrize("engine", ENGINES, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def proxy(origin_server: OriginServer, engine: str | None) -> Iterator[ProxyServer]:
     """edgeshield in front of the module's origin with the default route policy."""
     with running_proxy(
-        proxy_config(origin_server.url, origin={"first_byte_timeout": 2.0, "read_timeout": 1.0})
+        proxy_config(origin_server.url, origin={"first_byte_timeout": 2.0, "read_timeout": 1.0}),
+        engine=engine,
     ) as server:
         yield server

@@ -143,7 +143,12 @@ def _traffic(client: httpx.Client) -> None:
 def test_admin_page_renders_live_data(tmp_path: Path) -> None:
     _chromium()  # fail before starting anything when the browser is missing
     config = _media(tmp_path / "origin")
-    with running_proxy(config) as proxy, httpx.Client(base_url=proxy.url) as client:
+    # uvicorn lets a raw `<` through in the request line (granian's parser refuses it
+    # with a 400), so the page's escaping of what a client sent is tested there.
+    with (
+        running_proxy(config, engine="uvicorn") as proxy,
+        httpx.Client(base_url=proxy.url) as client,
+    ):
         _traffic(client)
         assert _raw_get(proxy.port, b"/live.m3u8?" + XSS_QUERY, b"127.0.0.1").startswith(
             b"HTTP/1.1 200"

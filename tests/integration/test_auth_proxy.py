@@ -16,6 +16,9 @@ from proxy.auth.native import sign_url, signed_cookie
 from tests.support.origin_server import OriginServer
 from tests.support.proxy_server import ProxyServer, running_proxy
 
+# Caching semantics hold on every server engine (tests/conftest.py).
+ON_EVERY_ENGINE = True
+
 SECRET = "integration-secret-k1-0123456789"
 OLD_SECRET = "integration-secret-k0-9876543210"
 KEYS = K1 = Key("k1", SECRET.encode())
@@ -23,7 +26,7 @@ K0 = Key("k0", OLD_SECRET.encode())
 
 
 @pytest.fixture(scope="module")
-def auth_proxy(origin_server: OriginServer) -> Iterator[ProxyServer]:
+def auth_proxy(origin_server: OriginServer, engine: str | None) -> Iterator[ProxyServer]:
     config = f"""
 [server]
 access_log = "off"
@@ -68,7 +71,7 @@ burst = 3
 path_prefix = "/"
 origin = "main"
 """
-    with running_proxy(config) as proxy:
+    with running_proxy(config, engine=engine) as proxy:
         yield proxy
 
 

@@ -13,15 +13,18 @@ import pytest
 from tests.support.origin_server import OriginServer, gen_bytes
 from tests.support.proxy_server import ProxyServer, proxy_config, running_proxy
 
+# Caching semantics hold on every server engine (tests/conftest.py).
+ON_EVERY_ENGINE = True
+
 # Only a guard against a hang: no assertion below depends on how fast anything runs.
 HANG_GUARD = 60.0
 
 
 @pytest.fixture(scope="module")
-def proxy(origin_server: OriginServer) -> Iterator[ProxyServer]:
+def proxy(origin_server: OriginServer, engine: str | None) -> Iterator[ProxyServer]:
     """A patient origin read timeout: a held body waits for the test, not for a clock."""
     origin = {"first_byte_timeout": 2.0, "read_timeout": HANG_GUARD}
-    with running_proxy(proxy_config(origin_server.url, origin=origin)) as server:
+    with running_proxy(proxy_config(origin_server.url, origin=origin), engine=engine) as server:
         yield server
 
 

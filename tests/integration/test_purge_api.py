@@ -13,12 +13,15 @@ import pytest
 from tests.support.origin_server import OriginServer
 from tests.support.proxy_server import ProxyServer, running_proxy
 
+# Caching semantics hold on every server engine (tests/conftest.py).
+ON_EVERY_ENGINE = True
+
 TOKEN = "purge-token-0123456789abcdef"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def purge_proxy(origin_server: OriginServer) -> Iterator[ProxyServer]:
+def purge_proxy(origin_server: OriginServer, engine: str | None) -> Iterator[ProxyServer]:
     config = f"""
 [server]
 access_log = "off"
@@ -30,7 +33,7 @@ url = "{origin_server.url}"
 [[routes]]
 origin = "main"
 """
-    with running_proxy(config) as proxy:
+    with running_proxy(config, engine=engine) as proxy:
         yield proxy
 
 

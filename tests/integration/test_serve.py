@@ -47,7 +47,12 @@ def test_origin_url_like_varnishd_b(origin: OriginServer) -> None:
 
 
 def test_embedded_default_serves_the_demo(tmp_path: Path) -> None:
-    with running_proxy(None, cwd=tmp_path) as proxy, httpx.Client(base_url=proxy.url) as client:
+    # The page's tiles are variants: the first request of each is a transform, slow on
+    # a busy machine (the timeout only guards against a hang).
+    with (
+        running_proxy(None, cwd=tmp_path) as proxy,
+        httpx.Client(base_url=proxy.url, timeout=120) as client,
+    ):
         index = client.get("/")
         assert index.status_code == 200 and "edgeshield demo" in index.text
         for src in re.findall(r'(?:src|href)="([^"#]+)"', index.text):

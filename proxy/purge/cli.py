@@ -3,7 +3,10 @@
 
 POSTs one ``/_purge`` request and prints the JSON answer. Exit status: 0 when the
 server answered 2xx, 1 when it refused or could not be reached (the error on stderr),
-2 for a usage problem found before sending (as `edgeshield sign`).
+2 for a usage problem found before sending (as `edgeshield sign`). When the endpoint's
+scheme is not the one the server speaks there (http to a TLS listener, or https to a
+plain one), the request fails without saying why; the error then names the scheme the
+server answered with, found by one `/healthz` request in it (no token sent).
 
 The admin token is read from an environment variable (default EDGESHIELD_PURGE_TOKEN,
 falling back to the server's own EDGESHIELD_ADMIN__TOKEN) or a file, never from the
@@ -19,6 +22,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -89,7 +93,12 @@ def run_purge(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         with httpx.Client(timeout=args.timeout, trust_env=False) as client:
             response = client.post(url, content=orjson.dumps(body), headers=headers)
     except (httpx.HTTPError, ValueError) as exc:
-        print(f"edgeshield purge: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        hint = ""
+        if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)):
+            other = _speaks_other_scheme(args.endpoint, args.timeout)
+            if other is not None:
+                hint = f"; the server there speaks {other.split(':')[0]}: --endpoint {other}"
+        print(f"edgeshield purge: {url}: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
         return 1
     text = _pretty(response.content)
     if response.is_success:
@@ -97,6 +106,26 @@ def run_purge(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         return 0
     print(f"edgeshield purge: HTTP {response.status_code}: {text}", file=sys.stderr)
     return 1
+
+
+def _speaks_other_scheme(endpoint: str, timeout: float) -> str | None:
+    """`endpoint` with the other scheme when the server answers `/healthz` in it, else
+    None. Only the scheme is learnt, so the certificate is not checked (no token goes)."""
+    import httpx
+
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    other = f"{'https' if parts.scheme == 'http' else 'http'}://{parts.netloc}"
+    try:
+        with httpx.Client(timeout=min(timeout, 5.0), verify=False, trust_env=False) as client:
+            client.get(other + "/healthz")
+    except httpx.HTTPError:
+        return None
+    return other
 
 
 def _token(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:

@@ -1,7 +1,7 @@
 """Gallery browsing against an edgeshield deployment (Locust scenario).
 
-    locust -f loadtests/gallery.py --host http://127.0.0.1:8080 [--objects MANIFEST]
-    locust -f loadtests/gallery.py --host http://127.0.0.1:8080 --headless -u 5 -r 5 \\
+    locust -f loadtests/gallery.py --host http://127.0.0.1:8090 [--objects MANIFEST]
+    locust -f loadtests/gallery.py --host http://127.0.0.1:8090 --headless -u 5 -r 5 \\
         -t 60s --csv var/reports/gallery --html var/reports/gallery.html
 
 Each user is one visitor with one browser (Chrome, Safari 13-17, Firefox, curl, by rough

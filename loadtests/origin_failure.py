@@ -1,6 +1,6 @@
 """An origin fails while visitors browse: what do clients see? (Locust scenario)
 
-    locust -f loadtests/origin_failure.py --host http://127.0.0.1:8080 --headless \\
+    locust -f loadtests/origin_failure.py --host http://127.0.0.1:8090 --headless \\
         -u 5 -r 5 -t 60s --kill-at 20 --restore-at 40 \\
         --origin-kill-cmd 'kill $(cat var/loadtest/origin.pid)' \\
         --origin-restore-cmd '.venv/bin/python -m http.server -b 127.0.0.1 8091 \\

@@ -1,7 +1,7 @@
 """A purge storm while visitors browse and watch (Locust scenario).
 
     EDGESHIELD_PURGE_TOKEN=... locust -f loadtests/purge_storm.py \\
-        --host http://127.0.0.1:8080 --headless -u 6 -r 6 -t 60s --purge-rate 5 \\
+        --host http://127.0.0.1:8090 --headless -u 6 -r 6 -t 60s --purge-rate 5 \\
         --csv var/reports/purge --html var/reports/purge.html
 
 Users: gallery visitors and video viewers (4:1, as in gallery.py and video.py) and one

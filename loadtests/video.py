@@ -1,6 +1,6 @@
 """Progressive video (MP4 over HTTP ranges) against an edgeshield deployment.
 
-    locust -f loadtests/video.py --host http://127.0.0.1:8080 --headless -u 20 -r 5 \\
+    locust -f loadtests/video.py --host http://127.0.0.1:8090 --headless -u 20 -r 5 \\
         -t 60s --csv var/reports/video --html var/reports/video.html
 
 Each user is a video player: it requests a small first range (`--initial-range`, as a

@@ -13,6 +13,7 @@ both. What each engine can and cannot enforce is listed in docs/deployment.md.
 
 from __future__ import annotations
 
+import multiprocessing
 from typing import Any
 
 from config.schema import Settings
@@ -27,6 +28,9 @@ def run_granian(settings: Settings) -> None:
     from granian.http import HTTP1Settings, HTTP2Settings
     from granian.server import Server
 
+    # Workers start fresh interpreters, not forks: the parent has libvips loaded (the
+    # config checks import it), and its threads do not survive a fork.
+    multiprocessing.set_start_method("spawn", force=True)
     server = settings.server
     Server(
         TARGET,

@@ -439,7 +439,7 @@ def test_a_method_the_parser_does_not_know(
         assert r.status_code == 400
     else:
         assert (r.status_code, r.text) == (418, "short and stout")
-        assert origin.requests(path) == 1
+        assert origin.requests(path, method="BREW") == 1
     assert "Traceback" not in r.text
 
 

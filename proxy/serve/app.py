@@ -31,6 +31,7 @@ from proxy.pipeline import Receive, handle
 from proxy.purge.bus import PurgeBus
 from proxy.serve.access_log import AccessLog
 from proxy.serve.admin_listener import AdminListener, open_admin_listener
+from proxy.serve.engines import DRAIN_SECONDS
 from proxy.serve.logs import configure_logging
 from proxy.serve.memory_tuning import keep_trimmed, tuned_malloc
 from proxy.serve.metrics import Stats, build_registry
@@ -152,6 +153,9 @@ class EdgeShield:
         self.ops: ops.Operations | None = None
         self.admin_port = settings.admin.port
         self.admin_listener: AdminListener | None = None
+        # Requests in the pipeline (not fast-path hits, which end in a few sends): what a
+        # shutdown waits for, then cuts off (each still logs its line).
+        self.requests: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -169,7 +173,14 @@ class EdgeShield:
             if path in ops.PATHS or is_admin_request(scope["method"], path):
                 await operations(scope, receive, send)
             else:
-                await handle(state, scope, receive, send)
+                task = asyncio.current_task()
+                if task is not None:
+                    self.requests.add(task)
+                try:
+                    await handle(state, scope, receive, send)
+                finally:
+                    if task is not None:
+                        self.requests.discard(task)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -203,12 +214,25 @@ class EdgeShield:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self._drain()
                 if self.admin_listener is not None:
                     await self.admin_listener.close()
                 if self.state is not None:
                     await shutdown(self.state)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _drain(self) -> None:
+        """Let requests in flight finish for DRAIN_SECONDS, then cancel the rest. uvicorn
+        did both before the lifespan shutdown; granian starts it at SIGTERM, while
+        requests still run, and stops the process after it."""
+        if not self.requests:
+            return
+        _, pending = await asyncio.wait(set(self.requests), timeout=DRAIN_SECONDS)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1)
 
 
 async def _lurker(state: AppState) -> None:

@@ -54,7 +54,8 @@ def run_granian(settings: Settings) -> None:
         log_enabled=True,
         log_level=_granian_level(server.log_level),
         log_access=False,  # edgeshield writes its own JSON access log
-        workers_kill_timeout=DRAIN_SECONDS,
+        # After SIGTERM the app drains, cuts off and logs what is left (app.py _drain).
+        workers_kill_timeout=DRAIN_SECONDS + 3,
         respawn_failed_workers=True,
         **_granian_tls(settings),
     ).serve()

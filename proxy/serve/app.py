@@ -32,6 +32,7 @@ from proxy.purge.bus import PurgeBus
 from proxy.serve.access_log import AccessLog
 from proxy.serve.admin_listener import AdminListener, open_admin_listener
 from proxy.serve.engines import DRAIN_SECONDS
+from proxy.serve.granian_signals import on_worker_stop
 from proxy.serve.logs import configure_logging
 from proxy.serve.memory_tuning import keep_trimmed, tuned_malloc
 from proxy.serve.metrics import Stats, build_registry
@@ -222,6 +223,11 @@ class EdgeShield:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def begin_drain(self) -> None:
+        """The server is stopping: drain now, not only once every connection closed."""
+        if self.state is not None:
+            self.state.spawn(self._drain())
+
     async def _drain(self) -> None:
         """Let requests in flight finish for DRAIN_SECONDS, then cancel the rest. uvicorn
         did both before the lifespan shutdown; granian starts it at SIGTERM, while
@@ -233,6 +239,8 @@ class EdgeShield:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=1)
+        if self.state is not None:
+            self.state.access_log.flush()  # granian may stop the process before its lifespan ends
 
 
 async def _lurker(state: AppState) -> None:
@@ -282,4 +290,7 @@ def app_from_environment() -> EdgeShield:
     settings come from the parent through the environment."""
     settings = settings_from_handoff(os.environ)
     configure_logging(settings.server.log_level)
-    return EdgeShield(settings)
+    app = EdgeShield(settings)
+    if settings.server.engine == "granian":
+        on_worker_stop(app.begin_drain)
+    return app

@@ -47,12 +47,16 @@ class ServerSettings(_Frozen):
     workers: int = Field(default=1, ge=1, le=256)
     # The HTTP server engine (proxy/serve/engines.py): granian, or uvicorn.
     engine: Literal["granian", "uvicorn"] = "granian"
-    # Seconds a client has to send a request's head; on granian also the keep-alive
-    # idle timeout (uvicorn offers only the latter).
+    # Seconds a client has to send a request's head, counted from the connection's
+    # start or the end of its previous response, so it is the keep-alive idle timeout too.
     header_read_timeout: float = Field(default=10.0, gt=0, le=3600)
-    # Requests each worker serves at once; beyond it new connections wait to be
-    # accepted (granian) or get 503 (uvicorn).
-    max_requests_in_flight: int = Field(default=1024, ge=1, le=1_000_000)
+    # Client connections each worker holds at once (lowered to fit the open-file limit,
+    # proxy/serve/engines.py); beyond it new connections wait in the listen backlog
+    # (granian) or get 503 (uvicorn).
+    max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    # HTTP/2 by prior knowledge on a plain listener (granian). Off: such a listener is
+    # HTTP/1.1 only, so a connection that never sends a byte is closed like a slow one.
+    http2_cleartext: bool = False
     # "-" is stdout; a path appends to that file; "off" disables the access log.
     access_log: str = "-"
     # Fields added to every access-log line, in this order (proxy/observe.py).

@@ -13,18 +13,23 @@ both. What each engine can and cannot enforce is listed in docs/deployment.md.
 
 from __future__ import annotations
 
+import logging
+import math
 import multiprocessing
+import resource
 from typing import Any
 
-from config.schema import Settings
+from config.schema import ServerSettings, Settings
 
 TARGET = "proxy.serve.app:app_from_environment"
 # Seconds a worker finishes in-flight requests after SIGTERM before it is stopped.
 DRAIN_SECONDS = 5
+# File descriptors each worker keeps out of reach of client connections.
+RESERVED_FDS = 1024
 
 
 def run_granian(settings: Settings) -> None:
-    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.constants import Interfaces, Loops
     from granian.http import HTTP1Settings, HTTP2Settings
     from granian.server import Server
 
@@ -40,9 +45,11 @@ def run_granian(settings: Settings) -> None:
         interface=Interfaces.ASGI,
         workers=server.workers,
         loop=Loops.uvloop,
-        http=HTTPModes.auto,  # HTTP/1.1, and HTTP/2 by prior knowledge or ALPN
+        http=_granian_http_mode(server),
         websockets=True,  # upgrades reach the app, which answers 501 (proxy/upgrade.py)
-        backpressure=server.max_requests_in_flight,
+        # A permit per accepted connection, held until it closes: past the cap, new
+        # connections wait in the listen backlog, unaccepted.
+        backpressure=connection_cap(server.max_connections),
         http1_settings=HTTP1Settings(
             # hyper also applies it while a kept-alive connection waits for its next
             # request, so it is the idle timeout too.
@@ -59,6 +66,17 @@ def run_granian(settings: Settings) -> None:
         respawn_failed_workers=True,
         **_granian_tls(settings),
     ).serve()
+
+
+def _granian_http_mode(server: ServerSettings) -> Any:
+    """`auto` tells HTTP/2 from HTTP/1.1 by the first bytes and waits for them with no
+    timeout, so a client that sends nothing holds its connection until it leaves. A plain
+    listener speaks HTTP/1.1 only, where header_read_timeout closes such a connection,
+    unless HTTP/2 by prior knowledge is asked for; TLS needs `auto` for ALPN's h2."""
+    from granian.constants import HTTPModes
+
+    sniffing = server.http2_cleartext
+    return HTTPModes.auto if sniffing else HTTPModes.http1
 
 
 def _granian_level(level: str) -> Any:
@@ -99,10 +117,44 @@ def run_uvicorn(settings: Settings) -> None:
         date_header=False,  # Date comes from the stored response (RFC 9110 6.6.1)
         log_level=server.log_level,
         timeout_graceful_shutdown=DRAIN_SECONDS,
-        timeout_keep_alive=int(server.header_read_timeout),
-        limit_concurrency=server.max_requests_in_flight,
+        # Whole seconds; server_protocol.py also applies it to reading a request's head.
+        timeout_keep_alive=math.ceil(server.header_read_timeout),
+        # Counted per connection and per request, the asking one included; past it
+        # uvicorn answers 503.
+        limit_concurrency=connection_cap(server.max_connections) + 1,
         h11_max_incomplete_event_size=server.max_header_bytes + server.max_url_bytes,
     )
+
+
+def connection_cap(requested: int) -> int:
+    """The connections a worker takes at once: `requested`, lowered if needed so that
+    RESERVED_FDS stay free under the open-file limit. The soft RLIMIT_NOFILE is raised to
+    the hard one first, as nginx's worker_rlimit_nofile would; workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # a sandbox may refuse it: keep the soft limit
+            pass
+    cap = fitting_cap(requested, soft)
+    if cap < requested:
+        logging.getLogger("edgeshield").warning(
+            "max_connections lowered from %d to %d to fit the open-file limit (%d)",
+            requested,
+            cap,
+            soft,
+        )
+    return cap
+
+
+def fitting_cap(requested: int, fd_limit: int) -> int:
+    """At most `requested`, leaving RESERVED_FDS (a quarter of a small limit) for the
+    worker's own files: origin connections, the disk tier, Redis, logs, the listeners."""
+    if fd_limit == resource.RLIM_INFINITY:
+        return requested
+    reserve = min(RESERVED_FDS, fd_limit // 4)
+    return max(1, min(requested, fd_limit - reserve))
 
 
 ENGINES = {"granian": run_granian, "uvicorn": run_uvicorn}

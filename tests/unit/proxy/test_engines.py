@@ -1,0 +1,41 @@
+"""The per-worker connection cap and the open-file limit (proxy/serve/engines.py)."""
+
+from __future__ import annotations
+
+import resource
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.serve.engines import RESERVED_FDS, connection_cap, fitting_cap
+
+
+def test_a_roomy_limit_keeps_the_requested_cap() -> None:
+    assert fitting_cap(10_000, 1_048_576) == 10_000
+    assert fitting_cap(10_000, 10_000 + RESERVED_FDS) == 10_000
+
+
+def test_a_tight_limit_lowers_the_cap_below_it() -> None:
+    assert fitting_cap(10_000, 4096) == 4096 - RESERVED_FDS
+    assert fitting_cap(10_000, 1024) == 1024 - 256  # a quarter of a small limit is kept
+
+
+def test_no_limit() -> None:
+    assert fitting_cap(10_000, resource.RLIM_INFINITY) == 10_000
+
+
+@given(st.integers(1, 1_000_000), st.integers(1, 10_000_000))
+def test_the_cap_never_reaches_the_limit(requested: int, limit: int) -> None:
+    cap = fitting_cap(requested, limit)
+    assert 1 <= cap <= requested
+    if limit > 4:
+        assert cap < limit  # the worker's own files always have room
+
+
+def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = connection_cap(10)
+    assert cap == 10
+    if hard != resource.RLIM_INFINITY:
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

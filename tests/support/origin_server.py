@@ -36,10 +36,13 @@ POST /__script   a JSON object (or a list of them), all fields optional except p
      "hold_after": null,          normal/trickle: send this many body bytes, then wait
                                   for POST /__release of the path before the rest (a
                                   fetch that is provably still in progress, no timing)
-     "vary_bodies": null}         {"header": "accept-language", "bodies": {"en": <b64>,
+     "vary_bodies": null,         {"header": "accept-language", "bodies": {"en": <b64>,
                                   "fr": <b64>}}: the body is the one named by the
                                   request field's value (lower-cased, trimmed), else the
                                   script's own (send the Vary header in "headers")
+     "early_hints": null}         ["</style.css>; rel=preload; as=style", ...]: a
+                                  "103 Early Hints" with these Link fields goes out
+                                  before the response head (after "delay")
     Modes: hang = read the request, never answer (until the client goes away);
     reset = read the request, then close with a TCP RST; short = declare Content-Length,
     send close_after bytes, close (FIN); long = declare Content-Length, send `extra` more
@@ -135,6 +138,7 @@ class Script:
     honor_method_override: bool = False
     vary_bodies: dict[str, Any] | None = None
     hold_after: int | None = None
+    early_hints: list[str] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Script:
@@ -467,6 +471,8 @@ class OriginApp:
             raise _Aborted
         if script.mode == "reset":
             _abort(writer)
+        if script.early_hints:
+            writer.write(_head(103, [("link", link) for link in script.early_hints]))
 
         status = script.status
         headers = list(script.headers)

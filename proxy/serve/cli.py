@@ -138,6 +138,12 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
     from proxy.serve.engines import ENGINES
 
     server = settings.server
+    problem = _unbindable(server.host, server.port)
+    if problem is not None:
+        # Before any worker starts: the engines' own bind errors are tracebacks without
+        # the address.
+        print(f"edgeshield: cannot listen on {problem}", file=sys.stderr)
+        return 2
     owned_dir: Path | None = None
     if server.workers > 1 and server.metrics_dir is None:
         owned_dir = Path(tempfile.mkdtemp(prefix="edgeshield-metrics-"))
@@ -152,6 +158,21 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
         if owned_dir is not None:
             shutil.rmtree(owned_dir, ignore_errors=True)
     return 0
+
+
+def _unbindable(host: str, port: int) -> str | None:
+    """Why host:port cannot be listened on (in use, not an address here), or None."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            shown = f"[{host}]" if family == socket.AF_INET6 else host
+            return f"{shown}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _version() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from tests.support.origin_server import OriginServer
-from tests.support.proxy_server import REPO_ROOT, proxy_config, running_proxy
+from tests.support.proxy_server import ENGINES, REPO_ROOT, proxy_config, running_proxy
 
 YEAR = 365 * 86400
 
@@ -134,3 +136,29 @@ def test_bad_config_never_starts_a_server(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "origins.a.kind" in result.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_port_in_use_is_one_clear_line_naming_the_address(
+    origin: OriginServer, tmp_path: Path, engine: str
+) -> None:
+    config = tmp_path / "edgeshield.toml"
+    config.write_text(proxy_config(origin.url))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)),
+                *("--port", str(port), "--workers", "2", "--server", engine),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"edgeshield: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )

@@ -21,9 +21,16 @@ SAID_BY_EDGESHIELD = frozenset(
 )
 
 
+# granian logs one line per send to a client that has gone (a stopped download of a large
+# object: hundreds of lines); the access log records the request once, as a 499.
+SAID_BY_EDGESHIELD_PREFIXES = ("ASGI transport error",)
+
+
 class _SaidByEdgeshield(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg not in SAID_BY_EDGESHIELD
+        if record.msg in SAID_BY_EDGESHIELD:
+            return False
+        return not str(record.msg).startswith(SAID_BY_EDGESHIELD_PREFIXES)
 
 
 def configure_logging(level: str = "info") -> None:
@@ -35,6 +42,7 @@ def configure_logging(level: str = "info") -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatter at INFO
     # Logger filters survive uvicorn's own logging set-up (dictConfig keeps them).
-    server_log = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _SaidByEdgeshield) for f in server_log.filters):
-        server_log.addFilter(_SaidByEdgeshield())
+    for name in ("uvicorn.error", "_granian.asgi.io"):
+        server_log = logging.getLogger(name)
+        if not any(isinstance(f, _SaidByEdgeshield) for f in server_log.filters):
+            server_log.addFilter(_SaidByEdgeshield())

@@ -394,3 +394,22 @@ def test_a_broken_origin_body_logs_one_edgeshield_line(
     assert len(re.findall(line, log)) == 1
     origin.script(path, body=BODY)  # the origin is well again: nothing broken was kept
     _clean(edge, path)
+
+
+def test_a_client_leaving_a_large_hit_does_not_flood_the_log(
+    lone: ProxyServer, origin_server: OriginServer
+) -> None:
+    """granian logs a line for every send to a gone client; a stopped 12 MB download
+    would be a dozen lines per client, an easy log flood. The access log has the one
+    record; the engine's lines are filtered (proxy/serve/logs.py)."""
+    path = "/large/leave"
+    origin_server.script(path, size=12_000_000, headers={"cache-control": "max-age=600"})
+    assert len(httpx.get(f"{lone.url}{path}").content) == 12_000_000  # stored
+    before = lone.log()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", lone.port), timeout=15) as sock:
+            sock.sendall(_request("GET", path))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    assert httpx.get(f"{lone.url}/healthz").status_code == 200
+    assert len(httpx.get(f"{lone.url}{path}").content) == 12_000_000
+    assert _new_lines(lone, before) == []

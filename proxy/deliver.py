@@ -180,8 +180,10 @@ class Body(Protocol):
 
 
 class InMemory:
-    """A body held in memory, handed out as views of at most SEND_SLICE bytes: no copies,
-    and a server that copies what it cannot send at once copies a slice, not the body."""
+    """A body held in memory, handed out in pieces of at most SEND_SLICE bytes, so a
+    stalled client holds a slice, not the body. Pieces are bytes, ASGI's type (a body of
+    one piece is the stored object itself): granian took memoryview slices ten times
+    slower than bytes slices, a 100 MiB hit at 60 MiB/s with its worker's CPU busy."""
 
     __slots__ = ("data",)
 
@@ -193,9 +195,9 @@ class InMemory:
         return len(self.data)
 
     async def pieces(self, start: int, end: int) -> AsyncIterator[bytes | memoryview]:
-        view = memoryview(self.data)
+        data = self.data
         for lo in range(start, end, SEND_SLICE):
-            yield view[lo : min(end, lo + SEND_SLICE)]
+            yield data[lo : min(end, lo + SEND_SLICE)]
 
 
 async def send_sliced(send: Send, body: bytes) -> None:

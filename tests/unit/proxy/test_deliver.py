@@ -133,12 +133,12 @@ async def test_any_range_header_is_cut_the_same_from_either_source(
     assert declared is not None and int(declared) == len(memory.body)
 
 
-async def test_a_large_memory_body_leaves_as_views_of_bounded_size() -> None:
+async def test_a_large_memory_body_leaves_as_bytes_of_bounded_size() -> None:
     body = os.urandom(5 * SEND_SLICE + 3)
     sink = Sink()
     await send_sliced(sink, body)
     pieces = [m["body"] for m in sink.messages]
-    assert all(isinstance(p, memoryview) and p.obj is body for p in pieces)  # no copies
+    assert all(type(p) is bytes for p in pieces)  # ASGI's type; granian is slow on views
     assert [len(p) for p in pieces] == [SEND_SLICE] * 5 + [3]
     assert b"".join(pieces) == body
     assert [m["more_body"] for m in sink.messages] == [True] * 5 + [False]

@@ -1,10 +1,12 @@
-"""Memory-hit benchmark: edgeshield against a bare uvicorn + raw ASGI app, same run.
+"""Memory-hit benchmark: edgeshield against a bare raw ASGI app on the same engine, same run.
 
     python loadtests/bench/hit_bench.py [--duration 10] [--connections 32]
                                         [--sizes 10240,1048576] [--rounds 3]
+                                        [--server granian|uvicorn] [--pin auto|off]
 
-Starts on 127.0.0.1, each as its own process with one worker and the same uvicorn
-options (uvloop, httptools, no uvicorn access log, no server/date header):
+Starts on 127.0.0.1, each as its own process with one worker on the same engine
+(--server: granian, edgeshield's default, or uvicorn), with the options edgeshield gives
+it (uvloop; on uvicorn httptools, no server/date header; no engine access log):
 
 - edgeshield, access log on (to a file, as in production), fs origin on a temp folder,
   `override_ttl = 3600` so every measured request is a memory hit;
@@ -14,6 +16,8 @@ options (uvloop, httptools, no uvicorn access log, no server/date header):
 Warms the cache, checks the hit (Cache-Status) and the bytes, then measures each object
 size in rounds, alternating the servers (order reversed every other round) so machine
 drift hits all of them, and prints the medians and the ratios edgeshield / bare.
+With --pin auto (Linux, 2+ CPUs) the servers run on the first CPU and the load generator
+on the second. Server CPU counts the whole process tree (granian's worker is a child).
 Load: `wrk` when installed (never installed by this script), else the bundled
 loadtests/bench/loadgen.py in its own process. Exit status 0 whatever the figures (it is
 a measurement); non-zero only when the harness itself could not measure.
@@ -28,6 +32,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +41,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `python loadtests/bench/hit_bench.py` from anywhere
@@ -83,6 +90,42 @@ origin = "bench"
 [routes.cache]
 override_ttl = 3600
 """
+
+
+@dataclass
+class TreeServer(Server):
+    """A Server whose CPU time includes its child processes (granian's and nginx's
+    workers)."""
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        total = 0.0
+        parent = psutil.Process(self.proc.pid)
+        for p in [parent, *parent.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system
+        return total
+
+
+def pin_cpus(mode: str) -> tuple[int, int] | None:
+    """(server CPU, load CPU) when pinning is possible and wanted: the first two CPUs this
+    process may use. This process (and so the load generator it starts) moves to the
+    second at once; servers go to the first with `pinned_argv`."""
+    if mode == "off" or not hasattr(os, "sched_setaffinity") or not shutil.which("taskset"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    os.sched_setaffinity(0, {cpus[1]})
+    return cpus[0], cpus[1]
+
+
+def pinned_argv(argv: list[str], pinned: tuple[int, int] | None) -> list[str]:
+    """The server's command under taskset on the server CPU, when pinning."""
+    return ["taskset", "-c", str(pinned[0]), *argv] if pinned else argv
 
 
 @dataclass
@@ -151,9 +194,12 @@ def wrk_version() -> str:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+    def __init__(
+        self, args: argparse.Namespace, tmp: Path, pinned: tuple[int, int] | None = None
+    ) -> None:
         self.args = args
         self.tmp = tmp
+        self.pinned = pinned
         self.objects = tmp / "objects"
         self.servers: dict[str, Server] = {}
         self.bodies: dict[int, bytes] = {}
@@ -183,8 +229,12 @@ class Bench:
         # A baseline from before proxy/serve/ existed has its command line at proxy/cli.py.
         cli = "proxy.serve.cli" if (source / "proxy/serve/cli.py").exists() else "proxy.cli"
         argv = [sys.executable, "-m", cli, "serve", "--config", str(config)]
+        if (source / "proxy/serve/engines.py").exists():  # older revisions: uvicorn only
+            argv += ["--server", self.args.server]
         env = {"PYTHONPATH": str(source)} if source != ROOT else {}
-        return Server(name, argv, port, self.tmp / f"edgeshield-{port}.log", env=env, cwd=source)
+        log = self.tmp / f"edgeshield-{port}.log"
+        argv = pinned_argv(argv, self.pinned)
+        return TreeServer(name, argv, port, log, env=env, cwd=source)
 
     def checkout(self, rev: str) -> Path:
         """`rev`'s tree, extracted beside the bench files (no worktree left behind)."""
@@ -198,6 +248,13 @@ class Bench:
 
     def bare(self) -> Server:
         port = free_port()
+        env = {"EDGESHIELD_BENCH_DIR": str(self.objects)}
+        log = self.tmp / f"bare-{port}.log"
+        if self.args.server == "granian":
+            argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", HOST]
+            argv += ["--port", str(port), "--workers", "1", "--loop", "uvloop"]
+            argv += ["--log-level", "warning", "loadtests.bench.bare_asgi:app"]
+            return TreeServer(BARE, pinned_argv(argv, self.pinned), port, log, env=env)
         argv = [
             sys.executable,
             "-m",
@@ -221,8 +278,7 @@ class Bench:
             "--log-level",
             "warning",
         ]
-        env = {"EDGESHIELD_BENCH_DIR": str(self.objects)}
-        return Server(BARE, argv, port, self.tmp / f"bare-{port}.log", env=env)
+        return TreeServer(BARE, pinned_argv(argv, self.pinned), port, log, env=env)
 
     def start(self) -> None:
         self.servers[BARE] = self.bare()
@@ -405,6 +461,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--generator", choices=("auto", "wrk", "loadgen"), default="auto")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--access-log", choices=("on", "off", "both"), default="both")
+    parser.add_argument(
+        "--server",
+        choices=("granian", "uvicorn"),
+        default="granian",
+        help="the engine of every server in the run (edgeshield's default: granian)",
+    )
+    parser.add_argument(
+        "--pin",
+        choices=("auto", "off"),
+        default="auto",
+        help="servers on the first CPU, load generator on the second (auto: when 2+ CPUs)",
+    )
     parser.add_argument("--json", type=Path, help="also write all samples to this file")
     parser.add_argument(
         "--baseline",
@@ -429,8 +497,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine()
+    pinned = pin_cpus(args.pin)
     with tempfile.TemporaryDirectory(prefix="edgeshield-bench-") as tmp_name:
-        bench = Bench(args, Path(tmp_name))
+        bench = Bench(args, Path(tmp_name), pinned)
         generator = (
             f"{wrk_version()} ({args.wrk_threads} thread)"
             if bench.generator == "wrk"
@@ -439,8 +508,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"edgeshield memory-hit benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
             f"machine: {info['nproc']} CPU(s), {info['cpu']}, Python {info['python']}\n"
-            f"load generator: {generator}; server and load generator share these CPUs\n"
-            f"load average before: {_loadavg()}",
+            f"engine: {args.server}, one worker per server; load generator: {generator}; "
+            + (
+                f"servers pinned to CPU {pinned[0]}, load generator to CPU {pinned[1]}\n"
+                if pinned
+                else "servers and load generator share these CPUs\n"
+            )
+            + f"load average before: {_loadavg()}",
             flush=True,
         )
         bench.write_objects()

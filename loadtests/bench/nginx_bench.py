@@ -1,8 +1,9 @@
-"""edgeshield against nginx as a caching reverse proxy, same origin, same run (issue 7).
+"""edgeshield against nginx as a caching reverse proxy, same origin, same run.
 
     python loadtests/bench/nginx_bench.py [--duration 8] [--rounds 3] [--connections 32]
                                           [--sizes 10240,1048576] [--stream-size 104857600]
-                                          [--thumbor PATH] [--smoke]
+                                          [--server granian,uvicorn] [--http2 auto|off]
+                                          [--pin auto|off] [--thumbor PATH] [--smoke]
 
 Starts on 127.0.0.1, each as its own process:
 
@@ -13,9 +14,11 @@ Starts on 127.0.0.1, each as its own process:
   `proxy_cache_valid 200 1h`, `proxy_cache_lock on`, keep-alive upstream, one worker,
   no access log), configured by this script from a template and run as the current user
   (`nginx -p PREFIX -c CONF`, pid and temp paths in the temporary folder);
-- edgeshield (`edgeshield serve`, one worker, uvloop + httptools, no access log), an http
-  origin on the same nginx, `override_ttl = 3600`, memory tier sized to hold the 100 MiB
-  object (`memory_max_object_bytes` 128 MiB, `memory_bytes` 512 MiB);
+- edgeshield (`edgeshield serve`, one worker, no access log) on each engine of --server
+  (default: granian, the default engine; `--server granian,uvicorn` adds the same
+  edgeshield under uvicorn to the run), an http origin on the same nginx,
+  `override_ttl = 3600`, memory tier sized to hold the 100 MiB object
+  (`memory_max_object_bytes` 128 MiB, `memory_bytes` 512 MiB);
 - with --thumbor PATH (a thumbor executable, installed separately): thumbor, whose http
   loader fetches the source image from the same origin, for cold transforms.
 
@@ -24,7 +27,15 @@ answer is a hit (edgeshield: Cache-Status; nginx: X-Cache-Status HIT). Then meas
 memory hits (10 KiB and 1 MiB: req/s, p99, server CPU per request), streaming a cached
 100 MiB object (4 connections: MiB/s) and, with thumbor, cold image transforms, in rounds,
 alternating the servers (order reversed every other round), and prints the medians and
-the ratios edgeshield / nginx (edgeshield / thumbor for transforms).
+the ratios edgeshield / nginx (edgeshield / thumbor for transforms). With h2load
+installed (Debian `nghttp2-client`) the hits and the stream are measured again over
+HTTP/2 cleartext with prior knowledge: granian's h2c against an nginx `listen ... http2`
+port of the same proxy (uvicorn has no HTTP/2).
+
+Pinning (--pin auto, on Linux with 2 or more CPUs): every server runs under
+`taskset -c <first CPU>` (its workers inherit it) and this process, with the load
+generator it starts, on the second CPU, so the server measured has one core to itself
+and never competes with its own load.
 
 nginx has no memory-only cache: its cache is files (keys and metadata in shared memory),
 served from the page cache, here on tmpfs. The script never installs anything: without
@@ -64,18 +75,31 @@ if str(ROOT) not in sys.path:  # `python loadtests/bench/nginx_bench.py` from an
 from loadtests.bench.common import (  # noqa: E402
     HOST,
     Response,
-    Server,
     free_port,
     get,
     parse_wrk,
     wrk_path,
 )
-from loadtests.bench.hit_bench import machine, size_label, wrk_version  # noqa: E402
+from loadtests.bench.hit_bench import (  # noqa: E402
+    TreeServer,
+    machine,
+    pin_cpus,
+    pinned_argv,
+    size_label,
+    wrk_version,
+)
 from loadtests.bench.loadgen import LoadResult, run_in_process  # noqa: E402
 
 MiB = 1024 * 1024
-ES = "edgeshield"
+ES = "edgeshield"  # the default engine's row; another engine's is "edgeshield/<engine>"
+ENGINES = ("granian", "uvicorn")
 NGINX = "nginx"
+# Engines that speak HTTP/2 cleartext with prior knowledge.
+H2_ENGINES = frozenset({"granian"})
+H2 = "h2:"  # prefix of the HTTP/2 kinds
+H2LOAD_HINT = "h2load is not installed: apt-get install -y --no-install-recommends nghttp2-client"
+# The issue's targets, edgeshield / nginx: (kind without size or protocol, ratio).
+TARGETS = {"hit:10240": 0.60, "hit:1048576": 1.0, "stream": 1.0}
 THUMBOR = "thumbor"
 MAX_ROUNDS = 20
 MAX_DURATION = 120.0
@@ -101,6 +125,7 @@ port = {port}
 workers = 1
 access_log = "off"
 log_level = "warning"
+http2_cleartext = {h2c}
 
 [cache]
 memory_bytes = {memory_bytes}
@@ -180,6 +205,20 @@ NGINX_PROXY = """\
     }}
     server {{
         listen {host}:{port};
+{locations}
+    }}
+{h2_server}"""
+
+# The same cache behind a second, HTTP/2-only port: h2c with prior knowledge (nginx takes
+# no HTTP/1.1 upgrade to h2c, and before 1.25.1 a port speaks one or the other).
+NGINX_H2_SERVER = """\
+    server {{
+        listen {host}:{port}{listen_h2};
+{h2_on}{locations}
+    }}
+"""
+
+NGINX_LOCATIONS = """\
         location = /healthz {{ return 200 "ok\\n"; }}
         location / {{
             proxy_pass http://origin;
@@ -190,9 +229,7 @@ NGINX_PROXY = """\
             proxy_cache_lock on;
             add_header X-Cache-Status $upstream_cache_status always;
 {extra}
-        }}
-    }}
-"""
+        }}"""
 
 THUMBOR_CONFIG = """\
 LOADER = "thumbor.loaders.http_loader"
@@ -208,23 +245,12 @@ ALLOW_UNSAFE_URL = True
 
 
 @dataclass
-class Proc(Server):
-    """A Server whose CPU time includes its children (nginx's worker) and that stops
-    with the given signal."""
+class Proc(TreeServer):
+    """A server process tree (CPU time includes nginx's and granian's workers) that
+    stops with the given signal."""
 
     stop_signal: int = signal.SIGINT
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        total = 0.0
-        parent = psutil.Process(self.proc.pid)
-        for p in [parent, *parent.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += t.user + t.system
-        return total
+    h2_port: int | None = None  # where it speaks h2c with prior knowledge, if anywhere
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -313,6 +339,69 @@ def run_wrk_bytes(url: str, connections: int, duration: float, threads: int) -> 
     return Measured(result, rate)
 
 
+def h2load_path() -> str | None:
+    return shutil.which("h2load")
+
+
+def run_h2load(
+    url: str, connections: int, streams: int, duration: float, log: Path, requests: int = 0
+) -> Measured:
+    """h2load (nghttp2) over h2c with prior knowledge, one thread, for `duration` seconds
+    or `requests` requests: req/s and bytes/s from its summary, p50/p99 from its
+    per-request log (it prints no percentiles)."""
+    seconds = max(1, round(duration))
+    argv = ["h2load", "-t1", f"-c{connections}", f"-m{streams}"]
+    argv.append(f"-n{requests}" if requests else f"-D{seconds}")
+    argv += [f"--log-file={log}", url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 90, check=False)
+    return parse_h2load(done.stdout, done.returncode, url, connections, seconds, log)
+
+
+def parse_h2load(
+    output: str, returncode: int, url: str, connections: int, seconds: int, log: Path
+) -> Measured:
+    finished = re.search(r"^finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", output, re.M)
+    counts = re.search(
+        r"^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        output,
+        re.M,
+    )
+    traffic = re.search(r"^traffic: \S+ \((\d+)\) total", output, re.M)
+    codes = re.search(r"^status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx", output, re.M)
+    if returncode != 0 or not (finished and counts and traffic and codes):
+        raise RuntimeError(f"h2load failed ({returncode}): {output[-2000:]}")
+    elapsed = float(finished.group(1)) / {"us": 1e6, "ms": 1e3, "s": 1}[finished.group(2)]
+    done = int(counts.group(2))
+    micros = sorted(
+        int(parts[2])
+        for line in log.read_text().splitlines()
+        if len(parts := line.split("\t")) == 3 and parts[2].isdigit()
+    )
+    log.unlink(missing_ok=True)
+
+    def pct(q: float) -> float:
+        return micros[min(len(micros) - 1, int(q * len(micros)))] / 1000 if micros else math.nan
+
+    result = LoadResult(
+        generator="h2load",
+        url=url,
+        connections=connections,
+        duration=elapsed or seconds,
+        requests=done,
+        errors=int(counts.group(4)) + int(counts.group(5)) + int(counts.group(6)),
+        non_2xx=int(codes.group(1)) + int(codes.group(2)),
+        body_bytes=0,
+        rps=float(finished.group(3)),
+        p50_ms=pct(0.50),
+        p90_ms=pct(0.90),
+        p99_ms=pct(0.99),
+        max_ms=micros[-1] / 1000 if micros else math.nan,
+        mean_ms=statistics.fmean(micros) / 1000 if micros else math.nan,
+    )
+    return Measured(result, int(traffic.group(1)) / (elapsed or seconds))
+
+
 @dataclass
 class Sample:
     round: int
@@ -396,8 +485,19 @@ async def get_all(
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, tmp: Path, cache_dir: Path, nginx: str) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        tmp: Path,
+        cache_dir: Path,
+        nginx: str,
+        pinned: tuple[int, int] | None = None,
+    ) -> None:
         self.args = args
+        self.pinned = pinned
+        # One edgeshield per engine; the first one also does the image transforms.
+        self.es_names = {engine: es_name(engine) for engine in args.server}
+        self.h2 = args.http2 != "off" and h2load_path() is not None
         self.tmp = tmp
         self.cache_dir = cache_dir
         self.nginx = nginx
@@ -461,6 +561,9 @@ class Bench:
         )
         return conf
 
+    def pin(self, argv: list[str]) -> list[str]:
+        return pinned_argv(argv, self.pinned)
+
     def nginx_server(self, name: str, port: int, body: str) -> Proc:
         conf = self.nginx_conf(name, body)
         argv = [self.nginx, "-p", str(conf.parent), "-c", str(conf)]
@@ -470,6 +573,7 @@ class Bench:
         if done.returncode != 0:
             raise RuntimeError(f"nginx -t rejected {conf}:\n{done.stderr}")
         # SIGQUIT: graceful, workers finish their requests (SIGINT is nginx's fast stop).
+        argv = self.pin(argv)
         return Proc(name, argv, port, self.tmp / f"{name}.log", stop_signal=signal.SIGQUIT)
 
     def _version_at_least(self, *want: int) -> bool:
@@ -488,32 +592,9 @@ class Bench:
             NGINX_ORIGIN.format(host=HOST, port=origin_port, root=self.objects),
         )
         self.origin.start("/healthz")
-        port = free_port()
-        self.servers[NGINX] = self.nginx_server(
-            "nginx-proxy",
-            port,
-            NGINX_PROXY.format(
-                host=HOST,
-                port=port,
-                origin_port=origin_port,
-                cache=self.cache_dir,
-                extra="".join(f"            {d}\n" for d in self.args.nginx_directive),
-            ),
-        )
-        port = free_port()
-        config = self.tmp / "edgeshield.toml"
-        config.write_text(
-            ES_CONFIG.format(
-                host=HOST,
-                port=port,
-                origin_port=origin_port,
-                memory_bytes=self.args.es_memory_bytes,
-                max_object=self.args.es_max_object_bytes,
-                image_threads=self.args.image_threads,
-            )
-        )
-        argv = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)]
-        self.servers[ES] = Proc(ES, argv, port, self.tmp / "edgeshield.log")
+        self.servers[NGINX] = self.nginx_proxy(origin_port)
+        for engine, name in self.es_names.items():
+            self.servers[name] = self.edgeshield(engine, name, origin_port)
         if self.args.thumbor:
             port = free_port()
             conf = self.tmp / "thumbor.conf"
@@ -523,13 +604,70 @@ class Bench:
                 )
             )
             argv = [self.args.thumbor, "-i", HOST, "-p", str(port), "-c", str(conf)]
-            argv += ["-l", "warning"]
+            argv = self.pin([*argv, "-l", "warning"])
             # Tornado stops on SIGTERM at once; SIGINT may wait for the loop.
             self.servers[THUMBOR] = Proc(
                 THUMBOR, argv, port, self.tmp / "thumbor.log", stop_signal=signal.SIGTERM
             )
         for server in self.servers.values():
             server.start("/healthcheck" if server.name == THUMBOR else "/healthz")
+
+    def nginx_proxy(self, origin_port: int) -> Proc:
+        port = free_port()
+        extra = "".join(f"            {d}\n" for d in self.args.nginx_directive)
+        locations = NGINX_LOCATIONS.format(extra=extra)
+        h2_server = ""
+        h2_port = None
+        if self.h2:
+            h2_port = free_port()
+            new = self._version_at_least(1, 25, 1)  # `http2 on;` replaced `listen ... http2`
+            h2_server = NGINX_H2_SERVER.format(
+                host=HOST,
+                port=h2_port,
+                listen_h2="" if new else " http2",
+                h2_on="        http2 on;\n" if new else "",
+                locations=locations,
+            )
+        body = NGINX_PROXY.format(
+            host=HOST,
+            port=port,
+            origin_port=origin_port,
+            cache=self.cache_dir,
+            locations=locations,
+            h2_server=h2_server,
+        )
+        proc = self.nginx_server("nginx-proxy", port, body)
+        proc.h2_port = h2_port
+        return proc
+
+    def edgeshield(self, engine: str, name: str, origin_port: int) -> Proc:
+        port = free_port()
+        config = self.tmp / f"edgeshield-{engine}.toml"
+        config.write_text(
+            ES_CONFIG.format(
+                host=HOST,
+                port=port,
+                origin_port=origin_port,
+                memory_bytes=self.args.es_memory_bytes,
+                max_object=self.args.es_max_object_bytes,
+                image_threads=self.args.image_threads,
+                # granian's plain listener takes h2c by prior knowledge only when asked
+                h2c="true" if self.h2 and engine in H2_ENGINES else "false",
+            )
+        )
+        argv = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)]
+        argv += ["--server", engine]
+        proc = Proc(name, self.pin(argv), port, self.tmp / f"edgeshield-{engine}.log")
+        if self.h2 and engine in H2_ENGINES:
+            proc.h2_port = port  # granian takes HTTP/1.1 and h2c on one port
+        return proc
+
+    def is_es(self, name: str) -> bool:
+        return name in self.es_names.values()
+
+    @property
+    def image_es(self) -> str:
+        return next(iter(self.es_names.values()))
 
     def _check(self, name: str, path: str) -> Response:
         """GET until a hit (at most 3 times) and compare the bytes with the file."""
@@ -540,7 +678,7 @@ class Bench:
                 raise RuntimeError(f"{name} {path}: status {resp.status}")
             if hashlib.sha256(resp.body).hexdigest() != self.digests[path]:
                 raise RuntimeError(f"{name} {path}: not the origin's bytes")
-            if name == ES and "; hit" in resp.headers.get("cache-status", ""):
+            if self.is_es(name) and "; hit" in resp.headers.get("cache-status", ""):
                 return resp
             if name == NGINX and resp.headers.get("x-cache-status") == "HIT":
                 return resp
@@ -549,29 +687,55 @@ class Bench:
     def warm_and_check(self) -> list[str]:
         notes = []
         for path in self.digests:
-            for name in (ES, NGINX):
+            for name in (*self.es_names.values(), NGINX):
                 hit = self._check(name, path)
                 status = hit.headers.get("cache-status") or hit.headers.get("x-cache-status")
                 notes.append(f"{name} {path}: {len(hit.body):,} bytes, hit ({status})")
+        if self.h2:
+            notes += self.check_h2()
         if self.args.thumbor:
             self.warm_images()
         return notes
 
+    def check_h2(self) -> list[str]:
+        """One request per server over h2c: HTTP/2 answered, and every response a 200."""
+        path = min(self.digests, key=lambda p: int(p.removeprefix("/obj-").split(".")[0]))
+        notes = []
+        for server in self.servers.values():
+            if server.h2_port is None:
+                continue
+            log = self.tmp / "h2check.log"
+            m = run_h2load(f"http://{HOST}:{server.h2_port}{path}", 1, 1, 60, log, requests=1)
+            r = m.result
+            if r.requests == 0 or r.errors or r.non_2xx:
+                raise RuntimeError(f"{server.name}: h2c check failed ({r})")
+            notes.append(f"{server.name} {path}: HTTP/2 (h2c, prior knowledge) answered 200")
+        return notes
+
     # measuring ----------------------------------------------------------------------
 
-    def load(self, port: int, path: str, connections: int, duration: float) -> Measured:
+    def load(
+        self, port: int, path: str, connections: int, duration: float, streams: int = 0
+    ) -> Measured:
+        """HTTP/1.1 load, or with `streams` HTTP/2 load of that many streams per connection."""
         url = f"http://{HOST}:{port}{path}"
+        if streams:
+            return run_h2load(url, connections, streams, duration, self.tmp / "h2load.log")
         if self.generator == "wrk":
             return run_wrk_bytes(url, connections, duration, self.args.wrk_threads)
         result = run_in_process(url, connections, duration)
         return Measured(result, result.body_bytes / result.duration)
 
-    def measure(self, server: Proc, path: str, connections: int, round_: int) -> Sample:
+    def measure(
+        self, server: Proc, path: str, connections: int, round_: int, streams: int = 0
+    ) -> Sample:
+        port = server.h2_port if streams else server.port
+        assert port is not None
         if self.args.warmup > 0:
-            self.load(server.port, path, connections, self.args.warmup)
+            self.load(port, path, connections, self.args.warmup, streams)
         cpu0 = server.cpu_seconds()
         client0 = _children_cpu()
-        m = self.load(server.port, path, connections, self.args.duration)
+        m = self.load(port, path, connections, self.args.duration, streams)
         cpu = server.cpu_seconds() - cpu0
         client = _children_cpu() - client0
         r = m.result
@@ -587,15 +751,20 @@ class Bench:
             client_cpu=client / r.duration if r.duration else math.nan,
         )
 
-    def run_load(self, kind: str, path: str, connections: int, label: str) -> list[Series]:
-        names = [ES, NGINX]
+    def run_load(
+        self, kind: str, path: str, connections: int, label: str, streams: int = 0
+    ) -> list[Series]:
+        names = [*self.es_names.values(), NGINX]
+        if streams:
+            names = [n for n in names if self.servers[n].h2_port is not None]
+            label += " h2"
         series = {name: Series(name, kind) for name in names}
         for r in range(self.args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:
-                s = self.measure(self.servers[name], path, connections, r)
+                s = self.measure(self.servers[name], path, connections, r, streams)
                 series[name].samples.append(s)
                 print(
-                    f"  {label:>9} round {r + 1}/{self.args.rounds} {name:<10} "
+                    f"  {label:>12} round {r + 1}/{self.args.rounds} {name:<18} "
                     f"{s.rps:>9,.0f} req/s {s.mib_s:>8,.0f} MiB/s  p99 {s.p99_ms:8.2f} ms  "
                     f"server CPU {s.server_cpu:4.0%}  client CPU {s.client_cpu:4.0%}"
                     + (f"  ERRORS {s.errors}" if s.errors else ""),
@@ -604,24 +773,37 @@ class Bench:
         return list(series.values())
 
     def run(self) -> list[Series]:
+        a = self.args
         out: list[Series] = []
-        for size in self.args.sizes:
+        for size in a.sizes:
+            out += self.run_load(f"hit:{size}", f"/obj-{size}.bin", a.connections, size_label(size))
+        if a.stream_size > 0:
+            size = a.stream_size
             out += self.run_load(
-                f"hit:{size}", f"/obj-{size}.bin", self.args.connections, size_label(size)
+                "stream", f"/obj-{size}.bin", a.stream_connections, size_label(size)
             )
-        if self.args.stream_size > 0:
-            size = self.args.stream_size
-            out += self.run_load(
-                "stream", f"/obj-{size}.bin", self.args.stream_connections, size_label(size)
-            )
-        if self.args.thumbor:
+        if self.h2:
+            for size in a.sizes:
+                out += self.run_load(
+                    f"{H2}hit:{size}",
+                    f"/obj-{size}.bin",
+                    a.h2_connections,
+                    size_label(size),
+                    a.h2_streams,
+                )
+            if a.stream_size > 0:
+                size = a.stream_size
+                out += self.run_load(
+                    f"{H2}stream", f"/obj-{size}.bin", a.stream_connections, size_label(size), 1
+                )
+        if a.thumbor:
             out += self.run_images()
         return out
 
     # image transforms ---------------------------------------------------------------
 
     def image_targets(self, name: str, fmt: str, pairs: list[tuple[int, int]]) -> list[str]:
-        if name == ES:
+        if self.is_es(name):
             return [f"{IMAGE_PATH}?w={w}&q={q}&fm={ES_FORMAT[fmt]}" for w, q in pairs]
         assert self.origin is not None
         source = f"{HOST}:{self.origin.port}{IMAGE_PATH}"
@@ -630,7 +812,7 @@ class Bench:
     def warm_images(self) -> None:
         """The source into each cache (edgeshield's memory tier, thumbor's file storage)
         and the codecs loaded, with variants the measurement never asks for."""
-        for name in (ES, THUMBOR):
+        for name in (self.image_es, THUMBOR):
             for fmt, ctype in IMAGE_FORMATS.items():
                 targets = self.image_targets(name, fmt, [(300, 50), (301, 51)])
                 asyncio.run(get_all(self.servers[name].port, targets, ctype, 1, False))
@@ -643,7 +825,7 @@ class Bench:
     def run_images(self) -> list[Series]:
         a = self.args
         pairs = self.variant_pairs()
-        names = [ES, THUMBOR]
+        names = [self.image_es, THUMBOR]
         out: list[Series] = []
         for fmt, ctype in IMAGE_FORMATS.items():
             series = {name: Series(name, f"image:{fmt}") for name in names}
@@ -656,7 +838,7 @@ class Bench:
                     targets = self.image_targets(name, fmt, chunk)
                     cpu0 = server.cpu_seconds()
                     elapsed, got = asyncio.run(
-                        get_all(server.port, targets, ctype, a.image_concurrency, name == ES)
+                        get_all(server.port, targets, ctype, a.image_concurrency, self.is_es(name))
                     )
                     cpu = server.cpu_seconds() - cpu0
                     sizes[name] += got
@@ -682,13 +864,17 @@ class Bench:
             out += series.values()
         return out
 
-    def edgeshield_cache(self) -> str:
-        text = get(self.servers[ES].port, "/metrics").body.decode()
-        found = []
-        for name in ("edgeshield_cache_entries", "edgeshield_cache_bytes"):
-            for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M):
-                found.append(f"{name}{m.group(1) or ''} {float(m.group(2)):,.0f}")
-        return "; ".join(found) or "(no cache gauges in /metrics)"
+    def edgeshield_cache(self) -> dict[str, str]:
+        """What each edgeshield's memory tier holds, from its /metrics."""
+        out = {}
+        for es in self.es_names.values():
+            text = get(self.servers[es].port, "/metrics").body.decode()
+            found = []
+            for name in ("edgeshield_cache_entries", "edgeshield_cache_bytes"):
+                for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M):
+                    found.append(f"{name}{m.group(1) or ''} {float(m.group(2)):,.0f}")
+            out[es] = "; ".join(found) or "(no cache gauges in /metrics)"
+        return out
 
     def nginx_cache(self) -> str:
         files = [p for p in self.cache_dir.rglob("*") if p.is_file()]
@@ -708,26 +894,27 @@ class Bench:
 def report(series: list[Series], bench: Bench, generator: str) -> list[str]:
     a = bench.args
     lines: list[str] = []
+    verdicts: dict[tuple[str, str], float] = {}  # (kind, server) -> req/s or MiB/s ratio
     kinds = list(dict.fromkeys(s.kind for s in series))
     for kind in kinds:
         rows = {s.server: s for s in series if s.kind == kind}
-        es = rows[ES]
         lines.append("")
         if kind.startswith("image:"):
             fmt = kind.split(":", 1)[1]
+            es = rows[bench.image_es]
             other = rows[THUMBOR]
             lines.append(
                 f"== cold transforms 2000x1500 JPEG -> 381-420 px {fmt}: {a.image_ops} unique "
                 f"variants x {a.rounds} rounds, {a.image_concurrency} connections, medians =="
             )
             lines.append(
-                f"{'server':<12} {'transforms/s':>12} {'CPU ms each':>11} {'median bytes':>12}"
+                f"{'server':<18} {'transforms/s':>12} {'CPU ms each':>11} {'median bytes':>12}"
             )
             for name, s in rows.items():
                 sizes = bench.image_sizes.get(fmt, {}).get(name) or [0]
                 cpu_ms = s.median("cpu_us_per_req") / 1000
                 lines.append(
-                    f"{name:<12} {s.median('rps'):>12.1f} {cpu_ms:>11.2f} "
+                    f"{name:<18} {s.median('rps'):>12.1f} {cpu_ms:>11.2f} "
                     f"{statistics.median(sizes):>12,.0f}  "
                     + " ".join(f"{x.rps:.1f}" for x in s.samples)
                 )
@@ -742,40 +929,59 @@ def report(series: list[Series], bench: Bench, generator: str) -> list[str]:
                 f"(per round: {paired})"
             )
             continue
-        other = rows[NGINX]
-        if kind == "stream":
-            label = f"streaming a cached {size_label(a.stream_size)} object"
-            conns = a.stream_connections
-        else:
-            size = int(kind.split(":", 1)[1])
-            label = f"{size_label(size)} hit ({size} bytes)"
-            conns = a.connections
+        lines += hit_report(kind, rows, a, generator, verdicts)
+    lines += target_lines(verdicts)
+    return lines
+
+
+def hit_report(
+    kind: str,
+    rows: dict[str, Series],
+    a: argparse.Namespace,
+    generator: str,
+    verdicts: dict[tuple[str, str], float],
+) -> list[str]:
+    """The table of one hit or stream case and a ratio line per edgeshield."""
+    h2 = kind.startswith(H2)
+    what = kind.removeprefix(H2)
+    proto = ", HTTP/2" if h2 else ""
+    if what == "stream":
+        label = f"streaming a cached {size_label(a.stream_size)} object{proto}"
+        conns = f"{a.stream_connections} connections"
+    else:
+        size = int(what.split(":", 1)[1])
+        label = f"{size_label(size)} hit{proto} ({size} bytes)"
+        conns = f"{a.connections} connections"
+        if h2:
+            conns = f"{a.h2_connections} connections x {a.h2_streams} streams"
+    load = "h2load 1 thread, h2c prior knowledge" if h2 else generator
+    lines = [
+        f"== {label}: {conns}, {a.duration:g} s x {a.rounds} rounds, {load}, medians ==",
+        f"{'server':<18} {'req/s':>10} {'MiB/s':>8} {'p99 ms':>9} {'p50 ms':>9} "
+        f"{'CPU us/req':>11} {'srv CPU':>7} {'cli CPU':>7}  req/s per round",
+    ]
+    for name, s in rows.items():
+        errors = sum(x.errors for x in s.samples)
         lines.append(
-            f"== {label}: {conns} connections, {a.duration:g} s x {a.rounds} rounds, "
-            f"{generator}, medians =="
+            f"{name:<18} {s.median('rps'):>10,.0f} {s.median('mib_s'):>8,.0f} "
+            f"{s.median('p99_ms'):>9.2f} {s.median('p50_ms'):>9.2f} "
+            f"{s.median('cpu_us_per_req'):>11.1f} {s.median('server_cpu'):>7.0%} "
+            f"{s.median('client_cpu'):>7.0%}  "
+            + " ".join(f"{x.rps:,.0f}" for x in s.samples)
+            + (f"  ERRORS {errors}" if errors else "")
         )
-        lines.append(
-            f"{'server':<12} {'req/s':>10} {'MiB/s':>8} {'p99 ms':>9} {'p50 ms':>9} "
-            f"{'CPU us/req':>11} {'srv CPU':>7} {'cli CPU':>7}  req/s per round"
-        )
-        for name, s in rows.items():
-            errors = sum(x.errors for x in s.samples)
-            lines.append(
-                f"{name:<12} {s.median('rps'):>10,.0f} {s.median('mib_s'):>8,.0f} "
-                f"{s.median('p99_ms'):>9.2f} {s.median('p50_ms'):>9.2f} "
-                f"{s.median('cpu_us_per_req'):>11.1f} {s.median('server_cpu'):>7.0%} "
-                f"{s.median('client_cpu'):>7.0%}  "
-                + " ".join(f"{x.rps:,.0f}" for x in s.samples)
-                + (f"  ERRORS {errors}" if errors else "")
-            )
+    other = rows[NGINX]
+    unit, attr = ("MiB/s", "mib_s") if what == "stream" else ("req/s", "rps")
+    for name, es in rows.items():
+        if name == NGINX:
+            continue
         paired = " ".join(
             f"{_ratio(x.rps, y.rps):.2f}" for x, y in zip(es.samples, other.samples, strict=True)
         )
-        what = "MiB/s" if kind == "stream" else "req/s"
-        attr = "mib_s" if kind == "stream" else "rps"
+        ratio = _ratio(es.median(attr), other.median(attr))
+        verdicts[(kind, name)] = ratio
         lines.append(
-            f"ratio edgeshield / nginx {label.split(' (')[0]}: {what} "
-            f"{_ratio(es.median(attr), other.median(attr)):.2f}  p99 "
+            f"ratio {name} / nginx {label.split(' (')[0]}: {unit} {ratio:.2f}  p99 "
             f"{_ratio(es.median('p99_ms'), other.median('p99_ms')):.2f}  CPU per request "
             f"{_ratio(es.median('cpu_us_per_req'), other.median('cpu_us_per_req')):.2f}  "
             f"(req/s per round: {paired})"
@@ -783,11 +989,37 @@ def report(series: list[Series], bench: Bench, generator: str) -> list[str]:
     return lines
 
 
+def target_lines(verdicts: dict[tuple[str, str], float]) -> list[str]:
+    """TARGET MET / MISSED per case that has a target, for every edgeshield row."""
+    lines = []
+    for (kind, name), ratio in verdicts.items():
+        want = TARGETS.get(kind.removeprefix(H2))
+        if want is None or math.isnan(ratio):
+            continue
+        proto = "HTTP/2" if kind.startswith(H2) else "HTTP/1.1"
+        lines.append(
+            f"{'TARGET MET' if ratio >= want else 'TARGET MISSED'}: {name} / nginx "
+            f"{kind.removeprefix(H2)} {proto} = {ratio:.2f} (target >= {want:.2f})"
+        )
+    return ["", *lines] if lines else []
+
+
 # main -------------------------------------------------------------------------------
 
 
 def _sizes(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _engines(text: str) -> list[str]:
+    names = list(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    if not names or any(n not in ENGINES for n in names):
+        raise argparse.ArgumentTypeError(f"one or more of {', '.join(ENGINES)}")
+    return names
+
+
+def es_name(engine: str) -> str:
+    return ES if engine == ENGINES[0] else f"{ES}/{engine}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -807,6 +1039,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stream-connections", type=int, default=4)
     p.add_argument("--generator", choices=("auto", "wrk", "loadgen"), default="auto")
     p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument(
+        "--server",
+        type=_engines,
+        default=[ENGINES[0]],
+        help="edgeshield's engines, comma-separated, each its own server in the same run "
+        "(default granian; granian,uvicorn compares them)",
+    )
+    p.add_argument(
+        "--http2",
+        choices=("auto", "off"),
+        default="auto",
+        help="also measure over h2c with h2load (auto: when h2load is installed)",
+    )
+    p.add_argument("--h2-connections", type=int, default=8, help="h2load connections (hits)")
+    p.add_argument("--h2-streams", type=int, default=4, help="h2load streams per connection")
+    p.add_argument(
+        "--pin",
+        choices=("auto", "off"),
+        default="auto",
+        help="servers on the first CPU, load generator on the second (auto: when 2+ CPUs)",
+    )
     p.add_argument("--nginx", help="the nginx binary (default: PATH, then the sbin dirs)")
     p.add_argument(
         "--nginx-cache",
@@ -844,6 +1097,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--rounds must be 1..{MAX_ROUNDS}")
     if not 1 <= a.connections <= 512 or not 1 <= a.stream_connections <= 64:
         p.error("--connections must be 1..512, --stream-connections 1..64")
+    if not 1 <= a.h2_connections <= 512 or not 1 <= a.h2_streams <= 100:
+        p.error("--h2-connections must be 1..512, --h2-streams 1..100")
     if any(not 0 < s <= 16 * MiB for s in a.sizes):
         p.error("--sizes: 1 byte .. 16 MiB each")
     if not a.sizes and not a.stream_size and not a.thumbor:
@@ -873,6 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
         args.thumbor = os.path.abspath(thumbor)
     info = machine()
     version, _ = nginx_version(nginx)
+    pinned = pin_cpus(args.pin)
     shm = Path("/dev/shm")
     on_tmpfs = args.nginx_cache == "tmpfs" and shm.is_dir() and fs_type(shm) == "tmpfs"
     with (
@@ -881,7 +1137,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix="edgeshield-nginx-cache-", dir=str(shm) if on_tmpfs else None
         ) as cache_name,
     ):
-        bench = Bench(args, Path(tmp_name), Path(cache_name), nginx)
+        bench = Bench(args, Path(tmp_name), Path(cache_name), nginx, pinned)
         generator = (
             f"{wrk_version()} ({args.wrk_threads} thread)"
             if bench.generator == "wrk"
@@ -891,8 +1147,16 @@ def main(argv: list[str] | None = None) -> int:
             f"edgeshield vs nginx {version} (caching reverse proxy), "
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
             f"machine: {info['nproc']} CPU(s), {info['cpu']}, Python {info['python']}\n"
-            f"load generator: {generator}; servers and load generator share these CPUs\n"
-            f"one worker each; same origin (nginx, static files); no access logs\n"
+            f"load generator: {generator}"
+            + (", h2load (HTTP/2)" if bench.h2 else "")
+            + "; "
+            + (
+                f"servers pinned to CPU {pinned[0]}, load generator to CPU {pinned[1]}\n"
+                if pinned
+                else "servers and load generator share these CPUs\n"
+            )
+            + f"edgeshield on {', '.join(args.server)}; one worker each; same origin "
+            f"(nginx, static files); no access logs\n"
             f"nginx cache: files on {fs_type(Path(cache_name))} (nginx has no memory-only "
             f"cache: hits are read from the page cache); edgeshield: memory tier "
             f"({args.es_memory_bytes // MiB} MiB, objects up to "
@@ -900,6 +1164,8 @@ def main(argv: list[str] | None = None) -> int:
             f"load average before: {_loadavg()}",
             flush=True,
         )
+        if args.http2 == "auto" and not bench.h2:
+            print(f"no HTTP/2 measurements: {H2LOAD_HINT}", flush=True)
         try:
             bench.write_objects()
             bench.start()
@@ -915,7 +1181,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.stop()
     print("\n".join(report(series, bench, generator)))
     print("")
-    print(f"cached by edgeshield (memory tier): {es_cache}")
+    for name, cached in es_cache.items():
+        print(f"cached by {name} (memory tier): {cached}")
     print(f"cached by nginx: {nginx_cache}")
     print(f"load average after: {_loadavg()} (other processes on the machine add noise)")
     if args.json:
@@ -930,7 +1197,8 @@ def main(argv: list[str] | None = None) -> int:
                 for s in series
             ],
             "image_sizes": bench.image_sizes,
-            "cached": {"edgeshield": es_cache, "nginx": nginx_cache},
+            "pinned": pinned,
+            "cached": {**es_cache, "nginx": nginx_cache},
         }
         args.json.write_text(json.dumps(_no_nan(record), indent=2))
     return 0

@@ -31,6 +31,7 @@ from config.disk import DiskSettings
 from config.fields import PlainUrl, SecretText
 from config.images import ImageSettings
 from config.redis import RedisSettings
+from config.tls import TlsSettings
 
 Seconds = Annotated[float, Field(ge=0)]
 Bytes = Annotated[int, Field(ge=0)]
@@ -70,6 +71,8 @@ class ServerSettings(_Frozen):
     metrics_dir: Path | None = None
     # Peers whose X-Forwarded-For / Forwarded (and geo header) are believed.
     trusted_proxies: TrustedProxies = TrustedProxies()
+    # HTTPS (and HTTP/2 by ALPN) on the main listener ([server.tls], config/tls.py).
+    tls: TlsSettings | None = None
 
 
 class PurgeSettings(_Frozen):

@@ -36,6 +36,7 @@ from proxy.serve.granian_signals import on_worker_stop
 from proxy.serve.logs import configure_logging
 from proxy.serve.memory_tuning import keep_trimmed, tuned_malloc
 from proxy.serve.metrics import Stats, build_registry
+from proxy.serve.redirect_listener import RedirectListener, open_redirect_listener
 from proxy.serve.state import AppState
 from proxy.upgrade import refuse_websocket
 from proxy.variants import build_images
@@ -157,6 +158,7 @@ class EdgeShield:
         # Requests in the pipeline (not fast-path hits, which end in a few sends): what a
         # shutdown waits for, then cuts off (each still logs its line).
         self.requests: set[asyncio.Task[Any]] = set()
+        self.redirect_listener: RedirectListener | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -209,6 +211,12 @@ class EdgeShield:
                         self.admin_listener = await open_admin_listener(
                             self, self.settings.admin, server.host, server.log_level
                         )
+                    tls = self.settings.server.tls
+                    if tls is not None and tls.redirect_port is not None:
+                        server = self.settings.server
+                        self.redirect_listener = await open_redirect_listener(
+                            server.host, tls.redirect_port, server.port, server.log_level
+                        )
                     self.state.ready = True
                 except Exception as exc:  # a bad config never starts a half-working server
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -218,6 +226,8 @@ class EdgeShield:
                 await self._drain()
                 if self.admin_listener is not None:
                     await self.admin_listener.close()
+                if self.redirect_listener is not None:
+                    await self.redirect_listener.close()
                 if self.state is not None:
                     await shutdown(self.state)
                 await send({"type": "lifespan.shutdown.complete"})

@@ -14,10 +14,14 @@ from typing import Any
 from config.handoff import HANDOFF_VAR, handoff_value
 from config.loader import ConfigError, check_config, load_settings, origin_overrides
 from config.schema import FsOrigin, Settings
+from config.tls import tls_errors
 from proxy.auth.cli import add_sign_parser, run_sign
 from proxy.purge.cli import add_purge_parser, run_purge
 from proxy.serve.logs import configure_logging
 from transforms.image.imgix import preset_errors
+
+# Settings checks beyond the schema, run by serve and check-config (not by workers).
+CHECKS = (preset_errors, tls_errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=("granian", "uvicorn"),
         help="HTTP server engine (default: [server] engine, granian)",
     )
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate chain")
+    serve.add_argument("--tls-key", type=Path, help="the PEM private key of --tls-cert")
 
     check = sub.add_parser("check-config", help="validate a config file and print every error")
     check.add_argument(
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         worst = 0
         for path in args.files:
-            code, text = check_config(path, os.environ, checks=(preset_errors,))
+            code, text = check_config(path, os.environ, checks=CHECKS)
             print(text, file=sys.stdout if code == 0 else sys.stderr)
             worst = max(worst, code)
         return worst
@@ -107,12 +113,15 @@ def _serve(args: argparse.Namespace) -> int:
             )
             if v is not None
         }
+        tls = {k: str(v) for k, v in (("cert", args.tls_cert), ("key", args.tls_key)) if v}
+        if tls:
+            server["tls"] = tls
         if server:
             overrides["server"] = server
         path = args.config or (
             Path(os.environ["EDGESHIELD_CONFIG"]) if os.environ.get("EDGESHIELD_CONFIG") else None
         )
-        settings = load_settings(path, os.environ, overrides=overrides, checks=(preset_errors,))
+        settings = load_settings(path, os.environ, overrides=overrides, checks=CHECKS)
     except ConfigError as exc:
         print(exc.format(), file=sys.stderr)
         return 2

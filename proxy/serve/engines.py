@@ -20,12 +20,17 @@ import resource
 from typing import Any
 
 from config.schema import ServerSettings, Settings
+from config.tls import TlsSettings
+from proxy.serve.tls import CertStage, stage_certificates
 
 TARGET = "proxy.serve.app:app_from_environment"
 # Seconds a worker finishes in-flight requests after SIGTERM before it is stopped.
 DRAIN_SECONDS = 5
 # File descriptors each worker keeps out of reach of client connections.
 RESERVED_FDS = 1024
+# TLS 1.2 suites for uvicorn's OpenSSL: forward secrecy and AEAD only (the TLS 1.3 ones
+# all are).
+UVICORN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def run_granian(settings: Settings) -> None:
@@ -37,7 +42,8 @@ def run_granian(settings: Settings) -> None:
     # config checks import it), and its threads do not survive a fork.
     multiprocessing.set_start_method("spawn", force=True)
     server = settings.server
-    Server(
+    stage = stage_certificates(server.tls)  # None on plain HTTP (proxy/serve/tls.py)
+    engine = Server(
         TARGET,
         factory=True,
         address=server.host,
@@ -64,8 +70,11 @@ def run_granian(settings: Settings) -> None:
         # After SIGTERM the app drains, cuts off and logs what is left (app.py _drain).
         workers_kill_timeout=DRAIN_SECONDS + 3,
         respawn_failed_workers=True,
-        **_granian_tls(settings),
-    ).serve()
+        **_granian_tls(stage),
+    )
+    if stage is not None:
+        stage.attach(engine)  # the certificate reloads on SIGHUP or a change of its files
+    engine.serve()
 
 
 def _granian_http_mode(server: ServerSettings) -> Any:
@@ -75,7 +84,7 @@ def _granian_http_mode(server: ServerSettings) -> Any:
     unless HTTP/2 by prior knowledge is asked for; TLS needs `auto` for ALPN's h2."""
     from granian.constants import HTTPModes
 
-    sniffing = server.http2_cleartext
+    sniffing = server.tls is not None or server.http2_cleartext
     return HTTPModes.auto if sniffing else HTTPModes.http1
 
 
@@ -85,9 +94,32 @@ def _granian_level(level: str) -> Any:
     return LogLevels(level)
 
 
-def _granian_tls(settings: Settings) -> dict[str, Any]:
-    """Certificate options; none yet on plain HTTP."""
-    return {}
+def _granian_tls(stage: CertStage | None) -> dict[str, Any]:
+    """HTTPS from the staged certificate (proxy/serve/tls.py), TLS 1.2 or later
+    (granian's own minimum, 1.3, shuts out older clients); ALPN offers h2 and http/1.1
+    in the `auto` HTTP mode. rustls has no weak cipher suites to turn off."""
+    if stage is None:
+        return {}
+    from granian.constants import SSLProtocols
+
+    return {
+        "ssl_cert": stage.cert,
+        "ssl_key": stage.key,
+        "ssl_protocol_min": SSLProtocols.tls12,
+    }
+
+
+def _uvicorn_tls(tls: TlsSettings | None) -> dict[str, Any]:
+    """HTTPS on uvicorn: the configured files, read once at start; HTTP/1.1 only."""
+    if tls is None:
+        return {}
+    password = tls.key_password
+    return {
+        "ssl_certfile": str(tls.cert),
+        "ssl_keyfile": str(tls.key),
+        "ssl_keyfile_password": password.get_secret_value() if password else None,
+        "ssl_ciphers": UVICORN_CIPHERS,
+    }
 
 
 def run_uvicorn(settings: Settings) -> None:
@@ -123,6 +155,7 @@ def run_uvicorn(settings: Settings) -> None:
         # uvicorn answers 503.
         limit_concurrency=connection_cap(server.max_connections) + 1,
         h11_max_incomplete_event_size=server.max_header_bytes + server.max_url_bytes,
+        **_uvicorn_tls(server.tls),
     )
 
 

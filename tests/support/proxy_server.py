@@ -88,15 +88,19 @@ class ProxyServer:
         args: list[str] | None = None,
         cwd: Path | None = None,
         engine: str | None = None,
+        scheme: str = "http",
     ) -> None:
         """`config_text` is written to a file for --config; None runs without one
         (`args` then carries e.g. --origin). `cwd` matters for the embedded default.
-        `engine` ("granian", "uvicorn") is passed as --server; None: the default."""
+        `engine` ("granian", "uvicorn") is passed as --server; None: the default.
+        `scheme` "https": the main listener serves TLS (its certificate is not checked
+        while waiting for readiness)."""
         self.config_text = config_text
         self.args = list(args or [])
         self.cwd = cwd
         self.workers = workers
         self.engine = engine
+        self.scheme = scheme
         self.env = dict(env or {})
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -105,7 +109,7 @@ class ProxyServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> ProxyServer:
         self.port = free_port()
@@ -135,7 +139,7 @@ class ProxyServer:
         )
         try:
             wait_for_port(self.port, timeout)
-            with httpx.Client() as client:
+            with httpx.Client(verify=False) as client:
                 for _ in range(200):
                     if client.get(f"{self.url}/readyz").status_code == 200:
                         break

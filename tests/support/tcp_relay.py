@@ -4,6 +4,7 @@ between one edgeshield instance and Redis, so that instance alone loses Redis.
     with TcpRelay(target_port) as relay:     # listens on relay.port
         relay.cut()                          # drop every connection, refuse new ones
         relay.restore()
+        relay.accepted                       # client connections accepted so far
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TcpRelay:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.AbstractServer | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.accepted = 0
 
     def __enter__(self) -> TcpRelay:
         self.thread.start()
@@ -60,6 +62,7 @@ class TcpRelay:
         self._run(stop())
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
         except OSError:

@@ -143,8 +143,13 @@ def test_alpn_offers_h2_and_http11(pki: TestPki, proxy: ProxyServer) -> None:
 def test_tls_versions_and_ciphers(
     pki: TestPki, proxy: ProxyServer, args: list[str], accepted: bool
 ) -> None:
+    assert (openssl_cipher(proxy.port, args) != "(NONE)") is accepted
+
+
+def openssl_cipher(port: int, args: list[str]) -> str:
+    """The cipher `openssl s_client` negotiates with `args`, "(NONE)" when refused."""
     done = subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{proxy.port}", *args],
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *args],
         input="",
         capture_output=True,
         text=True,
@@ -153,7 +158,7 @@ def test_tls_versions_and_ciphers(
     )
     cipher = re.search(r"Cipher is (\S+)", done.stdout)
     assert cipher is not None, done.stdout + done.stderr
-    assert (cipher[1] != "(NONE)") is accepted, done.stdout + done.stderr
+    return cipher[1]
 
 
 def test_http2_prior_knowledge_on_a_plain_port(origin: OriginServer) -> None:
@@ -404,7 +409,12 @@ def test_uvicorn_serves_tls_on_http11(pki: TestPki, origin: OriginServer) -> Non
         with h2_client(pki, proxy) as client:
             answer = client.get("/gen/1000")
         assert answer.http_version == "HTTP/1.1" and answer.content == gen_bytes(0, 1000)
-        assert negotiated(proxy.port, pki, ["http/1.1"])[1] in ("TLSv1.2", "TLSv1.3")
+        assert negotiated(proxy.port, pki, ["h2", "http/1.1"])[0] is None  # no ALPN h2
+        assert openssl_cipher(proxy.port, ["-tls1_1"]) == "(NONE)"
+        assert openssl_cipher(proxy.port, ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"]) == (
+            "(NONE)"
+        )
+        assert openssl_cipher(proxy.port, ["-tls1_2"]) == "ECDHE-ECDSA-AES256-GCM-SHA384"
 
 
 def test_an_encrypted_key_with_its_password_from_the_environment(

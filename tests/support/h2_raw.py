@@ -37,6 +37,7 @@ class H2Connection:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.streams: dict[int, Stream] = {}
         self.closed = False  # the server closed the connection or sent GOAWAY
+        self.settings = False  # the server's SETTINGS arrived
         self.conn.initiate_connection()
         self.flush()
 
@@ -105,6 +106,8 @@ class H2Connection:
             self.streams[event.stream_id].ended = True
         elif isinstance(event, h2.events.StreamReset):
             self.streams[event.stream_id].reset = True
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self.settings = True
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.closed = True
 

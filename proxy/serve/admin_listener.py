@@ -33,21 +33,27 @@ class AdminListener:
 async def open_admin_listener(
     app: Any, admin: AdminSettings, default_host: str, log_level: str
 ) -> AdminListener:
+    assert admin.port is not None
+    return await open_side_listener(app, admin.host or default_host, admin.port, "admin", log_level)
+
+
+async def open_side_listener(
+    app: Any, host: str, port: int, what: str, log_level: str
+) -> AdminListener:
+    """A listener served beside the main one in this worker (admin, https redirect)."""
     import uvicorn
 
     from proxy.serve.server_protocol import AuthorityKeepingProtocol
 
-    assert admin.port is not None
-    host = admin.host or default_host
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((host, admin.port))
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise AdminListenerError(
-            f"cannot listen on the admin address {host}:{admin.port}: {exc.strerror}"
+            f"cannot listen on the {what} address {host}:{port}: {exc.strerror}"
         ) from None
     sock.listen(128)
     config = uvicorn.Config(

@@ -36,7 +36,7 @@ from proxy.serve.granian_signals import on_worker_stop
 from proxy.serve.logs import configure_logging
 from proxy.serve.memory_tuning import keep_trimmed, tuned_malloc
 from proxy.serve.metrics import Stats, build_registry
-from proxy.serve.redirect_listener import RedirectListener, open_redirect_listener
+from proxy.serve.redirect_listener import open_redirect_listener
 from proxy.serve.state import AppState
 from proxy.upgrade import refuse_websocket
 from proxy.variants import build_images
@@ -158,7 +158,7 @@ class EdgeShield:
         # Requests in the pipeline (not fast-path hits, which end in a few sends): what a
         # shutdown waits for, then cuts off (each still logs its line).
         self.requests: set[asyncio.Task[Any]] = set()
-        self.redirect_listener: RedirectListener | None = None
+        self.redirect_listener: AdminListener | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]

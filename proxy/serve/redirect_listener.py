@@ -1,20 +1,20 @@
 """The `[server.tls] redirect_port` listener: every request gets 308 to the same URL over
 HTTPS, nothing else is served on it.
 
-Like the admin listener (proxy/serve/admin_listener.py) each worker opens it beside the
-main one, with SO_REUSEPORT, served by uvicorn's HTTP protocol on the worker's own loop,
-so it works the same on either engine. The Host is validated as the main listener
+Each worker opens it beside the main one, as it opens the admin listener
+(proxy/serve/admin_listener.py: SO_REUSEPORT, uvicorn's HTTP protocol on the worker's own
+loop), so it works the same on either engine. The Host is validated as the main listener
 validates it (proxy/http/authority.py): a Host that is not a plain host[:port] gets 400,
 never a redirect to somewhere it spells.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 from urllib.parse import quote
 
 from proxy.http.authority import BadAuthority, parse_authority
+from proxy.serve.admin_listener import AdminListener, open_side_listener
 
 Receive = Any
 Send = Any
@@ -72,45 +72,7 @@ async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], b
     await send({"type": "http.response.body", "body": body})
 
 
-class RedirectListener:
-    def __init__(self, server: Any, sock: socket.socket) -> None:
-        self._server = server
-        self._sock = sock
-
-    async def close(self) -> None:
-        await self._server.shutdown(sockets=[self._sock])
-        self._sock.close()
-
-
 async def open_redirect_listener(
     host: str, port: int, tls_port: int, log_level: str
-) -> RedirectListener:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise RuntimeError(
-            f"cannot listen on the redirect address {host}:{port}: {exc.strerror}"
-        ) from None
-    sock.listen(128)
-    config = uvicorn.Config(
-        RedirectApp(tls_port),
-        lifespan="off",
-        http="httptools",
-        ws="none",
-        proxy_headers=False,
-        access_log=False,
-        server_header=False,
-        log_level=log_level,
-    )
-    config.load()
-    server = uvicorn.Server(config)
-    # startup/shutdown, not serve(): serve() would take over the worker's signals.
-    server.lifespan = config.lifespan_class(config)
-    await server.startup(sockets=[sock])
-    return RedirectListener(server, sock)
+) -> AdminListener:
+    return await open_side_listener(RedirectApp(tls_port), host, port, "redirect", log_level)

@@ -293,6 +293,7 @@ async def shutdown(state: AppState) -> None:
     if state.redis is not None:
         await state.redis.close()
     state.access_log.close()
+    state.log.info("shut down: requests drained, state closed")  # on either engine
 
 
 def app_from_environment() -> EdgeShield:

@@ -497,6 +497,8 @@ class Bench:
         self.pinned = pinned
         # One edgeshield per engine; the first one also does the image transforms.
         self.es_names = {engine: es_name(engine) for engine in args.server}
+        # Row name -> the process measured over h2c (edgeshield's own h2c instance).
+        self.h2_procs: dict[str, Proc] = {}
         self.h2 = args.http2 != "off" and h2load_path() is not None
         self.tmp = tmp
         self.cache_dir = cache_dir
@@ -595,6 +597,15 @@ class Bench:
         self.servers[NGINX] = self.nginx_proxy(origin_port)
         for engine, name in self.es_names.items():
             self.servers[name] = self.edgeshield(engine, name, origin_port)
+            if self.h2 and engine in H2_ENGINES:
+                # h2c on a second edgeshield: granian sniffing for it costs HTTP/1.1 ~9 %
+                # CPU per hit, so the HTTP/1.1 rows keep the default (HTTP/1.1-only) listener.
+                h2c = self.servers[f"{name} h2c"] = self.edgeshield(
+                    engine, f"{name} h2c", origin_port, h2c=True
+                )
+                self.h2_procs[name] = h2c
+        if NGINX in self.servers and self.h2:
+            self.h2_procs[NGINX] = self.servers[NGINX]
         if self.args.thumbor:
             port = free_port()
             conf = self.tmp / "thumbor.conf"
@@ -640,9 +651,9 @@ class Bench:
         proc.h2_port = h2_port
         return proc
 
-    def edgeshield(self, engine: str, name: str, origin_port: int) -> Proc:
+    def edgeshield(self, engine: str, name: str, origin_port: int, h2c: bool = False) -> Proc:
         port = free_port()
-        config = self.tmp / f"edgeshield-{engine}.toml"
+        config = self.tmp / f"edgeshield-{port}.toml"
         config.write_text(
             ES_CONFIG.format(
                 host=HOST,
@@ -652,18 +663,18 @@ class Bench:
                 max_object=self.args.es_max_object_bytes,
                 image_threads=self.args.image_threads,
                 # granian's plain listener takes h2c by prior knowledge only when asked
-                h2c="true" if self.h2 and engine in H2_ENGINES else "false",
+                h2c="true" if h2c else "false",
             )
         )
         argv = [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)]
         argv += ["--server", engine]
-        proc = Proc(name, self.pin(argv), port, self.tmp / f"edgeshield-{engine}.log")
-        if self.h2 and engine in H2_ENGINES:
-            proc.h2_port = port  # granian takes HTTP/1.1 and h2c on one port
+        proc = Proc(name, self.pin(argv), port, self.tmp / f"edgeshield-{port}.log")
+        if h2c:
+            proc.h2_port = port  # HTTP/1.1 and h2c on one port
         return proc
 
     def is_es(self, name: str) -> bool:
-        return name in self.es_names.values()
+        return name.startswith(ES)
 
     @property
     def image_es(self) -> str:
@@ -687,7 +698,9 @@ class Bench:
     def warm_and_check(self) -> list[str]:
         notes = []
         for path in self.digests:
-            for name in (*self.es_names.values(), NGINX):
+            for name in self.servers:
+                if name == THUMBOR:
+                    continue
                 hit = self._check(name, path)
                 status = hit.headers.get("cache-status") or hit.headers.get("x-cache-status")
                 notes.append(f"{name} {path}: {len(hit.body):,} bytes, hit ({status})")
@@ -755,13 +768,13 @@ class Bench:
         self, kind: str, path: str, connections: int, label: str, streams: int = 0
     ) -> list[Series]:
         names = [*self.es_names.values(), NGINX]
-        if streams:
-            names = [n for n in names if self.servers[n].h2_port is not None]
-            label += " h2"
+        procs = self.h2_procs if streams else self.servers
+        names = [n for n in names if n in procs]
+        label += " h2" if streams else ""
         series = {name: Series(name, kind) for name in names}
         for r in range(self.args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:
-                s = self.measure(self.servers[name], path, connections, r, streams)
+                s = self.measure(procs[name], path, connections, r, streams)
                 series[name].samples.append(s)
                 print(
                     f"  {label:>12} round {r + 1}/{self.args.rounds} {name:<18} "
@@ -867,7 +880,7 @@ class Bench:
     def edgeshield_cache(self) -> dict[str, str]:
         """What each edgeshield's memory tier holds, from its /metrics."""
         out = {}
-        for es in self.es_names.values():
+        for es in filter(self.is_es, self.servers):
             text = get(self.servers[es].port, "/metrics").body.decode()
             found = []
             for name in ("edgeshield_cache_entries", "edgeshield_cache_bytes"):
@@ -954,7 +967,7 @@ def hit_report(
         conns = f"{a.connections} connections"
         if h2:
             conns = f"{a.h2_connections} connections x {a.h2_streams} streams"
-    load = "h2load 1 thread, h2c prior knowledge" if h2 else generator
+    load = "h2load 1 thread, h2c (edgeshield: its http2_cleartext instance)" if h2 else generator
     lines = [
         f"== {label}: {conns}, {a.duration:g} s x {a.rounds} rounds, {load}, medians ==",
         f"{'server':<18} {'req/s':>10} {'MiB/s':>8} {'p99 ms':>9} {'p50 ms':>9} "
@@ -1155,7 +1168,9 @@ def main(argv: list[str] | None = None) -> int:
                 if pinned
                 else "servers and load generator share these CPUs\n"
             )
-            + f"edgeshield on {', '.join(args.server)}; one worker each; same origin "
+            + f"edgeshield on {', '.join(args.server)}"
+            + (" (HTTP/2: a granian instance with http2_cleartext)" if bench.h2 else "")
+            + "; one worker each; same origin "
             f"(nginx, static files); no access logs\n"
             f"nginx cache: files on {fs_type(Path(cache_name))} (nginx has no memory-only "
             f"cache: hits are read from the page cache); edgeshield: memory tier "

@@ -55,6 +55,10 @@ class ServerSettings(_Frozen):
     # proxy/serve/engines.py); beyond it new connections wait in the listen backlog
     # (granian) or get 503 (uvicorn).
     max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Seconds requests in flight get to finish on SIGTERM, or when a reload replaces a
+    # worker (SIGHUP, a new certificate), before they are cut off (nginx's
+    # worker_shutdown_timeout). Longer downloads end early on a reload.
+    drain_seconds: float = Field(default=5.0, ge=0, le=3600)
     # HTTP/2 by prior knowledge on a plain listener (granian). Off: such a listener is
     # HTTP/1.1 only, so a connection that never sends a byte is closed like a slow one.
     http2_cleartext: bool = False

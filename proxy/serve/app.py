@@ -31,7 +31,6 @@ from proxy.pipeline import Receive, handle
 from proxy.purge.bus import PurgeBus
 from proxy.serve.access_log import AccessLog
 from proxy.serve.admin_listener import AdminListener, open_admin_listener
-from proxy.serve.engines import DRAIN_SECONDS
 from proxy.serve.granian_signals import on_worker_stop
 from proxy.serve.logs import configure_logging
 from proxy.serve.memory_tuning import keep_trimmed, tuned_malloc
@@ -239,12 +238,13 @@ class EdgeShield:
             self.state.spawn(self._drain())
 
     async def _drain(self) -> None:
-        """Let requests in flight finish for DRAIN_SECONDS, then cancel the rest. uvicorn
+        """Let requests in flight finish for `drain_seconds`, then cancel the rest. uvicorn
         did both before the lifespan shutdown; granian starts it at SIGTERM, while
         requests still run, and stops the process after it."""
         if not self.requests:
             return
-        _, pending = await asyncio.wait(set(self.requests), timeout=DRAIN_SECONDS)
+        drain = self.settings.server.drain_seconds
+        _, pending = await asyncio.wait(set(self.requests), timeout=drain)
         for task in pending:
             task.cancel()
         if pending:

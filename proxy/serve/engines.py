@@ -24,8 +24,6 @@ from config.tls import TlsSettings
 from proxy.serve.tls import CertStage, stage_certificates
 
 TARGET = "proxy.serve.app:app_from_environment"
-# Seconds a worker finishes in-flight requests after SIGTERM before it is stopped.
-DRAIN_SECONDS = 5
 # File descriptors each worker keeps out of reach of client connections.
 RESERVED_FDS = 1024
 # TLS 1.2 suites for uvicorn's OpenSSL: forward secrecy and AEAD only (the TLS 1.3 ones
@@ -68,7 +66,7 @@ def run_granian(settings: Settings) -> None:
         log_level=_granian_level(server.log_level),
         log_access=False,  # edgeshield writes its own JSON access log
         # After SIGTERM the app drains, cuts off and logs what is left (app.py _drain).
-        workers_kill_timeout=DRAIN_SECONDS + 3,
+        workers_kill_timeout=math.ceil(server.drain_seconds) + 3,
         respawn_failed_workers=True,
         **_granian_tls(stage),
     )
@@ -148,7 +146,7 @@ def run_uvicorn(settings: Settings) -> None:
         server_header=False,
         date_header=False,  # Date comes from the stored response (RFC 9110 6.6.1)
         log_level=server.log_level,
-        timeout_graceful_shutdown=DRAIN_SECONDS,
+        timeout_graceful_shutdown=math.ceil(server.drain_seconds),
         # Whole seconds; server_protocol.py also applies it to reading a request's head.
         timeout_keep_alive=math.ceil(server.header_read_timeout),
         # Counted per connection and per request, the asking one included; past it

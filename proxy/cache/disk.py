@@ -17,7 +17,10 @@ damaged file is deleted and answered as a miss, never served.
 Reads: bodies the memory tier takes are read whole (and promoted); larger ones are
 streamed from the file (``open_body``: one descriptor per response, CHUNK_BYTES per read,
 the next read only when the client took the last piece), so a stalled client holds at
-most a couple of chunks, never the object.
+most a couple of chunks, never the object. No ASGI ``http.response.pathsend`` (granian's
+zero-copy offer): it sends a whole file by path, and these files start with the meta;
+the engine opens the path later, so an eviction or rewrite in between would send another
+version past the CRC check; and granian reads the file into 128 KiB buffers anyway.
 
 Writes go to ``.tmp-<random>`` in the shard directory, then ``os.replace``: a file with a
 digest name is always complete. With ``fsync`` off (the default) a power loss can still

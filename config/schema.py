@@ -98,12 +98,22 @@ class CacheSettings(_Frozen):
     # The memory tier is bounded in bytes (bodies + headers), not in entries.
     memory_bytes: Bytes = 256 * MiB
     memory_max_object_bytes: Bytes = 16 * MiB
+    # Objects larger than memory_max_object_bytes whose origin answers ranges are served
+    # from slices of this size on routes without slice_bytes (proxy/slices/); 0 = off.
+    auto_slice_bytes: int = Field(default=MiB, ge=0, le=64 * MiB)
     # Distinct Vary variants kept per URL; further variants are served but not stored.
     max_variants: int = Field(default=16, ge=1, le=1024)
     heuristic_fraction: float = Field(default=0.1, ge=0, le=1)
     heuristic_max: Seconds = 86400
     # The disk tier ([cache.disk]); off unless path is set.
     disk: DiskSettings = DiskSettings()
+
+    @field_validator("auto_slice_bytes")
+    @classmethod
+    def _slice_size(cls, value: int) -> int:
+        if 0 < value < 64 * 1024:
+            raise ValueError("must be 0 (off) or at least 65536 (64 KiB), as slice_bytes")
+        return value
 
 
 class CachePolicy(_Frozen):
@@ -148,6 +158,13 @@ class CachePolicy(_Frozen):
     # Serve GET/HEAD from slices of this size, fetched with ranged origin requests and
     # cached one by one (proxy/slices/, like nginx's slice module); None = whole objects.
     slice_bytes: int | None = Field(default=None, ge=64 * 1024, le=64 * MiB)
+    # The streaming cache policy (proxy/http/streaming.py): HLS/DASH objects get a
+    # lifetime by kind when the origin gives none; a live playlist is fresh for at most
+    # half its target duration whatever the origin says. false: RFC 9111 alone.
+    streaming: bool = True
+    vod_playlist_ttl: Seconds = 86400
+    master_playlist_ttl: Seconds = 60
+    segment_ttl: Seconds = 31536000
 
 
 class HealthCheck(_Frozen):

@@ -24,6 +24,7 @@ from proxy.http.freshness import (
     stale_when_disconnected,
 )
 from proxy.http.origin_answer import unrequested_range
+from proxy.http.streaming import rule_for
 from proxy.http.surrogate import surrogate_keys
 from proxy.http.vary import parse_vary, variant_key
 from proxy.request import Request
@@ -178,15 +179,25 @@ def _head(
 
 
 def _freshness(
-    route: Route, req: Request, status: int, headers: list[tuple[str, str]], t: Timing
+    route: Route,
+    req: Request,
+    status: int,
+    headers: list[tuple[str, str]],
+    t: Timing,
+    body: bytes | None = None,
 ) -> Freshness:
+    """RFC 9111 freshness with the streaming policy's rule for the object (by path, type
+    and, once `body` is in, a playlist's kind)."""
+    fields = joined(headers)
+    rule = rule_for(route.freshness.streaming, req.path, fields.get("content-type"), body)
     return response_freshness(
         status,
-        joined(headers),
+        fields,
         request_time=t.request_time,
         response_time=t.response_time,
         has_authorization="authorization" in req.headers,
         policy=route.freshness,
+        rule=rule,
     )
 
 
@@ -244,7 +255,7 @@ def refresh_304(
     with the 304's (RFC 9111 4.3.4), less `drop` in what clients get. The head keeps the
     Vary the 304 names; the entry the stored one's."""
     merged = merge_304(stale.origin_headers, resp.headers)
-    freshness = _freshness(route, req, stale.status, merged, t)
+    freshness = _freshness(route, req, stale.status, merged, t, stale.body)
     fields = [h for h in merged if h[0] not in drop]
     head = _head(route, resp, fields, freshness, t, fwd="stale")
     head = replace(
@@ -404,12 +415,10 @@ async def produce(
             fetch.stop_keeping()
         fetch.set_head(head)
         if await pump(state, fetch, resp, route, t.origin) and fetch.keep_all and head.shareable:
-            keep(
-                state,
-                fetch,
-                make_entry(head, resp.headers, fetch.body(), freshness, t),
-                req.headers,
-            )
+            body = fetch.body()
+            # With the body in, a playlist's kind (live, VOD...) decides its lifetime.
+            freshness = _freshness(route, req, resp.status, resp.headers, t, body)
+            keep(state, fetch, make_entry(head, resp.headers, body, freshness, t), req.headers)
     finally:
         state.inflight.remove(fetch)
         await resp.aclose()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from config.schema import CachePolicy, CacheSettings, Settings
 from proxy.http.encoding import Policy as EncodingPolicy
 from proxy.http.freshness import FreshnessPolicy
+from proxy.http.streaming import StreamingPolicy
 from routing.origins.base import Origin
 
 if TYPE_CHECKING:
@@ -134,6 +135,13 @@ def freshness_policy(policy: CachePolicy, cache: CacheSettings) -> FreshnessPoli
         stale_while_revalidate=policy.stale_while_revalidate,
         stale_if_error=policy.stale_if_error,
         targeted_fields=tuple(f.lower() for f in policy.targeted_fields),
+        streaming=StreamingPolicy(
+            vod_playlist_ttl=policy.vod_playlist_ttl,
+            master_playlist_ttl=policy.master_playlist_ttl,
+            segment_ttl=policy.segment_ttl,
+        )
+        if policy.streaming
+        else None,
     )
 
 

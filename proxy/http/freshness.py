@@ -12,6 +12,7 @@ from proxy.http.cache_control import (
     parse_targeted,
 )
 from proxy.http.dates import parse_http_date
+from proxy.http.streaming import Rule, StreamingPolicy
 from proxy.http.vary import parse_vary
 
 __all__ = [
@@ -32,6 +33,8 @@ class FreshnessPolicy:
     stale_while_revalidate: float = 0.0  # used when the response carries none
     stale_if_error: float = 0.0  # used when the response carries none
     targeted_fields: tuple[str, ...] = ()  # RFC 9213 target list, highest precedence first
+    # Lifetimes of HLS/DASH objects by kind (proxy/http/streaming.py); None = off.
+    streaming: StreamingPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class Freshness:
 # RFC 9110 15.1 / RFC 9111 4.2.2: may be stored and given a heuristic lifetime.
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 _NEGATIVE_STATUSES = frozenset({404, 410})
+# The answers a streaming rule is about: the object itself (never an error page).
+_STREAMING_STATUSES = frozenset({200, 203, 206})
 
 
 def _age_value(raw: str | None) -> float:
@@ -84,13 +89,19 @@ def response_freshness(
     response_time: float,
     has_authorization: bool,
     policy: FreshnessPolicy,
+    rule: Rule | None = None,
 ) -> Freshness:
     """Decide whether a shared cache may store a response and for how long it is fresh.
 
     ``headers`` has lower-case names with repeated fields joined by ", ". A 304 is reported
     as not storable: it carries no representation; the caller merges its header fields into
     the stored response (RFC 9111 4.3.4) and calls this again with the stored status.
+    ``rule`` is the streaming policy's for the object (proxy/http/streaming.py): its
+    default replaces the route's default TTL and the heuristic, its ceiling caps the
+    lifetime; the origin's explicit freshness still wins when shorter.
     """
+    if status not in _STREAMING_STATUSES:
+        rule = None
     date = parse_http_date(headers.get("date"))
     if date is None:  # RFC 9110 6.6.1: the receiving cache supplies Date
         date = response_time
@@ -142,6 +153,8 @@ def response_freshness(
         lifetime = max(0.0, exp - date) if exp is not None else 0.0
     elif status in _NEGATIVE_STATUSES:
         lifetime = policy.negative_ttl
+    elif rule is not None:
+        lifetime = rule.default
     elif policy.default_ttl is not None:
         lifetime = policy.default_ttl
     else:
@@ -149,6 +162,8 @@ def response_freshness(
         if lm is None or lm > date:
             return _not_storable("no-freshness", initial_age)
         lifetime = min(policy.heuristic_max, policy.heuristic_fraction * (date - lm))
+    if rule is not None and rule.ceiling is not None:
+        lifetime = min(lifetime, rule.ceiling)  # a live playlist, even under override_ttl
 
     # s-maxage implies proxy-revalidate (RFC 9111 5.2.2.10); RFC 9111 4.2.4 forbids stale
     # use under these and under no-cache, whatever RFC 5861 directives say.

@@ -375,8 +375,8 @@ def parse_h2load(
     done = int(counts.group(2))
     micros = sorted(
         int(parts[2])
-        for line in log.read_text().splitlines()
-        if len(parts := line.split("\t")) == 3 and parts[2].isdigit()
+        for line in log.read_text(errors="replace").splitlines()
+        if len(parts := line.split("\t")) == 3 and parts[2].isascii() and parts[2].isdigit()
     )
     log.unlink(missing_ok=True)
 

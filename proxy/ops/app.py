@@ -16,9 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message
 
-from proxy.observe import record, scope_host
+from proxy.observe import Tracked, record, request_id_of, scope_host
 from proxy.ops import page, probes, purge, status
 from proxy.ops.access import Header, gate
 from proxy.ops.responses import error
@@ -65,7 +64,8 @@ class Operations:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        out = _Counted(send)
+        out = Tracked(send)  # error answers carry the request id, as the proxy's do
+        out.request_id = request_id_of(self.state, scope)
         request = Request(scope, receive)
         response: Response | None = None
         refused = gate(self.state.settings.admin, scope, PATHS)
@@ -73,10 +73,11 @@ class Operations:
             response = self._refusal(request, *refused)
         elif request.method == "PURGE":  # on any URL: not a route
             response = await purge.purge(self.state, request)
+        send_out = cast(Send, out)  # Starlette types messages as MutableMapping
         if response is None:
-            await self.app(scope, receive, out)
+            await self.app(scope, receive, send_out)
         else:
-            await response(scope, receive, out)
+            await response(scope, receive, send_out)
         record(
             self.state,
             scope,
@@ -88,6 +89,7 @@ class Operations:
             sent=out.sent,
             started=started,
             now=time.time(),
+            request_id=out.request_id,
         )
 
     def _refusal(self, request: Request, status: int, reason: str, extra: list[Header]) -> Response:
@@ -107,21 +109,3 @@ async def _refused(request: Request, exc: Exception) -> Response:
     if allow is not None:  # Starlette joins a set: sorted, it is the same every run
         extra.append((b"allow", ", ".join(sorted(allow.split(", "))).encode()))
     return error(http.status_code, http.detail.lower(), extra)
-
-
-class _Counted:
-    """The send of one answer, keeping its status and body bytes for the access log."""
-
-    __slots__ = ("send", "sent", "status")
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.status = 0
-        self.sent = 0
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-        else:
-            self.sent += len(message.get("body", b""))
-        await self.send(message)

@@ -143,13 +143,17 @@ def test_request_ids_reach_the_origin_and_error_answers(
     ):
         fine = client.get(ok)
         failed = client.get(broken)
+        refused = client.get("/_admin/nothing-here")  # the operations app's own refusal
         line_ok, line_failed = _line(log, ok), _line(log, broken)
+        line_refused = _line(log, "/_admin/nothing-here")
     # Not a trusted proxy: the client's id is replaced, everywhere.
     sent = origin.stats()["last_headers"][ok]["x-request-id"]
     assert sent == line_ok["request_id"] != "forged-by-client"
     assert "x-request-id" not in fine.headers  # success answers carry none
     assert failed.status_code == 502
     assert failed.headers["x-request-id"] == line_failed["request_id"] != sent
+    assert refused.status_code == 404
+    assert refused.headers["x-request-id"] == line_refused["request_id"] != "forged-by-client"
 
 
 def test_a_trusted_proxys_id_is_kept_and_an_invalid_one_replaced(

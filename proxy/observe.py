@@ -36,8 +36,8 @@ class Tracked:
     """The send of one proxied request, keeping what the access log needs of what went
     out: the status, the body bytes the server took (so a response cut off by a client
     that left, an origin that broke off or a shutdown logs what it really sent), and the
-    origin time its Server-Timing states. It adds the request id to error answers
-    (status >= 400) that carry none, edgeshield's own and relayed ones alike."""
+    origin time its Server-Timing states. It puts this request's id on error answers
+    (status >= 400), edgeshield's own and relayed ones alike."""
 
     __slots__ = ("origin_ms", "request_id", "send", "sent", "status", "timing")
 
@@ -75,11 +75,10 @@ class Tracked:
 
 
 def _with_request_id(message: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """The head with X-Request-Id added, unless it has one (an origin that echoes it):
-    a new list, since heads are shared by the requests that collapsed on one fetch."""
-    headers = message["headers"]
-    if any(name == _REQUEST_ID for name, _ in headers):
-        return message
+    """The head with this request's X-Request-Id, in place of any it had: an origin's
+    echo is stored with a cached error and names the request that fetched it, not the
+    one a user would quote. A new list: heads are shared by collapsed requests."""
+    headers = [(name, value) for name, value in message["headers"] if name != _REQUEST_ID]
     return {**message, "headers": [*headers, (_REQUEST_ID, request_id.encode())]}
 
 

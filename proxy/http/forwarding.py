@@ -36,6 +36,10 @@ REQUEST_ID = "x-request-id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9+/=_.:-]{1,128}")
 
 
+# Response fields that belong to one request: never stored or relayed from the origin.
+PER_REQUEST = frozenset({REQUEST_ID})
+
+
 def valid_request_id(value: str) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
@@ -118,10 +122,11 @@ def client_response_headers(
     answers_ranges: bool,
 ) -> list[tuple[bytes, bytes]]:
     """The stored/forwarded response's fields as clients see them (without the fields
-    computed per response: content-length, age, cache-status, server-timing; and without
-    Accept-Ranges when this cache answers ranges itself)."""
+    computed per response: content-length, age, cache-status, server-timing; without
+    an X-Request-Id, which names the request that fetched it, not the one answered; and
+    without Accept-Ranges when this cache answers ranges itself)."""
     headers = list(origin_headers)
-    drop = hop_by_hop(headers) | RECOMPUTED | frozenset(strip)
+    drop = hop_by_hop(headers) | RECOMPUTED | PER_REQUEST | frozenset(strip)
     if answers_ranges:
         drop |= {"accept-ranges"}
     if downstream_cache_control is not None:

@@ -75,9 +75,9 @@ class Tracked:
 
 
 def _with_request_id(message: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """The head with this request's X-Request-Id, in place of any it had: an origin's
-    echo is stored with a cached error and names the request that fetched it, not the
-    one a user would quote. A new list: heads are shared by collapsed requests."""
+    """The head with this request's X-Request-Id, in place of any it had (an entry
+    stored before origins' ids were dropped names the request that fetched it). A new
+    list: heads are shared by the requests that collapsed on one fetch."""
     headers = [(name, value) for name, value in message["headers"] if name != _REQUEST_ID]
     return {**message, "headers": [*headers, (_REQUEST_ID, request_id.encode())]}
 

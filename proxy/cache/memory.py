@@ -1,11 +1,11 @@
-"""L1: an in-process LRU bounded in bytes (cachetools), no locks: one event loop owns it."""
+"""L1: an in-process cache bounded in bytes, kept by W-TinyLFU (proxy/cache/admission.py).
+No locks: one event loop owns it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cachetools import Cache, LRUCache
-
+from proxy.cache.admission import WTinyLFU
 from proxy.cache.entry import Entry, Uncacheable, VaryIndex
 
 if TYPE_CHECKING:
@@ -18,62 +18,68 @@ def _size(value: Stored) -> int:
     return value.size
 
 
-class _CountingLRU(LRUCache[str, Stored]):
-    evictions = 0
-
-    def popitem(self) -> tuple[str, Stored]:
-        self.evictions += 1
-        return super().popitem()
-
-
 class MemoryTier:
     name = "memory"
 
     def __init__(self, max_bytes: int, max_object_bytes: int) -> None:
         self.max_object_bytes = min(max_object_bytes, max_bytes)
-        self._lru = _CountingLRU(maxsize=max(1, max_bytes), getsizeof=_size)
+        self._cache: WTinyLFU[str, Stored] = WTinyLFU(max(1, max_bytes), getsizeof=_size)
 
     def get(self, key: str) -> Stored | None:
-        return self._lru.get(key)
+        """The value under `key`; the request is counted for admission, found or not.
+        Reads that are not requests (scans, checks) use `peek`."""
+        return self._cache.get(key)
 
     def fits(self, nbytes: int) -> bool:
         return nbytes <= self.max_object_bytes
 
+    def admits(self, key: str, nbytes: int) -> bool:
+        """Would `put` keep an entry of this size under `key` now (`nbytes` 0 when not
+        known yet)? A yes holds for the next `put` of the key, so a response that says
+        `stored` before its body arrived is not refused when it is complete."""
+        return self.fits(nbytes) and self._cache.admits(key, nbytes)
+
     def put(self, key: str, value: Stored) -> bool:
+        """False when the entry is not kept: too large, or refused by admission (it was
+        asked for less often than the entries it would push out)."""
         if value.size > self.max_object_bytes and not isinstance(value, VaryIndex):
             return False
-        self._lru[key] = value
-        return True
+        return self._cache.put(key, value)
 
     def delete(self, key: str) -> bool:
-        return self._lru.pop(key, None) is not None
+        return self._cache.pop(key) is not None
 
     def key_snapshot(self) -> list[str]:
         """A snapshot of the keys, for a scan that awaits between slices (the lurker)."""
-        return list(self._lru)
+        return list(self._cache)
 
     def peek(self, key: str) -> Stored | None:
-        """`get` without touching recency (a scan must not reorder the LRU)."""
-        try:
-            return Cache.__getitem__(self._lru, key)
-        except KeyError:
-            return None
+        """`get` without counting a request or touching recency (scans and checks)."""
+        return self._cache.peek(key)
 
     def items(self) -> list[tuple[str, Stored]]:
-        """A snapshot, without touching recency (LRUCache's own lookup would)."""
-        lru = self._lru
-        return [(key, Cache.__getitem__(lru, key)) for key in list(lru)]
+        """A snapshot, without touching recency or frequency."""
+        cache = self._cache
+        return [(key, value) for key in list(cache) if (value := cache.peek(key)) is not None]
 
     def clear(self) -> None:
-        self._lru.clear()
+        self._cache.clear()
 
     def stats(self) -> dict[str, Any]:
+        cache = self._cache
         return {
-            "bytes": self._lru.currsize,
-            "entries": len(self._lru),
-            "evictions": self._lru.evictions,
-            "max_bytes": self._lru.maxsize,
+            "bytes": cache.currsize,
+            "entries": len(cache),
+            "evictions": cache.evictions,
+            "admission_rejections": cache.rejections,
+            "max_bytes": cache.max_bytes,
         }
 
     def register_metrics(self, stats: Stats) -> None:
         stats.sample_sizes(self.name, self.stats)
+        cache = self._cache
+        stats.sample(
+            "edgeshield_cache_admission_rejections",
+            self.name,
+            lambda: {(self.name,): cache.rejections},
+        )

@@ -192,21 +192,25 @@ class Cache:
     ) -> bool:
         """Would `store` keep such an entry? What can be known before the body arrives
         (`size` 0 when unknown): a tier takes its size (entries that vary stay in
-        memory), the URL's variant cap, a purge since the request was sent. `store`
-        refuses by this same check, so Cache-Status can say `stored` at head time."""
+        memory), memory's admission, the URL's variant cap, a purge since the request
+        was sent. `store` refuses by this same check, and a yes from memory's admission
+        holds until the entry is stored, so Cache-Status can say `stored` at head time."""
         # A fetch sent before a ban and answered after it: deliver it, never keep it.
         ban = self.bans.check(key, request_time)
         if ban is not None and not ban.soft:
             return False
+        memory = self.memory
         if not vary:
-            return self.fits(size)
-        if not self.memory.fits(size):
+            return memory.admits(key, size) or any(tier.accepts(size) for tier in self.lower)
+        if not memory.fits(size):
             return False
-        index = self.memory.get(key)
-        if type(index) is not VaryIndex or index.names != vary:
-            return True  # a new index replaces the old one
         vkey = variant_key(vary, request_headers)
-        return vkey in index.variants or len(index.variants) < self.max_variants
+        index = memory.peek(key)  # another index (other names) would be replaced
+        if isinstance(index, VaryIndex) and index.names == vary:
+            full = len(index.variants) >= self.max_variants
+            if full and vkey not in index.variants:
+                return False
+        return memory.admits(vary_key(key, vkey), size)
 
     def store(self, key: str, entry: Entry, request_headers: Mapping[str, str]) -> bool:
         """True when some tier takes the entry (lower tiers are written in the background:
@@ -227,14 +231,18 @@ class Cache:
             return stored
         entry.ban_gen = self.bans.generation
         if not entry.vary:
-            return (self._index_tags(key, entry) and self.memory.put(key, entry)) or stored
-        index = self.memory.get(key)
+            if self._index_tags(key, entry) and self.memory.put(key, entry):
+                return True
+            self.tags.forget(key)  # refused by admission: no link to an entry not kept
+            return stored
+        index = self.memory.peek(key)
         if type(index) is not VaryIndex or index.names != entry.vary:
             self._drop(key)
             index = VaryIndex(entry.vary)
         vkey = variant_key(entry.vary, request_headers)
         skey = vary_key(key, vkey)
         if not self._index_tags(skey, entry) or not self.memory.put(skey, entry):
+            self.tags.forget(skey)
             return False
         index.variants.add(vkey)
         self.memory.put(key, index)
@@ -254,7 +262,7 @@ class Cache:
         return True
 
     def mark_uncacheable(self, key: str, until: float) -> None:
-        if self.memory.get(key) is None:
+        if self.memory.peek(key) is None:
             self.memory.put(key, Uncacheable(until))
 
     # -- invalidate and purge ---------------------------------------------------------
@@ -318,10 +326,10 @@ class Cache:
         return dropped, retired
 
     def _make_stale(self, key: str, now: float) -> int:
-        found = self.memory.get(key)
+        found = self.memory.peek(key)
         entries = [found]
         if type(found) is VaryIndex:
-            entries = [self.memory.get(vary_key(key, v)) for v in found.variants]
+            entries = [self.memory.peek(vary_key(key, v)) for v in found.variants]
         n = 0
         for entry in entries:
             if type(entry) is Entry:
@@ -361,7 +369,7 @@ class Cache:
         return self._drop_memory(key)
 
     def _drop_memory(self, key: str) -> int:
-        found = self.memory.get(key)
+        found = self.memory.peek(key)
         removed = 0
         if type(found) is VaryIndex:
             for vkey in found.variants:

@@ -76,6 +76,11 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
     ),
     "edgeshield_cache_stores": ("counter", "Responses stored in the cache.", ("tier",)),
     "edgeshield_cache_evictions": ("counter", "Entries evicted for space.", ("tier",)),
+    "edgeshield_cache_admission_rejections": (
+        "counter",
+        "New entries not kept: asked for less often than those they would push out.",
+        ("tier",),
+    ),
     "edgeshield_cache_bytes": ("gauge", "Bytes held by a cache tier.", ("tier",)),
     "edgeshield_cache_entries": ("gauge", "Entries held by a cache tier.", ("tier",)),
     "edgeshield_inflight_fetches": ("gauge", "Origin fetches under way.", ()),

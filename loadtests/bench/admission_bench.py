@@ -1,0 +1,223 @@
+"""Admission benchmark: the memory tier's W-TinyLFU against LRU and Belady's bound, by trace replay.
+
+    python loadtests/bench/admission_bench.py [--requests 60000] [--objects 10000]
+                                              [--memory-mib 64] [--scan 10000]
+                                              [--skews 0.8,1.0,1.2] [--seed 13]
+                                              [--through URL]
+
+No server: each trace is replayed through the policies in this process.
+
+- A trace is `--requests` requests over `--objects` objects whose sizes are uniform in
+  2-64 KiB, popularity Zipf(s) for each s of `--skews`, the popularity order shuffled so
+  that size and popularity are independent. The `+scan` variant has `--scan` requests
+  for objects asked for once each (2-64 KiB too) inserted as one burst in the middle.
+  Every random draw comes from `random.Random(--seed)`: the table is the same each run.
+- LRU is cachetools' LRUCache bounded in bytes (what the memory tier used before);
+  W-TinyLFU is `proxy.cache.admission.WTinyLFU`, the memory tier's policy; Belady is the
+  offline bound: it knows the future, evicts the entry asked for again the furthest
+  away and never keeps an object that is not asked for again.
+- Object hit ratio: hits / requests; byte hit ratio: bytes served from the cache /
+  bytes requested. Both count the scan's requests (all misses for every policy).
+
+With `--through URL` the same traces are also replayed, one request at a time, through a
+running edgeshield whose route at URL serves `/<n>?size=<bytes>`-style objects (the test
+origin's `/bytes/<size>` path under a unique prefix): each answer's Cache-Status says hit
+or not. That mode measures the whole proxy (its memory budget is whatever it was
+started with, so start it with `memory_bytes` equal to --memory-mib).
+
+Prints a table; exit status 0 whatever the figures (it is a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cachetools import LRUCache
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from proxy.cache.admission import WTinyLFU  # noqa: E402
+
+KiB = 1024
+MiB = 1024 * KiB
+Request = tuple[int, int]  # (object id, size)
+
+
+@dataclass
+class Score:
+    hits: int = 0
+    requests: int = 0
+    hit_bytes: int = 0
+    bytes: int = 0
+
+    def add(self, hit: bool, size: int) -> None:
+        self.requests += 1
+        self.bytes += size
+        if hit:
+            self.hits += 1
+            self.hit_bytes += size
+
+    @property
+    def object_ratio(self) -> float:
+        return self.hits / max(1, self.requests)
+
+    @property
+    def byte_ratio(self) -> float:
+        return self.hit_bytes / max(1, self.bytes)
+
+
+def zipf_trace(
+    rng: random.Random, requests: int, objects: int, skew: float, scan: int
+) -> list[Request]:
+    sizes = [rng.randint(2 * KiB, 64 * KiB) for _ in range(objects)]
+    ids = list(range(objects))
+    rng.shuffle(ids)  # rank -> object id, so popularity says nothing about size
+    weights = list(itertools.accumulate(1.0 / (rank + 1) ** skew for rank in range(objects)))
+    ranks = rng.choices(range(objects), cum_weights=weights, k=requests)
+    trace = [(ids[r], sizes[ids[r]]) for r in ranks]
+    if scan:
+        burst = [(objects + i, rng.randint(2 * KiB, 64 * KiB)) for i in range(scan)]
+        middle = len(trace) // 2
+        trace[middle:middle] = burst
+    return trace
+
+
+def replay_lru(trace: Sequence[Request], budget: int) -> Score:
+    cache: LRUCache[int, int] = LRUCache(maxsize=budget, getsizeof=lambda size: size)
+    score = Score()
+    for key, size in trace:
+        hit = cache.get(key) is not None
+        score.add(hit, size)
+        if not hit:
+            cache[key] = size
+    return score
+
+
+def replay_wtinylfu(trace: Sequence[Request], budget: int) -> Score:
+    cache: WTinyLFU[int, int] = WTinyLFU(budget, getsizeof=lambda size: size)
+    score = Score()
+    for key, size in trace:
+        hit = cache.get(key) is not None
+        score.add(hit, size)
+        if not hit:
+            cache.put(key, size)
+    return score
+
+
+def replay_belady(trace: Sequence[Request], budget: int) -> Score:
+    """Evict the entry whose next request is furthest away; keep nothing never asked
+    for again (the new object competes too: it is not kept when it is the furthest)."""
+    never = len(trace)
+    next_use = [never] * len(trace)
+    seen: dict[int, int] = {}
+    for i in range(len(trace) - 1, -1, -1):
+        key = trace[i][0]
+        next_use[i] = seen.get(key, never)
+        seen[key] = i
+    held: dict[int, tuple[int, int]] = {}  # key -> (next use, size)
+    heap: list[tuple[int, int]] = []  # (-next use, key), stale rows skipped
+    used = 0
+    score = Score()
+    for i, (key, size) in enumerate(trace):
+        nxt = next_use[i]
+        hit = key in held
+        score.add(hit, size)
+        if hit:
+            used -= held.pop(key)[1]
+        if nxt == never:
+            continue
+        held[key] = (nxt, size)
+        used += size
+        heapq.heappush(heap, (-nxt, key))
+        while used > budget:
+            far, victim = heapq.heappop(heap)
+            row = held.get(victim)
+            if row is None or row[0] != -far:
+                continue  # stale heap row
+            used -= held.pop(victim)[1]
+    return score
+
+
+def replay_through(trace: Sequence[Request], url: str) -> Score:
+    import httpx
+
+    prefix = f"{url.rstrip('/')}/admission-{int(time.time())}"
+    score = Score()
+    with httpx.Client(timeout=30) as client:
+        for key, size in trace:
+            resp = client.get(f"{prefix}/{key}/bytes/{size}")
+            status = resp.headers.get("cache-status", "")
+            score.add("hit" in status.split(";")[1:2][0] if ";" in status else False, size)
+    return score
+
+
+POLICIES: dict[str, Callable[[Sequence[Request], int], Score]] = {
+    "LRU": replay_lru,
+    "W-TinyLFU": replay_wtinylfu,
+    "Belady": replay_belady,
+}
+
+
+def run(
+    skews: Iterable[float],
+    requests: int,
+    objects: int,
+    budget: int,
+    scan: int,
+    seed: int,
+    through: str | None = None,
+) -> list[tuple[str, str, Score, float]]:
+    rows = []
+    for skew in skews:
+        for scan_n in (0, scan) if scan else (0,):
+            trace = zipf_trace(random.Random(seed), requests, objects, skew, scan_n)
+            name = f"zipf {skew:g}" + (" +scan" if scan_n else "")
+            policies = dict(POLICIES)
+            if through:
+                policies["edgeshield"] = lambda t, _b: replay_through(t, through)
+            for policy, replay in policies.items():
+                t0 = time.perf_counter()
+                score = replay(trace, budget)
+                rows.append((name, policy, score, time.perf_counter() - t0))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=60_000)
+    parser.add_argument("--objects", type=int, default=10_000)
+    parser.add_argument("--memory-mib", type=float, default=64)
+    parser.add_argument("--scan", type=int, default=10_000)
+    parser.add_argument("--skews", default="0.8,1.0,1.2")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--through", default=None)
+    args = parser.parse_args(argv)
+    skews = [float(s) for s in args.skews.split(",")]
+    budget = int(args.memory_mib * MiB)
+    rows = run(skews, args.requests, args.objects, budget, args.scan, args.seed, args.through)
+    print(
+        f"{args.requests} requests over {args.objects} objects of 2-64 KiB, "
+        f"{args.memory_mib:g} MiB, seed {args.seed}"
+        + (f", +scan: {args.scan} one-time requests mid-trace" if args.scan else "")
+    )
+    print(f"{'trace':<16} {'policy':<11} {'object hit':>10} {'byte hit':>9} {'replay s':>9}")
+    for name, policy, score, seconds in rows:
+        print(
+            f"{name:<16} {policy:<11} {score.object_ratio:>10.3f} {score.byte_ratio:>9.3f}"
+            f" {seconds:>9.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -167,6 +167,21 @@ class CloudFrontSettings(_Frozen):
     resource_base: str | None = None
     # Where the signature may come from: URL parameters and/or CloudFront-* cookies.
     sources: tuple[Literal["query", "cookie"], ...] = ("query", "cookie")
+    # Signing, for the child tokens of tokenized playlists ([routes.auth.playlists]):
+    # the Key-Pair-Id and its RSA private key (PEM), as nginx-secure-token-module's
+    # key_pair_id / private_key_file. Verification needs only the public keys above.
+    signing_key_pair_id: str | None = None
+    private_key: Secret | None = None
+    private_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _signing(self) -> CloudFrontSettings:
+        has_key = self.private_key is not None or self.private_key_file is not None
+        if self.private_key is not None and self.private_key_file is not None:
+            raise ValueError("private_key: set at most one of private_key or private_key_file")
+        if has_key != (self.signing_key_pair_id is not None):
+            raise ValueError("signing_key_pair_id: set it together with a private key")
+        return self
 
     @field_validator("resource_base")
     @classmethod
@@ -253,6 +268,25 @@ class AuthSettings(_Frozen):
         return self
 
 
+MintScheme = Literal["native", "akamai", "cloudfront", "bunny"]
+
+
+class PlaylistTokenSettings(_Frozen):
+    """``[routes.auth.playlists]``: child tokens in HLS playlists and DASH manifests
+    requested with a query token, as nginx-secure-token-module adds them."""
+
+    # Scheme of the child tokens; unset: the scheme of the token that verified (no
+    # rewrite for nginx secure_link tokens, which have no prefix form).
+    scheme: MintScheme | None = None
+    # Lifetime of a child token, in seconds from the playlist request: long enough to
+    # play a VOD rendition to its end (live playlists are fetched again and again).
+    ttl: float = Field(default=3600.0, gt=0, le=366 * 86400)
+    # Larger playlists are relayed untouched (the rewrite needs the whole body in memory).
+    max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # A playlist with more URIs is relayed untouched (bounds the work per request).
+    max_uris: int = Field(default=100_000, ge=1)
+
+
 class RouteAuthSettings(_Frozen):
     """``[routes.auth]``: whether this route needs a token and which kinds it accepts."""
 
@@ -270,6 +304,9 @@ class RouteAuthSettings(_Frozen):
     clock_skew: Seconds | None = None
     # Remove token parameters from the cache key and the origin request.
     strip_tokens: bool = True
+    # Tokenized playlists: a playlist requested with a query token that verified gets a
+    # token in every same-origin URI inside it (off unless set).
+    playlists: PlaylistTokenSettings | None = None
 
     @field_validator("param", "cookie")
     @classmethod
@@ -291,7 +328,11 @@ def auth_reference_errors(
         "nginx": auth.nginx is not None,
     }
     for i, route_auth in enumerate(route_auths):
-        if route_auth is None or not route_auth.required:
+        if route_auth is None:
+            continue
+        if route_auth.playlists is not None:
+            errors.extend(_playlist_errors(auth, route_auth, route_auth.playlists, i))
+        if not route_auth.required:
             continue
         for scheme in route_auth.schemes:
             if not configured[scheme]:
@@ -299,6 +340,33 @@ def auth_reference_errors(
                 errors.append(
                     (f"routes[{i}].auth.schemes", f"{scheme!r} needs {what} to be configured")
                 )
+    return errors
+
+
+def _playlist_errors(
+    auth: AuthSettings, route: RouteAuthSettings, playlists: PlaylistTokenSettings, i: int
+) -> list[tuple[str, str]]:
+    """Child tokens must be mintable with the keys configured, and acceptable here."""
+    where = f"routes[{i}].auth.playlists.scheme"
+    schemes = (playlists.scheme,) if playlists.scheme else route.schemes
+    if playlists.scheme is not None and playlists.scheme not in route.schemes:
+        return [(where, f"{playlists.scheme!r} is not one of this route's schemes")]
+    errors: list[tuple[str, str]] = []
+    for scheme in schemes:
+        if scheme == "native" and auth.signing_kid is None and len(auth.keys) != 1:
+            errors.append((where, "native child tokens need [auth] signing_kid (several keys)"))
+        if scheme == "cloudfront" and auth.cloudfront and not auth.cloudfront.signing_key_pair_id:
+            errors.append(
+                (
+                    where,
+                    "cloudfront child tokens need [auth.cloudfront] "
+                    "signing_key_pair_id and private_key(_file)",
+                )
+            )
+        if scheme == "bunny" and auth.bunny and not {"hs256", "sha256"} & set(auth.bunny.forms):
+            errors.append(
+                (where, "bunny child tokens are directory tokens: forms needs 'hs256' or 'sha256'")
+            )
     return errors
 
 

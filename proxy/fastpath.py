@@ -128,6 +128,8 @@ class HitFastPath:
         body = found.body
         if encodings and policy is not None and policy.may_apply(found.content_type, len(body)):
             return False  # the full pipeline sends it in a coding (proxy/compress.py)
+        if plan.guard is not None and plan.guard.rewrites(found.content_type, plan.path):
+            return False  # a playlist that may get child tokens (proxy/tokenize.py)
         if plan.guard is not None and not self._allowed(plan, scope, now):
             return False  # the full pipeline answers (and logs) the refusal
         headers = _hit_headers(found, now)

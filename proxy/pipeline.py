@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from proxy.auth.step import check, send_answer, with_cors
+from proxy.auth.step import admit, send_answer
 from proxy.cache.codec import CorruptEntry
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.disk import BodyStream
@@ -152,9 +152,8 @@ async def auth(ex: Exchange) -> Answer | None:
     if guard is None:
         return None
     req = ex.req
-    guarded = await check(guards, guard, req, path_token=ex.path_token, bunny_path=ex.bunny_path)
-    if guarded is None or guarded.outcome != Outcome.PREFLIGHT:  # a preflight has its own
-        ex.send = with_cors(guard, req.headers.get("origin"), ex.send)
+    # CORS headers on the answer (a preflight has its own); a signed playlist's child tokens
+    guarded, ex.send = await admit(ex, guard)
     if guarded is None:
         ex.key = req.key  # token-free now: the key every signed URL of the object shares
         return None

@@ -64,6 +64,16 @@ def load_public_key(pem: str | bytes) -> rsa.RSAPublicKey:
     return key
 
 
+def load_private_key(pem: str | bytes) -> rsa.RSAPrivateKey:
+    """An RSA private key from PEM (unencrypted), for minting CloudFront policies."""
+    key = serialization.load_pem_private_key(
+        pem.encode() if isinstance(pem, str) else pem, password=None
+    )
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("CloudFront keys are RSA keys")
+    return key
+
+
 def canned_policy(resource: str, expires: int) -> str:
     """The canned policy statement with whitespace removed, exactly as signed."""
     return (

@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from config.auth import AuthSettings, RouteAuthSettings
 from proxy.auth.akamai import AkamaiVerifier
 from proxy.auth.bunny import BunnyVerifier
-from proxy.auth.cloudfront import CloudFrontVerifier, load_public_key
+from proxy.auth.cloudfront import CloudFrontVerifier, load_private_key, load_public_key
 from proxy.auth.common import (
     MISSING,
     REASON_HEADER,
@@ -86,6 +86,8 @@ class AuthContext:
     akamai_key: bytes | None = None
     bunny_key: bytes | None = None
     nginx_secret: bytes | None = None
+    # (Key-Pair-Id, RSA private key) for CloudFront child tokens of tokenized playlists.
+    cloudfront_signing: tuple[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"AuthContext(keys={self.keys!r}, cloudfront={sorted(self.cloudfront_keys)!r})"
@@ -122,7 +124,29 @@ class AuthContext:
                     raise KeyError_(where, f"cannot read: {exc.strerror or exc}") from None
                 except ValueError as exc:
                     raise KeyError_(where, f"not an RSA public key in PEM: {exc}") from None
-        return cls(auth, keys, cloudfront_keys, akamai_key, bunny_key, nginx_secret)
+        signing = _cloudfront_signing(auth, base_dir)
+        return cls(auth, keys, cloudfront_keys, akamai_key, bunny_key, nginx_secret, signing)
+
+
+def _cloudfront_signing(auth: AuthSettings, base_dir: Path | None) -> tuple[str, Any] | None:
+    spec = auth.cloudfront
+    if spec is None or spec.signing_key_pair_id is None:
+        return None
+    where = "auth.cloudfront.private_key"
+    try:
+        if spec.private_key is not None:
+            pem = spec.private_key.get_secret_value().encode()
+        else:
+            assert spec.private_key_file is not None
+            path = spec.private_key_file
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            pem = path.read_bytes()
+        return spec.signing_key_pair_id, load_private_key(pem)
+    except OSError as exc:
+        raise KeyError_(where, f"cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise KeyError_(where, f"not an RSA private key in PEM: {exc}") from None
 
 
 def _secret(keys: KeyRing, kid: str) -> bytes:

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.schema import RouteSettings, Settings
 from proxy.auth.access import (
@@ -29,6 +29,7 @@ from proxy.auth.access import (
 from proxy.auth.bunny import split_bunny_path_token
 from proxy.auth.common import REASON_HEADER, AuthResult
 from proxy.auth.native import split_path_token
+from proxy.auth.playlist_tokens import ChildSigner
 from proxy.auth.policy import (
     OPEN,
     AuthContext,
@@ -42,8 +43,13 @@ from proxy.auth.ratelimit import LocalRateLimiter, RateLimiter, too_many_request
 from proxy.auth.redact import Redactor
 from proxy.deliver import send_response
 from proxy.http.dates import format_http_date
+from proxy.http.playlist_uris import playlist_kind
 from proxy.http.vary import merge_vary
 from proxy.request import Request
+from proxy.tokenize import tokenizing_send
+
+if TYPE_CHECKING:
+    from proxy.exchange import Exchange
 
 Header = tuple[bytes, bytes]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -67,6 +73,13 @@ class Guard:
     auth: AuthPolicy
     access: AccessPolicy
     limiter: RateLimiter | None = None
+    # Child tokens for playlists requested with a query token ([routes.auth.playlists]).
+    playlists: ChildSigner | None = None
+
+    def rewrites(self, content_type: str | None, path: str) -> bool:
+        """Might this answer be a playlist that gets child tokens? The fast path leaves
+        those to the pipeline, which rewrites them on the way out (proxy/tokenize.py)."""
+        return self.playlists is not None and playlist_kind(content_type, path) is not None
 
     @property
     def inline(self) -> bool:
@@ -127,6 +140,7 @@ def build_guards(settings: Settings, route_names: list[str], redis_client: Any =
             policy,
             AccessPolicy.from_settings(spec.access),
             _limiter(name, spec, redis_client),
+            _child_signer(settings, spec, ctx),
         )
     return Guards(
         by_route,
@@ -134,6 +148,19 @@ def build_guards(settings: Settings, route_names: list[str], redis_client: Any =
         marker,
         bunny,
         Redactor.from_settings(settings.auth, (r.auth.param for r in settings.routes if r.auth)),
+    )
+
+
+def _child_signer(
+    settings: Settings, spec: RouteSettings, ctx: AuthContext | None
+) -> ChildSigner | None:
+    if spec.auth is None or spec.auth.playlists is None or ctx is None:
+        return None
+    return ChildSigner(
+        spec.auth.playlists,
+        ctx,
+        native_param=spec.auth.param or settings.auth.native.param,
+        schemes=spec.auth.schemes,
     )
 
 
@@ -186,6 +213,25 @@ def check_inline(
     return result
 
 
+async def admit(ex: Exchange, guard: Guard) -> tuple[Answer | None, Send]:
+    """The pipeline's auth step: the answer (None: go on, the request now token-free)
+    and the send its response goes out through (the route's CORS headers; a signed
+    playlist's child tokens)."""
+    req = ex.req
+    query = req.query  # as it came: the token is stripped below
+    found = await _check(
+        ex.state.guards, guard, req, path_token=ex.path_token, bunny_path=ex.bunny_path
+    )
+    send = ex.send
+    if not isinstance(found, Answer) or found.outcome != "preflight":  # it has its own
+        send = with_cors(guard, req.headers.get("origin"), send)
+    if isinstance(found, Answer):
+        return found, send
+    if guard.playlists is not None:
+        send = tokenizing_send(ex, send, guard.playlists, guard.auth, found, query)
+    return None, send
+
+
 async def check(
     guards: Guards,
     guard: Guard,
@@ -195,6 +241,18 @@ async def check(
     bunny_path: str | None = None,
 ) -> Answer | None:
     """The whole auth step: None to go on (request now token-free), else the answer."""
+    found = await _check(guards, guard, req, path_token=path_token, bunny_path=bunny_path)
+    return found if isinstance(found, Answer) else None
+
+
+async def _check(
+    guards: Guards,
+    guard: Guard,
+    req: Request,
+    *,
+    path_token: str | None = None,
+    bunny_path: str | None = None,
+) -> Answer | AuthResult:
     cors = guard.access.cors
     if cors is not None and is_preflight(req.method, req.headers):
         answer = preflight(cors, req.headers)
@@ -209,8 +267,7 @@ async def check(
             status, headers, body = too_many_requests(decision)
             headers.append((REASON_HEADER.encode(), b"rate-limited"))
             return Answer(status, headers, body, "deny", "rate-limited")
-    found = check_inline(guards, guard, req, path_token=path_token, bunny_path=bunny_path)
-    return found if isinstance(found, Answer) else None
+    return check_inline(guards, guard, req, path_token=path_token, bunny_path=bunny_path)
 
 
 def strip(auth: AuthPolicy, req: Request) -> None:

@@ -204,6 +204,7 @@ class WTinyLFU(Generic[K, V]):
         if key in self._nodes or key in self._promised or 0 < size <= self.window_max:
             return True
         if size and not self._wins(key, size):
+            self.rejections += 1  # the response is not kept: nothing will be `put`
             return False
         promised = self._promised
         promised[key] = None

@@ -44,6 +44,8 @@ MINTABLE = ("native", "akamai", "cloudfront", "bunny")
 MEMO_ENTRIES = 4096
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 # A path that is its own normal form: no escapes, dot segments or empty segments.
+# A file name that needs neither resolving nor normalising: no "/", ".", "%", ":" start.
+_FILE_NAME = re.compile(r"[A-Za-z0-9_~!$'()*+,;=@-][A-Za-z0-9._~!$'()*+,;=@-]*")
 _PLAIN = re.compile(r"/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@/-]*|/")
 _AKAMAI_SAFE = "~!*/:"
 _RAW_SAFE = re.compile(r"[A-Za-z0-9._~!*/:=-]*")  # sent as Akamai's signers write it
@@ -247,6 +249,8 @@ class Tokenizer:
         self.now = time.time() if now is None else now
         self.names = signer.param_names(scheme)
         self._minted: dict[Scope, str] = {}
+        self._here: str | None = None  # the token of the playlist's own directory
+        self._fast = not (scheme == "akamai" and self._akamai_unsafe(self.dir))
 
     def rewrite(self, kind: str, text: str, max_uris: int | None = None) -> str | None:
         """The playlist with child tokens, or None when it cannot be read."""
@@ -258,6 +262,12 @@ class Tokenizer:
 
     def replace(self, uri: str, base: str | None, template: bool) -> str | None:
         """`uri` with its child token, or None (another host or scheme, unreadable)."""
+        if base is None and self._fast and _FILE_NAME.fullmatch(uri):
+            # The common line: a file beside the playlist (a segment), in its own scope.
+            here = self._here
+            if here is None:
+                here = self._here = self._params(Scope(True, self.dir))
+            return f"{uri}?{here}"
         target = self.resolve(uri, base)
         if target is None:
             return None
@@ -265,11 +275,14 @@ class Tokenizer:
         scope = self.scope(path, query, template)
         if scope is None:
             return None
+        return add_params(uri, self._params(scope), self.names)
+
+    def _params(self, scope: Scope) -> str:
         params = self._minted.get(scope)
         if params is None:
             params = self.signer.params(self.scheme, scope, self.ip, self.resource_base, self.now)
             self._minted[scope] = params
-        return add_params(uri, params, self.names)
+        return params
 
     def resolve(self, uri: str, base: str | None) -> tuple[str, str] | None:
         """(normalised path, query) of a same-origin URI, else None."""

@@ -101,42 +101,46 @@ def rewrite_hls(text: str, replace: Replace, *, max_uris: int | None = None) -> 
     body = text[1:] if text.startswith("\ufeff") else text
     if not body.startswith("#EXTM3U"):
         return None
+    # Only changed lines are copied: memory stays proportional to the URIs, not to the
+    # lines (a body of a million comment lines costs one scan).
     out: list[str] = []
-    changed = False
+    copied = 0  # text[:copied] is in `out`
     uris = 0
-    lines = text.split("\n")  # RFC 8216 4.1: lines end with LF or CR LF, nothing else
-    last = len(lines) - 1
-    for i, content in enumerate(lines):
-        ending = "\n" if i < last else ""
-        if content.endswith("\r"):
-            content, ending = content[:-1], "\r" + ending
-        line = content + ending
-        if i == 0 and content.startswith("\ufeff"):
-            out.append("\ufeff")
-            content = content[1:]
-            line = content + ending
-        if not content.strip():
-            out.append(line)
+    pos = 1 if text.startswith("\ufeff") else 0
+    size = len(text)
+    while pos < size:
+        end = text.find("\n", pos)  # RFC 8216 4.1: lines end with LF or CR LF
+        if end < 0:
+            end = size
+        stop = end - 1 if end > pos and text[end - 1] == "\r" else end
+        content = text[pos:stop]
+        line_start, pos = pos, end + 1
+        if not content or (content[0] == "#" and not content.startswith("#EXT")):
             continue
-        if content.startswith("#"):
-            new = _hls_tag(content, replace) if content.startswith("#EXT") else content
+        if content[0] == "#":
+            new = _hls_tag(content, replace)
             if new is None:
                 return None
-            if new is not content:
-                uris += 1
+            if new is content:
+                continue
+        elif not content.strip():
+            continue
         else:
-            uris += 1
             stripped = content.strip()
             uri = replace(stripped, None, False)
-            new = content if uri is None else content.replace(stripped, uri, 1)
+            if uri is None:
+                continue
+            new = content.replace(stripped, uri, 1)
+        uris += 1
         if max_uris is not None and uris > max_uris:
             return None
-        if new is not content:
-            changed = True
-            out.append(new + ending)
-        else:
-            out.append(line)
-    return "".join(out) if changed else text
+        out.append(text[copied:line_start])
+        out.append(new)
+        copied = stop
+    if not out:
+        return text
+    out.append(text[copied:])
+    return "".join(out)
 
 
 def _hls_tag(line: str, replace: Replace) -> str | None:

@@ -175,6 +175,7 @@ def _head(
         fwd_status=resp.status,
         origin_ms=t.origin_ms,
         upstream_status=upstream.encode("latin-1") if upstream else None,
+        ranges="bytes" in fields.get("accept-ranges", "").lower().replace(" ", "").split(","),
     )
 
 

@@ -46,6 +46,7 @@ from proxy.observe import Tracked, record, request_id_of, scope_host
 from proxy.request import Rejected, Request, parse_request
 from proxy.serve.state import AppState
 from proxy.slices import serve_sliced
+from proxy.slices.auto import slice_instead, sliced_before
 from proxy.variants import image_request, routing_path
 from routing.origins.base import OriginError
 from routing.rules import rewrite
@@ -185,7 +186,7 @@ async def lookup(ex: Exchange) -> Answer | None:
         return None
     state, req = ex.state, ex.req
     if ex.route.policy.slice_bytes:
-        return await serve_sliced(ex)
+        return await serve_sliced(ex, ex.route.policy.slice_bytes)
     found = await state.cache.find(ex.key, req.headers)
     use, entry, now = found.use(req.now), found.entry, req.now
     if entry is not None and (use is Use.FRESH or use is Use.STALE):
@@ -202,6 +203,8 @@ async def lookup(ex: Exchange) -> Answer | None:
         return Answer(status, sent, Outcome.HIT if use is Use.FRESH else Outcome.STALE)
     stale = entry if found.body is None else None
     await found.close()
+    if entry is None and (size := await sliced_before(ex)):
+        return await serve_sliced(ex, size)  # a large object, sliced automatically before
     return await miss(ex, stale, collapse=use is not Use.HIT_FOR_MISS)
 
 
@@ -295,6 +298,11 @@ async def _deliver_miss(ex: Exchange, fetch: Fetch, cid: int, collapsed: bool) -
         # The shared answer turned out private or another variant: fetch our own.
         fetch.unsubscribe(cid)
         return await miss(ex, None, collapse=False)
+    if size := slice_instead(ex, fetch, head):
+        # Too large to keep whole, from an origin that answers ranges: the slices answer
+        # (before any byte went out), and the whole fetch, unread, stops.
+        fetch.unsubscribe(cid)
+        return await serve_sliced(ex, size)
     # RFC 9211 2.6 `stored`: what a tier did with it when the body is already in, else
     # what is known before it (the producer stops keeping what the cache will refuse).
     # A body that breaks off later cuts this response off, so no complete one claims it.

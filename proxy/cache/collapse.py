@@ -37,6 +37,8 @@ class Head:
     detail: str | None = None
     # The Cache-Status an upstream cache sent: ours is listed after it (RFC 9211 2).
     upstream_status: bytes | None = None
+    # The origin said Accept-Ranges: bytes (a large object may be sliced: proxy/slices/).
+    ranges: bool = False
 
 
 class FetchAborted(Exception):

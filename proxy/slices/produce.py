@@ -56,21 +56,18 @@ class _Job:
     fetch: SliceFetch
     index: int
     known: Rep | None
-
-    @property
-    def size(self) -> int:
-        return self.ex.route.policy.slice_bytes or 0
+    size: int  # the slice size: the route's slice_bytes, or [cache] auto_slice_bytes
 
 
 def start_slice_fetch(
-    ex: Exchange, index: int, stale: Entry | None, known: Rep | None, register: bool
+    ex: Exchange, index: int, stale: Entry | None, known: Rep | None, register: bool, size: int
 ) -> SliceFetch:
-    """The fetch of slice `index` (`register`: for others to join); `stale`: a stored
-    copy of it to revalidate."""
+    """The fetch of slice `index` of `size` bytes (`register`: for others to join);
+    `stale`: a stored copy of it to revalidate."""
     fetch = SliceFetch(slice_key(ex.key, index))
     if register:
         ex.state.inflight.add(fetch)
-    ex.state.spawn(produce_slice(_Job(ex, fetch, index, known), stale))
+    ex.state.spawn(produce_slice(_Job(ex, fetch, index, known, size), stale))
     return fetch
 
 

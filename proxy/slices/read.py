@@ -80,11 +80,11 @@ class Reader:
     """The slices one response reads, all of one version. A fetch is released as soon as
     the response is past its slice, so a long response holds about one slice."""
 
-    def __init__(self, ex: Exchange) -> None:
+    def __init__(self, ex: Exchange, size: int) -> None:
         self.ex = ex
         self.state = ex.state
         self.key = ex.key
-        self.size = ex.route.policy.slice_bytes or 0
+        self.size = size
         self.collapse = "authorization" not in ex.req.headers
         self.ready: dict[int, Piece] = {}
         self.whole: Tap | None = None
@@ -137,7 +137,7 @@ class Reader:
         return Tap(fetch, cid, head, index * self.size, joined=joined)
 
     def start(self, index: int, stale: Entry | None, rep: Rep | None, register: bool) -> SliceFetch:
-        return start_slice_fetch(self.ex, index, stale, rep, register)
+        return start_slice_fetch(self.ex, index, stale, rep, register, self.size)
 
     def revalidate(self, index: int, stale: Entry | None, rep: Rep | None) -> None:
         """stale-while-revalidate: one background request per slice (it collapses too)."""

@@ -41,11 +41,12 @@ from routing.origins.base import OriginError
 MAX_ATTEMPTS = 3
 
 
-async def serve_sliced(ex: Exchange) -> Answer:
-    """The lookup step of a sliced route: answer a GET/HEAD from slices (stopped when
-    the client leaves, so a gone client does not keep the loop fetching slices)."""
+async def serve_sliced(ex: Exchange, size: int) -> Answer:
+    """The lookup step of a sliced route or object: answer a GET/HEAD from slices of
+    `size` bytes (stopped when the client leaves, so a gone client does not keep the loop
+    fetching slices)."""
     try:
-        return await until_disconnect(ex.receive, _serve(ex))
+        return await until_disconnect(ex.receive, _serve(ex, size))
     except ClientGone:
         return Answer(499, 0, Outcome.MISS, "client gone")
 
@@ -66,10 +67,10 @@ class _Out:
         await self.send(message)
 
 
-async def _serve(ex: Exchange) -> Answer:
+async def _serve(ex: Exchange, size: int) -> Answer:
     out = _Out(ex.send)
     for _ in range(MAX_ATTEMPTS):
-        reader = Reader(ex)
+        reader = Reader(ex, size)
         try:
             return await _serve_once(ex, out, reader)
         except Changed as exc:

@@ -18,7 +18,9 @@ it has an `index.html`, as nginx does, so relative links in the index resolve; w
 slash the index is served. Conditional GET/HEAD (`If-None-Match`, `If-Modified-Since`,
 `If-Match`, `If-Unmodified-Since`) are evaluated per RFC 9110 13.2.2 against the file's
 ETag and Last-Modified, answering 304 (validators only, no body) or 412, so a cache
-revalidating a stale entry does not re-read the whole file. Text types (`text/*`,
+revalidating a stale entry does not re-read the whole file. A GET with one byte range
+(and an If-Range that holds) gets a 206 of those bytes, so slices and seeks read only
+what they need; several ranges get the whole file (the cache answers them). Text types (`text/*`,
 `application/javascript`, `application/json`) are labelled `charset=utf-8`.
 
 A root that is missing, not a folder or unreadable is a configuration mistake, not a
@@ -44,7 +46,8 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
-from proxy.http.conditionals import NOT_MODIFIED_FIELDS, evaluate_preconditions
+from proxy.http.conditionals import NOT_MODIFIED_FIELDS, evaluate_preconditions, if_range_matches
+from proxy.http.ranges import ByteRange, content_range, parse_range, unsatisfied_range
 from routing.origins.base import BadOriginPath, OriginBodyError, OriginRequest, OriginUnavailable
 
 log = logging.getLogger("edgeshield.origins.fs")
@@ -146,7 +149,7 @@ class FsResponse:
                 return
             fd = self._file.fd
             size = self._file.size
-            offset = 0
+            offset = self._file.start
             while offset < size:
                 if self._closed:
                     return
@@ -175,7 +178,8 @@ class FsResponse:
 @dataclass(slots=True)
 class _OpenFile:
     fd: int
-    size: int
+    size: int  # where reading stops (the end of a range)
+    start: int = 0
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1
@@ -256,15 +260,31 @@ class FsOrigin:
         if found.status == 412:
             return self._text(412, _PRECONDITION_FAILED, head=head)
         st = found.st
+        etag = make_etag(st.st_size, st.st_mtime_ns)
         headers = [
             ("content-type", content_type_for(found.name)),
             ("content-length", str(st.st_size)),
             ("last-modified", formatdate(_mtime_seconds(st), usegmt=True)),
-            ("etag", make_etag(st.st_size, st.st_mtime_ns)),
+            ("etag", etag),
         ]
         if found.status == 304:
             kept = [(n, v) for n, v in headers if n.encode() in NOT_MODIFIED_FIELDS]
             return FsResponse(304, kept, None, origin=self.name)
+        headers.append(("accept-ranges", "bytes"))
+        rng = _single_range(fields, st, etag) if method == "GET" else None
+        if rng == "unsatisfiable":
+            if found.fd is not None:
+                os.close(found.fd)
+            fields416 = [("content-range", unsatisfied_range(st.st_size)), ("content-length", "0")]
+            return FsResponse(416, fields416, 0, origin=self.name)
+        if isinstance(rng, ByteRange):  # a slice fetch or a seek: only the bytes asked for
+            headers[1] = ("content-length", str(rng.length))
+            headers.append(("content-range", content_range(rng, st.st_size)))
+            if found.fd is not None:
+                file = _OpenFile(found.fd, rng.end + 1, rng.start)
+                return FsResponse(206, headers, rng.length, file=file, origin=self.name)
+            part = found.data[rng.start : rng.end + 1]
+            return FsResponse(206, headers, rng.length, data=part, origin=self.name)
         if found.fd is not None:
             file = _OpenFile(found.fd, st.st_size)
             return FsResponse(200, headers, st.st_size, file=file, origin=self.name)
@@ -391,6 +411,21 @@ class FsOrigin:
             *(extra or []),
         ]
         return FsResponse(status, headers, len(body), data=b"" if head else body, origin=self.name)
+
+
+def _single_range(
+    fields: Mapping[str, str], st: os.stat_result, etag: str
+) -> ByteRange | str | None:
+    """The one byte range a GET asks for, "unsatisfiable", or None: answer 200 (no Range,
+    an If-Range that does not hold, several ranges: RFC 9110 14.2 lets a server ignore
+    them; the cache in front answers those itself)."""
+    value = fields.get("range")
+    if value is None or not if_range_matches(fields.get("if-range"), etag, _mtime_seconds(st)):
+        return None
+    ranges = parse_range(value, st.st_size, max_ranges=1)
+    if isinstance(ranges, list):
+        return ranges[0] if len(ranges) == 1 else None
+    return ranges
 
 
 def _read_exact(fd: int, size: int) -> bytes | None:

@@ -142,11 +142,24 @@ async def test_head_has_headers_no_body(fs: FsOrigin) -> None:
     assert dict(resp.headers)["content-length"] == str(300 * 1024)
 
 
-async def test_range_header_is_not_handled_here(fs: FsOrigin, tree: Path) -> None:
-    req = OriginRequest("GET", "/medium.bin", headers=[("range", "bytes=0-9")])
-    resp = await fs.fetch(req)
-    body = b"".join(await read_all(resp))
-    assert resp.status == 200 and body == (tree / "medium.bin").read_bytes()
+async def test_one_range_is_answered_more_are_ignored(fs: FsOrigin, tree: Path) -> None:
+    data = (tree / "medium.bin").read_bytes()
+    size = len(data)
+
+    async def get(*fields: tuple[str, str]) -> tuple[int, dict[str, str], bytes]:
+        resp = await fs.fetch(OriginRequest("GET", "/medium.bin", headers=list(fields)))
+        return resp.status, dict(resp.headers), b"".join(await read_all(resp))
+
+    status, headers, body = await get(("range", "bytes=100000-100009"))
+    assert status == 206 and body == data[100_000:100_010]
+    assert headers["content-range"] == f"bytes 100000-100009/{size}"
+    assert headers["content-length"] == "10" and headers["accept-ranges"] == "bytes"
+    status, headers, body = await get(("range", f"bytes={size}-"))
+    assert status == 416 and headers["content-range"] == f"bytes */{size}" and body == b""
+    status, _, body = await get(("range", "bytes=0-0,5-5"))
+    assert status == 200 and body == data
+    status, _, body = await get(("range", "bytes=0-9"), ("if-range", '"other"'))
+    assert status == 200 and body == data
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ def entry(vary: tuple[str, ...] = (), tags: tuple[str, ...] = ()) -> Entry:
         freshness=FRESH,
         vary=vary,
         request_time=100.0,
-        tags=tags,
+        tags=frozenset(tags),
     )
 
 

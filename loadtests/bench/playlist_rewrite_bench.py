@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import timeit
 from collections.abc import Callable
+from functools import partial
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -130,9 +131,9 @@ def main() -> None:
             fresh = rewrite_case(ctx, scheme, body, kind, fresh=True)
             reused = rewrite_case(ctx, scheme, body, kind, fresh=False)
             out = reused()
-            copy_us = best_us(lambda b=body: bytes(bytearray(b)), args.seconds)
-            gzip_us = best_us(lambda o=out: encode(o, "gzip", compression), args.seconds)
-            br_us = best_us(lambda o=out: encode(o, "br", compression), args.seconds)
+            copy_us = best_us(partial(bytearray, body), args.seconds)
+            gzip_us = best_us(partial(encode, out, "gzip", compression), args.seconds)
+            br_us = best_us(partial(encode, out, "br", compression), args.seconds)
             print(
                 f"{label:<25} {scheme:<11} {len(body):>7} {len(out):>8} "
                 f"{best_us(fresh, args.seconds):>9.1f} {best_us(reused, args.seconds):>8.1f} "

@@ -197,6 +197,7 @@ def _freshness(
         request_time=t.request_time,
         response_time=t.response_time,
         has_authorization="authorization" in req.headers,
+        has_cookie="cookie" in req.headers,
         policy=route.freshness,
         rule=rule,
     )

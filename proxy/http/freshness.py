@@ -77,6 +77,26 @@ def _directives(headers: Mapping[str, str], targeted: tuple[str, ...]) -> tuple[
     return parse_cache_control(headers.get("cache-control")), False
 
 
+# Media types a default or heuristic lifetime may apply to even when the request carried
+# a Cookie: the same bytes for everyone in practice (Cloudflare's default cacheable types).
+STATIC_TYPE_PREFIXES = ("image/", "audio/", "video/", "font/")
+STATIC_TYPES = frozenset(
+    {
+        "text/css",
+        "text/javascript",
+        "application/javascript",
+        "application/wasm",
+        "application/octet-stream",
+        "application/pdf",
+    }
+)
+
+
+def is_static_type(content_type: str | None) -> bool:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media.startswith(STATIC_TYPE_PREFIXES) or media in STATIC_TYPES
+
+
 def _not_storable(reason: str, initial_age: float) -> Freshness:
     return Freshness(False, reason, 0.0, initial_age, 0.0, 0.0, False, False)
 
@@ -90,6 +110,7 @@ def response_freshness(
     has_authorization: bool,
     policy: FreshnessPolicy,
     rule: Rule | None = None,
+    has_cookie: bool = False,
 ) -> Freshness:
     """Decide whether a shared cache may store a response and for how long it is fresh.
 
@@ -155,6 +176,10 @@ def response_freshness(
         lifetime = policy.negative_ttl
     elif rule is not None:
         lifetime = rule.default
+    elif has_cookie and not is_static_type(headers.get("content-type")):
+        # A page or API answer fetched with cookies and no freshness may be one user's:
+        # Varnish passes such requests, Cloudflare caches only static types by default.
+        return _not_storable("cookie", initial_age)
     elif policy.default_ttl is not None:
         lifetime = policy.default_ttl
     else:

@@ -768,3 +768,50 @@ def test_initial_age(
         policy=POLICY,
     )
     assert got.initial_age == initial_age
+
+
+DEFAULT_TTL = replace(POLICY, default_ttl=300.0)
+LM = {"date": D0, "last-modified": D0_MINUS_10D}  # heuristic: 10% of 10 days, capped at 1 day
+
+
+@pytest.mark.parametrize(
+    ("headers", "policy", "storable"),
+    [
+        # A page or API answer without freshness, to a request with cookies: not stored.
+        ({"date": D0, "content-type": "text/html; charset=utf-8"}, DEFAULT_TTL, False),
+        ({"date": D0, "content-type": "application/json"}, DEFAULT_TTL, False),
+        ({**LM, "content-type": "text/html"}, POLICY, False),
+        ({"date": D0}, DEFAULT_TTL, False),  # no type: could be anything
+        # Static types keep the default and the heuristic.
+        ({"date": D0, "content-type": "image/jpeg"}, DEFAULT_TTL, True),
+        ({**LM, "content-type": "video/mp4"}, POLICY, True),
+        ({"date": D0, "content-type": "text/css"}, DEFAULT_TTL, True),
+        # The origin's own freshness is the origin's decision.
+        ({"date": D0, "content-type": "text/html", "cache-control": "max-age=60"}, POLICY, True),
+        ({"date": D0, "content-type": "text/html"}, replace(POLICY, override_ttl=60.0), True),
+    ],
+)
+def test_cookies_keep_default_and_heuristic_lifetimes_to_static_types(
+    headers: dict[str, str], policy: FreshnessPolicy, storable: bool
+) -> None:
+    got = response_freshness(
+        200,
+        headers,
+        request_time=T0 - 1,
+        response_time=T0 + 1,
+        has_authorization=False,
+        policy=policy,
+        has_cookie=True,
+    )
+    assert got.storable is storable, got
+    if not storable:
+        assert got.reason == "cookie"
+    without = response_freshness(
+        200,
+        headers,
+        request_time=T0 - 1,
+        response_time=T0 + 1,
+        has_authorization=False,
+        policy=policy,
+    )
+    assert without.storable  # the cookie alone made the difference

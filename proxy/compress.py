@@ -231,10 +231,13 @@ async def _make(state: AppState, job: Encoding, url: str, source: Entry, coding:
         if coding == "identity":
             own = content_coding(_field(source.headers, b"content-encoding")) or ""
             work = partial(decode, body, own, settings.max_bytes)
+            # A small coded body may expand to max_bytes (a bomb): always off the loop.
+            inline = False
         else:
             work = partial(encode, body, coding, settings)
-        # Small bodies cost less than a thread hop; large ones must not block the loop.
-        made = work() if len(body) <= settings.inline_bytes else await asyncio.to_thread(work)
+            # Small bodies cost less than a thread hop; large ones must not block the loop.
+            inline = len(body) <= settings.inline_bytes
+        made = work() if inline else await asyncio.to_thread(work)
         form = form_entry(source, made, coding)
         state.stats.inc("edgeshield_compressions", (coding,))
         state.stats.inc("edgeshield_compression_bytes", (coding, "in"), len(body))

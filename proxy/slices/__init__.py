@@ -38,9 +38,14 @@ whole slice that streams past is stored. An origin that answers 416 to slice 0 h
 object: that request is passed through unsliced. Vary other than Accept-Encoding makes
 slices unshareable (slice requests ask for the identity coding, so they do not vary by it).
 
+Without configuration (`auto`): on a route without `slice_bytes`, an object larger than
+the memory tier's object limit, from an origin that sends `Accept-Ranges: bytes`, is
+served the same way with slices of `[cache] auto_slice_bytes`; the miss's head decides,
+before any byte went out, and the record makes later requests go straight to the slices.
+
 The package: `model` (versions, the record and slice entries), `produce` (slice fetches,
 on `proxy/fetch.py`'s origin exchange and pump), `read` (a response's slices: lookup,
-collapsing, prefetch, revalidation) and `step` (`serve_sliced`: the response).
+collapsing, prefetch, revalidation), `step` (`serve_sliced`: the response) and `auto`.
 """
 
 from proxy.slices.step import serve_sliced

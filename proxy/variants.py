@@ -438,6 +438,7 @@ async def _source(job: Job, fetch: VariantFetch) -> tuple[bytes, Entry | None]:
         _check_source(stale.status, stale.headers)
         return stale.body, stale
     collapse = use is not Use.HIT_FOR_MISS
+    state.cache.memory.promise(source_key)  # kept whole whatever admission says (below)
     for _ in range(2):
         source_fetch, joined = fetch_object(source, stale, collapse=collapse)
         shared = source_fetch if joined else None

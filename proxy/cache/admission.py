@@ -206,11 +206,16 @@ class WTinyLFU(Generic[K, V]):
         if size and not self._wins(key, size):
             self.rejections += 1  # the response is not kept: nothing will be `put`
             return False
+        self.promise(key)
+        return True
+
+    def promise(self, key: K) -> None:
+        """The next `put` of `key` takes it without a contest (bounded: the oldest
+        promises are forgotten first)."""
         promised = self._promised
         promised[key] = None
         if len(promised) > MAX_PROMISED:
             promised.popitem(last=False)
-        return True
 
     def put(self, key: K, value: V) -> bool:
         """Keep `value` under `key`; False when it is not kept (too large, or refused)."""

@@ -39,6 +39,11 @@ class MemoryTier:
         `stored` before its body arrived is not refused when it is complete."""
         return self.fits(nbytes) and self._cache.admits(key, nbytes)
 
+    def promise(self, key: str) -> None:
+        """Take the next entry stored under `key` whatever admission would say (an image
+        source: its variants need it whole, and are only stored beside it)."""
+        self._cache.promise(key)
+
     def put(self, key: str, value: Stored) -> bool:
         """False when the entry is not kept: too large, or refused by admission (it was
         asked for less often than the entries it would push out)."""

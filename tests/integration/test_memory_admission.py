@@ -5,9 +5,11 @@ takes a place like any other."""
 
 from __future__ import annotations
 
+import base64
 import time
 
 import httpx
+import pyvips
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.origin_server import OriginServer, gen_bytes
@@ -15,7 +17,7 @@ from tests.support.proxy_server import proxy_config, running_proxy
 
 SIZE = 8192
 HOT = [f"/adm/hot{i}" for i in range(8)]
-# Eight 8 KiB entries (with headers, ~8.9 KB each) fill it; its window (1 %) is smaller than any of them.
+# Eight 8 KiB entries (~8.9 KB each with headers) fill it; its window (1 %) is smaller.
 MEMORY_BYTES = 75_000
 
 
@@ -68,3 +70,44 @@ def test_a_cold_object_is_served_but_does_not_push_out_popular_ones(
             time.sleep(0.05)
         misses = origin.requests("/adm/cold")
         assert misses == 2 + stored[0] + 1  # every answer before the hits was a miss
+
+
+def test_an_image_source_is_kept_for_its_variants_in_a_full_hot_tier(
+    origin: OriginServer,
+) -> None:
+    """A variant needs its source whole: a source that admission alone would refuse is
+    still fetched whole and kept, so the variant is made (not a 413) and stored."""
+    jpeg = bytes(
+        pyvips.Image.gaussnoise(160, 120, sigma=40, seed=3)
+        .cast("uchar")
+        .copy(interpretation="b-w")
+        .jpegsave_buffer(Q=90)
+    )
+    assert SIZE < len(jpeg) < 2 * SIZE
+    headers = {"cache-control": "max-age=300", "content-type": "image/jpeg"}
+    origin.scripts(
+        [{"path": p, "size": SIZE, "headers": {"cache-control": "max-age=300"}} for p in HOT]
+        + [
+            {
+                "path": "/adm/photo.jpg",
+                "body_base64": base64.b64encode(jpeg).decode(),
+                "headers": headers,
+            }
+        ]
+    )
+    config = proxy_config(
+        origin.url,
+        cache_settings={"memory_bytes": MEMORY_BYTES},
+        route={"images": True},
+    )
+    with running_proxy(config) as proxy, httpx.Client(base_url=proxy.url, timeout=20) as client:
+        for _ in range(3):
+            for path in HOT:
+                _status(client.get(path))
+        variant = client.get("/adm/photo.jpg?w=40&fm=png")
+        assert variant.status_code == 200, variant.text
+        assert variant.headers["content-type"] == "image/png"
+        assert origin.requests("/adm/photo.jpg") == 1
+        again = client.get("/adm/photo.jpg?w=40&fm=png")
+        assert again.status_code == 200 and again.content == variant.content
+        assert origin.requests("/adm/photo.jpg") == 1  # the source was kept

@@ -13,6 +13,10 @@ T = TypeVar("T")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
+# The status logged for a client that left before its answer was complete (nginx's 499).
+CLIENT_GONE = 499
+
+
 class ClientGone(Exception):
     """The client disconnected before the response was complete."""
 

@@ -11,6 +11,7 @@ compares them). Varnish keeps its hit path short for the same reason."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,11 @@ from proxy.auth.step import Answer, Guard, check_inline
 from proxy.cache.entry import Entry
 from proxy.cache.keys import url_key, valid_query
 from proxy.deliver import SEND_SLICE, Send, fresh_hit_fields, send_sliced
+from proxy.disconnect import CLIENT_GONE, ClientGone, until_disconnect
+from proxy.exchange import Outcome, Receive
 from proxy.http.authority import BadAuthority, parse_authority
 from proxy.http.paths import BadPath
-from proxy.observe import hit_fragment, record_hit
+from proxy.observe import Tracked, hit_fragment, record, record_hit
 from proxy.request import TARGET_AUTHORITY, Request
 from proxy.serve.state import AppState
 from routing.rules import Route
@@ -82,8 +85,11 @@ class HitFastPath:
         trusted = state.guards.trusted
         self.trusted = trusted if trusted.networks else None
 
-    async def serve(self, scope: dict[str, Any], send: Send) -> bool:
-        """True when the request was answered here."""
+    async def serve(
+        self, scope: dict[str, Any], send: Send, receive: Receive | None = None
+    ) -> bool:
+        """True when the request was answered here. With `receive`, a body of several
+        slices is sent while watching for the client to leave."""
         started = time.perf_counter()
         host = b""
         size = 0
@@ -137,8 +143,15 @@ class HitFastPath:
         sent = len(body)
         if sent <= SEND_SLICE:
             await send({"type": "http.response.body", "body": body})
-        else:  # bounded messages: a stalled client makes the server hold a slice, not this
+        elif receive is None:
             await send_sliced(send, body)
+        else:  # bounded messages: a stalled client makes the server hold a slice, not this
+            out = Tracked(_yielding(send))
+            try:
+                await until_disconnect(receive, send_sliced(out, body))
+            except ClientGone:  # logged with what went out, as the pipeline does
+                self._gone(scope, plan, found.status, out.sent, started, now)
+                return True
         plan.hits += 1
         if plan.made_for != (found.status, sent):
             route = plan.route
@@ -168,6 +181,25 @@ class HitFastPath:
             client=None if self.trusted is None else self._client(scope),
         )
         return True
+
+    def _gone(
+        self, scope: dict[str, Any], plan: Plan, status: int, sent: int, started: float, now: float
+    ) -> None:
+        route = plan.route
+        record(
+            self.state,
+            scope,
+            host=plan.host,
+            status=CLIENT_GONE,
+            outcome=Outcome.HIT,
+            route=route.name,
+            origin=route.origin.name,
+            sent=sent,
+            started=started,
+            now=now,
+            reason="client gone",
+            client=None if self.trusted is None else self._client(scope),
+        )
 
     def _plan(
         self, scope: dict[str, Any], host: bytes, raw_path: bytes, query: bytes
@@ -279,3 +311,14 @@ def _hit_headers(entry: Entry, now: float) -> list[tuple[bytes, bytes]]:
     headers = [*entry.full_headers, *fresh_hit_fields(entry, age, now)]
     entry.hit_head = (age, ttl, headers)
     return headers
+
+
+def _yielding(send: Send) -> Send:
+    """`send`, then a turn of the event loop: after a disconnect both engines return from
+    sends at once, and the slices would all count as sent before the watcher could run."""
+
+    async def send_and_yield(message: dict[str, Any]) -> None:
+        await send(message)
+        await asyncio.sleep(0)
+
+    return send_and_yield

@@ -35,7 +35,7 @@ from proxy.deliver import (
     send_response,
     stale_hit_fields,
 )
-from proxy.disconnect import ClientGone, until_disconnect
+from proxy.disconnect import CLIENT_GONE, ClientGone, until_disconnect
 from proxy.exchange import Answer, Exchange, Outcome, Receive, Send
 from proxy.fetch import fetch_object, new_fetch, produce_pass, revalidate_in_background
 from proxy.http import cache_status, methods
@@ -269,7 +269,7 @@ async def _deliver_stored(
                 ex.receive, deliver_entry(ex.send, req.method, req.headers, entry, extra, body)
             )
         except ClientGone:
-            return 499, 0
+            return CLIENT_GONE, 0
         except CorruptEntry:
             return 502, 0
 
@@ -362,7 +362,7 @@ async def _stream_guarded(
     try:
         return await until_disconnect(receive, delivery)
     except ClientGone:
-        return 499, 0
+        return CLIENT_GONE, 0
     except FetchAborted as exc:
         # Left incomplete on purpose: the client sees a broken transfer, never a short
         # body. uvicorn's own complaint about that is filtered (proxy/serve/logs.py).

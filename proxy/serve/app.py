@@ -169,7 +169,7 @@ class EdgeShield:
             if self.admin_port is not None and on_admin_listener(self.settings.admin, scope):
                 await operations(scope, receive, send)  # it answers nothing else
                 return
-            if scope["method"] == "GET" and await fast.serve(scope, send):
+            if scope["method"] == "GET" and await fast.serve(scope, send, receive):
                 return  # a fresh memory hit (proxy/fastpath.py)
             path = scope["path"]
             if path in ops.PATHS or is_admin_request(scope["method"], path):

@@ -72,6 +72,48 @@ def test_a_client_that_leaves_mid_body_is_logged_with_the_bytes_it_got(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_client_that_leaves_a_large_memory_hit_is_logged_with_the_bytes_it_got(
+    origin: OriginServer, tmp_path: Path, engine: str
+) -> None:
+    """The fast path (a fresh memory hit) watches for the client to leave while it sends
+    a body of several slices, as the pipeline does."""
+    log = tmp_path / "access.log"
+    path = f"/big-{uuid.uuid4().hex}"
+    size = 48 * 1024 * 1024  # well beyond what the socket buffers on both sides hold
+    origin.script(path, size=size, headers={"cache-control": "max-age=600"})
+    config = _config(origin, log).replace(
+        "[cache]\n", "[cache]\nmemory_max_object_bytes = 67108864\n", 1
+    )
+    with running_proxy(config, engine=engine) as proxy:
+        assert len(httpx.get(proxy.url + path).content) == size  # stored
+        hit_path = path + "?"  # the same key, its own log line
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(f"GET {hit_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        got = b""
+        while len(got) < HELD:
+            chunk = sock.recv(65536)
+            assert chunk, "the proxy closed early"
+            got += chunk
+        time.sleep(0.5)  # the server blocks on a full socket: the client stopped reading
+        sock.close()
+        lines = [r for r in _wait_lines(log, path, 2) if r["cache"] == "hit"]
+    assert len(lines) == 1
+    assert lines[0]["status"] == 499, str(lines)
+    assert HELD <= lines[0]["bytes"] < size
+
+
+def _wait_lines(log: Path, path: str, count: int) -> list[dict[str, Any]]:
+    end = time.monotonic() + 30  # a hang guard, not a timing assertion
+    while True:
+        found = [r for r in _lines(log) if r["path"] == path]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < end, f"{len(found)} access-log lines for {path}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_request_cut_off_by_shutdown_still_gets_its_line(
     origin: OriginServer, tmp_path: Path, engine: str
 ) -> None:

@@ -165,6 +165,10 @@ class CachePolicy(_Frozen):
     vod_playlist_ttl: Seconds = 86400
     master_playlist_ttl: Seconds = 60
     segment_ttl: Seconds = 31536000
+    # Segment prefetch (proxy/prefetch.py): when a segment of a remembered HLS media
+    # playlist is requested, this many following segments are fetched into the cache;
+    # a live playlist's refresh prefetches its new segments. 0: off.
+    prefetch_segments: int = Field(default=2, ge=0, le=16)
 
 
 class HealthCheck(_Frozen):

@@ -43,6 +43,7 @@ from proxy.http.forwarding import REQUEST_ID
 from proxy.http.paths import BadPath
 from proxy.http.vary import variant_key
 from proxy.observe import Tracked, record, request_id_of, scope_host
+from proxy.prefetch import after_answer
 from proxy.request import Rejected, Request, parse_request
 from proxy.serve.state import AppState
 from proxy.slices import serve_sliced
@@ -105,6 +106,7 @@ async def handle(state: AppState, scope: dict[str, Any], receive: Receive, send:
         ex = Exchange(state, route, req, receive, send, req.key, started, path_token, bunny_path)
         try:
             answer = await respond(ex)
+            after_answer(ex, answer)  # segment prefetch (proxy/prefetch.py)
         except asyncio.CancelledError:  # the server gave up on it (shutdown): still logged
             answer = await out.cut_off()
         key = ex.key

@@ -74,6 +74,17 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
         "Requests that shared another request's origin fetch.",
         (),
     ),
+    "edgeshield_prefetched_segments": (
+        "counter",
+        "Segments fetched into the cache ahead of a request.",
+        (),
+    ),
+    "edgeshield_prefetch_used": ("counter", "Prefetched segments later requested.", ()),
+    "edgeshield_prefetch_wasted_bytes": (
+        "counter",
+        "Bytes of prefetched segments never requested.",
+        (),
+    ),
     "edgeshield_cache_stores": ("counter", "Responses stored in the cache.", ("tier",)),
     "edgeshield_cache_evictions": ("counter", "Entries evicted for space.", ("tier",)),
     "edgeshield_cache_admission_rejections": (

@@ -23,6 +23,7 @@ from proxy.purge.bus import PurgeBus
 from proxy.serve.access_log import AccessLog
 from proxy.serve.metrics import Stats, StatsCollector
 from proxy.serve.request_ids import RequestIds
+from proxy.streams import StreamIndex
 from routing.groups import OriginRouter
 from routing.origins.base import Origin
 from routing.rules import RouteTable
@@ -63,6 +64,8 @@ class AppState:
     top_objects: TopObjects = field(default_factory=TopObjects)
     # X-Request-Id: kept from a trusted proxy, else made here (proxy/serve/request_ids.py).
     request_ids: RequestIds = field(default_factory=RequestIds)
+    # Recently served HLS media playlists and prefetched segments (proxy/prefetch.py).
+    streams: StreamIndex = field(default_factory=StreamIndex)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

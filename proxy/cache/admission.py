@@ -136,9 +136,10 @@ class WTinyLFU(Generic[K, V]):
 
     `get` counts the request and refreshes the entry; `peek` does neither. `put` of a new
     entry returns False when it is refused at once (larger than the window and losing
-    to the entries it would push out); `admits` answers that question beforehand
-    without changing anything, and a key it said yes to is then taken by `put`, so an
-    answer sent before the body arrived never claims a store that did not happen."""
+    to the entries it would push out); `admits` answers that question before the value
+    exists (counting a no as a rejection), and a key it said yes to is then taken by
+    `put`, so an answer sent before its body arrived never claims a store that did not
+    happen."""
 
     def __init__(self, max_bytes: int, getsizeof: Callable[[V], int]) -> None:
         self.max_bytes = max(1, max_bytes)

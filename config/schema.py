@@ -32,6 +32,7 @@ from config.fields import PlainUrl, SecretText
 from config.images import ImageSettings
 from config.redis import RedisSettings
 from config.tls import TlsSettings
+from config.warm import WarmSettings
 
 Seconds = Annotated[float, Field(ge=0)]
 Bytes = Annotated[int, Field(ge=0)]
@@ -549,6 +550,8 @@ class Settings(_Frozen):
     purge: PurgeSettings = PurgeSettings()
     # Response compression ([compression]): types, size floor and ceiling, levels.
     compression: CompressionSettings = CompressionSettings()
+    # Cache warming ([warm]): POST /_warm jobs, the memory tier filled from Redis at start.
+    warm: WarmSettings = WarmSettings()
 
     # Messages are "<field path>: <reason>"; config.loader reports them at that path.
     @model_validator(mode="after")

@@ -1,10 +1,11 @@
 """Who may use the operations endpoints, and on which listener ([admin]).
 
-``/_admin/*``, ``/_purge`` and ``PURGE`` always need authorization; ``/metrics`` when
-``protect_metrics`` is set; ``/healthz`` and ``/readyz`` never (load balancers probe
-them). Authorization is the bearer token when one is configured (compared in constant
-time), otherwise a loopback client address that no proxy relayed. With a separate admin
-listener, the main one answers only the probes; the admin listener answers nothing else."""
+``/_admin/*``, ``/_purge``, ``/_warm*`` and ``PURGE`` always need authorization;
+``/metrics`` when ``protect_metrics`` is set; ``/healthz`` and ``/readyz`` never (load
+balancers probe them). Authorization is the bearer token when one is configured
+(compared in constant time), otherwise a loopback client address that no proxy relayed.
+With a separate admin listener, the main one answers only the probes; the admin listener
+answers nothing else."""
 
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ def gate(admin: AdminSettings, scope: dict[str, Any], paths: frozenset[str]) -> 
 
 def is_admin_request(method: str, path: str) -> bool:
     return (
-        method == "PURGE" or path == "/_purge" or path == "/_admin" or path.startswith("/_admin/")
+        method == "PURGE"
+        or path in ("/_purge", "/_admin", "/_warm")
+        or path.startswith(("/_admin/", "/_warm/"))
     )
 
 

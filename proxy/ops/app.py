@@ -18,9 +18,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.observe import Tracked, record, request_id_of, scope_host
-from proxy.ops import page, probes, purge, status
+from proxy.ops import page, probes, purge, status, warm
 from proxy.ops.access import Header, gate
 from proxy.ops.responses import error
+from proxy.warm.jobs import Warmer
+from proxy.warm.top_keys import start_warming
 
 if TYPE_CHECKING:
     from proxy.disconnect import Receive
@@ -40,6 +42,7 @@ PATHS = frozenset(
         "/_admin/status.json",
         "/_admin/origins",
         "/_purge",
+        warm.PATH,
     }
 )
 READ = ("GET",)  # Starlette adds HEAD
@@ -50,6 +53,8 @@ class Operations:
 
     def __init__(self, state: AppState, fast: HitFastPath) -> None:
         self.state = state
+        self.warmer = Warmer(state)
+        start_warming(state, self.warmer, fast)
         routes = [
             Route("/healthz", partial(probes.healthz, state), methods=READ),
             Route("/readyz", partial(probes.readyz, state), methods=READ),
@@ -58,6 +63,9 @@ class Operations:
             Route("/_admin/status.json", partial(status.status_json, state, fast), methods=READ),
             Route("/_admin/origins", partial(status.origins, state), methods=READ),
             Route("/_purge", partial(purge.purge, state), methods=("POST",)),
+            Route(warm.PATH, partial(warm.start, self.warmer), methods=("POST",)),
+            Route(warm.PATH, partial(warm.jobs, self.warmer), methods=READ),
+            Route(warm.PATH + "/{id}", partial(warm.job, self.warmer), methods=READ),
         ]
         self.app = Starlette(routes=routes, exception_handlers={HTTPException: _refused})
         self.app.router.redirect_slashes = False  # "/_admin/" is not a page: 404

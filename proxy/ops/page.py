@@ -1,11 +1,12 @@
 """`GET /_admin`: the built-in status page.
 
 The page is one constant document: inline CSS and a small script, no external assets,
-and no data. The script fetches `/_admin/status.json` (`proxy/ops/status.py`) at once
-and every 2 s, and builds the tables with `textContent`, never `innerHTML`: URLs, hosts
-and purge fields are attacker-controlled, and nothing from the proxy's state is ever
-interpolated into HTML, so there is nothing to escape server-side. A Content-Security-Policy
-(`<meta>`, hashes of the inline style and script) refuses any other script or style.
+and no data. The script fetches `/_admin/status.json` (`proxy/ops/status.py`) and the
+warm-up jobs (`GET /_warm`, `proxy/ops/warm.py`) at once and every 2 s, and builds the
+tables with `textContent`, never `innerHTML`: URLs, hosts and purge fields are
+attacker-controlled, and nothing from the proxy's state is ever interpolated into HTML,
+so there is nothing to escape server-side. A Content-Security-Policy (`<meta>`, hashes
+of the inline style and script) refuses any other script or style.
 
 Authorization: `/_admin` is an admin path like every other (`proxy/ops/access.py`). A browser
 cannot add a bearer header to a navigation, so with `[admin] token` set the operator
@@ -249,6 +250,20 @@ _SCRIPT = r"""
     "no purges since this process started");
   }
 
+  // Warm-up jobs (POST /_warm): this process's, newest first.
+  async function refreshWarm(headers) {
+    const r = await fetch("/_warm", { headers, credentials: "same-origin", cache: "no-store" });
+    if (!r.ok) return;
+    const w = await r.json();
+    fill("warm", w.jobs, (j) => [
+      [j.id, "name"], j.source,
+      [badge(j.state, j.state === "done" ? "up" : "trial")],
+      [stack(count(j.done) + " / " + count(j.total), bar(j.total ? j.done / j.total : 1)), "num"],
+      [count(j.warmed), "num"], [count(j.hits), "num"], [count(j.failed), "num"],
+      [bytes(j.bytes), "num"], when(j.started),
+    ], "no warm-up jobs since this process started");
+  }
+
   function notice(message) {
     const n = $("notice");
     n.textContent = message;
@@ -270,6 +285,7 @@ _SCRIPT = r"""
       } else {
         const d = await r.json();
         render(d);
+        await refreshWarm(headers);
         notice("");
         refreshes += 1;
         const t = $("refreshed");
@@ -343,6 +359,11 @@ collapsed). A collapsed request shared another's origin fetch.</p></section>
 <th class="num share">requests</th></tr></thead><tbody></tbody></table>
 <p class="note" id="top-note" hidden>Approximate: the table keeps the most requested
 objects, and an object is counted from when it last entered it.</p></section>
+<section class="wide" id="section-warm"><h2>Warm-up jobs</h2>
+<table id="warm"><thead><tr><th>job</th><th>source</th><th>state</th>
+<th class="num">done / total</th><th class="num">warmed</th><th class="num">hits</th>
+<th class="num">failed</th><th class="num">bytes</th><th>started</th></tr></thead>
+<tbody></tbody></table></section>
 <section class="wide" id="section-purges"><h2>Recent purges</h2>
 <table id="purges"><thead><tr><th>purge</th></tr></thead><tbody></tbody></table></section>
 </main>

@@ -1,4 +1,4 @@
-"""`edgeshield` command line: serve, check-config, demo, purge."""
+"""`edgeshield` command line: serve, check-config, demo, purge, warm."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from config.tls import tls_errors
 from proxy.auth.cli import add_sign_parser, run_sign
 from proxy.purge.cli import add_purge_parser, run_purge
 from proxy.serve.logs import configure_logging
+from proxy.warm.cli import add_warm_parser, run_warm
 from transforms.image.imgix import preset_errors
 
 # Settings checks beyond the schema, run by serve and check-config (not by workers).
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--force", action="store_true", help="write the files again if present")
 
     add_purge_parser(sub)
+    add_warm_parser(sub)
 
     args = parser.parse_args(argv)
     configure_logging()
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "purge":
         return run_purge(args)
+    if args.command == "warm":
+        return run_warm(args)
     return _serve(args)
 
 

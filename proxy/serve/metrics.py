@@ -125,6 +125,16 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
         (),
     ),
     "edgeshield_bans": ("gauge", "Bans (prefix purges) checked on lookup.", ()),
+    "edgeshield_warm_jobs": (
+        "counter",
+        "Warm-up jobs started, by source (urls, sitemap, playlist, redis).",
+        ("source",),
+    ),
+    "edgeshield_warm_urls": (
+        "counter",
+        "URLs (or keys) warm-up jobs finished, by result (warmed, hit, failed, refused).",
+        ("result",),
+    ),
     "edgeshield_access_log_dropped": (
         "counter",
         "Access-log lines dropped because writing fell behind.",

@@ -166,6 +166,12 @@ class CachePolicy(_Frozen):
     vod_playlist_ttl: Seconds = 86400
     master_playlist_ttl: Seconds = 60
     segment_ttl: Seconds = 31536000
+    # Batch downloads (proxy/archive/, as nginx's mod_zip): a 200 carrying
+    # `X-Archive-Files: zip` is a manifest, and a GET gets the ZIP of its entries, each
+    # read through the cache. false: the manifest is relayed as it is.
+    archives: bool = True
+    archive_max_entries: int = Field(default=10000, ge=1, le=1_000_000)
+    archive_max_manifest_bytes: int = Field(default=4 * MiB, ge=1024, le=64 * MiB)
     # Segment prefetch (proxy/prefetch.py): when a segment of a remembered HLS media
     # playlist is requested, this many following segments are fetched into the cache;
     # a live playlist's refresh prefetches its new segments. 0: off.

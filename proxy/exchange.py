@@ -62,3 +62,5 @@ class Exchange:
     # What the auth step needs of the path as parsed (token segments cut before routing).
     path_token: str | None = None
     bunny_path: str | None = None
+    # A member request of a batch download (proxy/archive/): never an archive itself.
+    archive_entry: bool = False

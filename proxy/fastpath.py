@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.archive.serve import is_manifest
 from proxy.auth.access import forwarding
 from proxy.auth.native import split_path_token
 from proxy.auth.policy import strip_token
@@ -136,6 +137,8 @@ class HitFastPath:
             return False  # the full pipeline sends it in a coding (proxy/compress.py)
         if plan.guard is not None and plan.guard.rewrites(found.content_type, plan.path):
             return False  # a playlist that may get child tokens (proxy/tokenize.py)
+        if found.hit_head is None and is_manifest(found.headers):
+            return False  # the pipeline sends its ZIP (proxy/archive/); checked once per entry
         if plan.guard is not None and not self._allowed(plan, scope, now):
             return False  # the full pipeline answers (and logs) the refusal
         headers = _hit_headers(found, now)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from proxy import archive
 from proxy.auth.step import admit, send_answer
 from proxy.cache.codec import CorruptEntry
 from proxy.cache.collapse import Fetch, FetchAborted, Head
@@ -201,8 +202,11 @@ async def lookup(ex: Exchange) -> Answer | None:
             # an entry is refetched whole (reading it in per request is what it must not do).
             revalidate_in_background(ex, entry if found.body is None else None)
             extra = stale_hit_fields(entry, now, found.tier)
+        outcome = Outcome.HIT if use is Use.FRESH else Outcome.STALE
+        if archive.wanted(ex, entry.status, entry.headers):  # a batch-download manifest
+            return await archive.from_entry(ex, entry, found.body, outcome)
         status, sent = await _deliver_stored(ex, entry, extra, found.body)
-        return Answer(status, sent, Outcome.HIT if use is Use.FRESH else Outcome.STALE)
+        return Answer(status, sent, outcome)
     stale = entry if found.body is None else None
     await found.close()
     if entry is None and (size := await sliced_before(ex)):
@@ -305,6 +309,9 @@ async def _deliver_miss(ex: Exchange, fetch: Fetch, cid: int, collapsed: bool) -
         # (before any byte went out), and the whole fetch, unread, stops.
         fetch.unsubscribe(cid)
         return await serve_sliced(ex, size)
+    if archive.wanted(ex, head.status, head.headers):  # a batch-download manifest
+        outcome = Outcome.COLLAPSED if collapsed else Outcome.MISS
+        return await archive.from_fetch(ex, fetch, cid, head, outcome)
     # RFC 9211 2.6 `stored`: what a tier did with it when the body is already in, else
     # what is known before it (the producer stops keeping what the cache will refuse).
     # A body that breaks off later cuts this response off, so no complete one claims it.
@@ -334,6 +341,8 @@ async def _deliver_pass(ex: Exchange, fetch: Fetch, cid: int) -> Answer:
         return Answer(exc.status, sent, Outcome.ERROR, exc.reason)
     if methods.invalidates(req.method) and head.status < 400:
         invalidate_after_unsafe(ex, head)
+    if archive.wanted(ex, head.status, head.headers):  # a batch-download manifest
+        return await archive.from_fetch(ex, fetch, cid, head, Outcome.PASS)
     ours = cache_status.forward(head.fwd, fwd_status=head.status, stored=False, collapsed=False)
     extra = [cache_status_field(head.upstream_status, ours), origin_timing_field(head)]
     delivery = deliver_fetch(

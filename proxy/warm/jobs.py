@@ -111,9 +111,12 @@ class Warmer:
         if self.running() >= settings.max_jobs:
             return None
         job = self.new_job(request.source)
-        seeds = [(url, False) for url in request.urls]
-        seeds += [(url, True) for url in request.playlists]
-        self.state.spawn(self._run(job, seeds))
+        queue: Queue = asyncio.Queue()
+        for url in request.urls:
+            self._add(job, queue, url, False)
+        for url in request.playlists:
+            self._add(job, queue, url, True)
+        self.state.spawn(self._run(job, queue))
         return job
 
     def new_job(self, source: str) -> Job:
@@ -142,11 +145,8 @@ class Warmer:
             ", truncated" if job.truncated else "",
         )
 
-    async def _run(self, job: Job, seeds: list[tuple[str, bool]]) -> None:
+    async def _run(self, job: Job, queue: Queue) -> None:
         settings = self.state.settings.warm
-        queue: Queue = asyncio.Queue()
-        for url, expand in seeds:
-            self._add(job, queue, url, expand)
 
         async def worker() -> None:
             while True:

@@ -169,12 +169,16 @@ def check_url(url: str) -> Target:
     return Target(parts.scheme, parts.netloc, authority.host, parts.path or "/", parts.query)
 
 
+class _Enough(Exception):
+    pass
+
+
 def playlist_uris(
     body: bytes, url: str, content_type: str | None, max_uris: int
 ) -> list[str] | None:
     """The absolute URLs an HLS playlist or a DASH manifest at `url` lists (renditions,
-    segments, keys, init sections), first seen first; None when the body is not a
-    playlist read with certainty or lists more than `max_uris`. DASH templates
+    segments, keys, init sections), first seen first and at most `max_uris` of them;
+    None when the body is not a playlist read with certainty. DASH templates
     (`$Number$`, `$Time$`) name no file until a player expands them: only a template
     without identifiers (one file) is taken."""
     kind = playlist_kind(content_type, urlsplit(url).path)
@@ -184,17 +188,22 @@ def playlist_uris(
     found: dict[str, None] = {}
 
     def collect(uri: str, base: str | None, template: bool) -> None:
-        if not (template and "$" in uri):
-            found[urljoin(base or url, uri).partition("#")[0]] = None
+        if template and "$" in uri:
+            return None
+        absolute = urljoin(base or url, uri).partition("#")[0]
+        if urlsplit(absolute).scheme in ("http", "https"):
+            found[absolute] = None
+            if len(found) >= max_uris:
+                raise _Enough  # the rest is not read
         return None
 
-    if kind == "hls":
-        read = rewrite_hls(text, collect, max_uris=max_uris)
-    else:
-        read = rewrite_dash(text, url, collect, max_uris=max_uris)
-    if read is None:
+    try:
+        read = rewrite_hls(text, collect) if kind == "hls" else rewrite_dash(text, url, collect)
+    except _Enough:
+        return list(found)
+    except ValueError:  # urljoin on a URI that is no URL (an unclosed "[")
         return None
-    return [u for u in found if urlsplit(u).scheme in ("http", "https")]
+    return None if read is None else list(found)
 
 
 def lines_of_urls(lines: Iterable[str]) -> list[str]:

@@ -86,13 +86,15 @@ def test_warmed_urls_are_hits_and_another_host_is_refused(
     for name in ("a", "b"):
         origin.script(f"/w/{name}.jpg", body=name * 1000, headers=CACHED)
     urls = [_url("/w/a.jpg"), _url("/w/b.jpg"), "http://other.test/w/a.jpg", "ftp://x/y"]
+    urls.append(_url("/_warm/x"))  # never cached: the fast path would answer it
     report = _warm(warm_proxy, json={"urls": urls})
     assert report["source"] == "urls"
-    assert (report["total"], report["done"], report["warmed"], report["failed"]) == (4, 4, 2, 2)
+    assert (report["total"], report["done"], report["warmed"], report["failed"]) == (5, 5, 2, 3)
     assert report["bytes"] == 2000
     reasons = {e["url"]: e["reason"] for e in report["errors"]}
     assert "no route" in reasons["http://other.test/w/a.jpg"]
     assert "http" in reasons["ftp://x/y"]
+    assert "operations" in reasons[_url("/_warm/x")]
     for name in ("a", "b"):
         hit = _get(warm_proxy, f"/w/{name}.jpg")
         assert "hit" in hit.headers["cache-status"] and hit.content == name.encode() * 1000

@@ -178,3 +178,47 @@ def test_prefetch_off_for_a_route(folder: tuple[Path, LiveOrigin]) -> None:
         assert "collapsed" not in resp.headers["cache-status"]
         assert _metric(proxy, "edgeshield_prefetched_segments_total") == 0
     assert origin.requests("/s1.ts") == 1
+
+
+def test_byterange_segments_are_answered_from_one_cached_file(
+    folder: tuple[Path, LiveOrigin],
+) -> None:
+    root, origin = folder
+    data = bytes(range(256)) * 64  # three 4 KiB+ "segments" in one file
+    (root / "all.ts").write_bytes(data)
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", "#EXT-X-VERSION:4"]
+    spans = [(0, 5000), (5000, 6000), (11000, len(data) - 11000)]
+    for start, length in spans:
+        lines += ["#EXTINF:1.0,", f"#EXT-X-BYTERANGE:{length}@{start}", "all.ts"]
+    (root / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+    with (
+        running_proxy(proxy_config(origin.url)) as proxy,
+        httpx.Client(base_url=proxy.url, timeout=HANG_GUARD) as client,
+    ):
+        assert client.get("/index.m3u8").status_code == 200
+        for start, length in spans:
+            resp = client.get("/all.ts", headers={"range": f"bytes={start}-{start + length - 1}"})
+            assert resp.status_code == 206
+            assert resp.content == data[start : start + length]
+    assert origin.requests("/all.ts") == 1
+
+
+def test_a_hinted_part_asked_for_early_is_one_held_fetch() -> None:
+    with (
+        running_live_origin("--target", "2", "--parts", "4") as origin,
+        running_proxy(proxy_config(origin.url)) as proxy,
+    ):
+        with httpx.Client(base_url=proxy.url, timeout=HANG_GUARD) as client:
+            text = client.get("/live/index.m3u8").text
+        hint = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', text)
+        assert hint, text
+        path = f"/live/{hint.group(1)}"
+
+        async def early() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=proxy.url, timeout=HANG_GUARD) as client:
+                return await asyncio.gather(*(client.get(path) for _ in range(10)))
+
+        answers = asyncio.run(early())
+        assert {r.status_code for r in answers} == {200}
+        assert len({r.content for r in answers}) == 1
+        assert origin.requests(path) == 1  # held once at the origin, every viewer joined it

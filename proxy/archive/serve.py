@@ -35,7 +35,7 @@ from proxy.disconnect import ClientGone, until_disconnect
 from proxy.exchange import Answer, Exchange, Outcome
 from proxy.http.dates import parse_http_date
 from proxy.http.freshness import Freshness
-from proxy.request import Rejected, Request, parse_request
+from proxy.request import Rejected, Request
 from routing.rules import Route
 
 Header = tuple[bytes, bytes]
@@ -269,14 +269,10 @@ def _sub_request(ex: Exchange, item: Item, wanted_range: tuple[int, int] | None)
         "headers": headers,
         "client": (ex.req.client, 0),
     }
-    server = ex.state.settings.server
+    from proxy import pipeline  # the pipeline imports this module
+
     try:
-        req = parse_request(
-            scope,
-            normalize=ex.state.normalize,
-            max_url_bytes=server.max_url_bytes,
-            max_header_bytes=server.max_header_bytes,
-        )
+        req = pipeline.parse(ex.state, scope)
     except Rejected as exc:
         raise BadManifest(f"location {item.path}: {exc.reason}") from None
     req.request_id = ex.req.request_id

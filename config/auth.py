@@ -383,13 +383,16 @@ class CorsSettings(_Frozen):
     allow_methods: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
     # Request headers a page may send (beyond the CORS-safelisted ones).
     allow_headers: tuple[str, ...] = ("range", "if-range", "if-none-match", "if-modified-since")
-    # Response headers a page may read; players need Content-Range and Accept-Ranges.
+    # Response headers a page may read: hls.js and dash.js need Content-Length and
+    # Content-Range (byte ranges, bandwidth estimates) and Age; dash.js reads Date to
+    # set its clock for live manifests.
     expose_headers: tuple[str, ...] = (
         "content-length",
         "content-range",
         "accept-ranges",
         "etag",
         "age",
+        "date",
         "cache-status",
     )
     # Send Access-Control-Allow-Credentials: true (needs explicit allow_origins).

@@ -14,16 +14,31 @@ from typing import Any, Final
 # Where `make run` (`edgeshield demo --out var/demo`) generates the demo media. Relative
 # paths are resolved against the working directory of the process.
 DEMO_ROOT: Final = "var/demo"
+# The key `edgeshield demo` makes beside the folder to sign the demo stream's URL
+# (proxy/demo/stream.py), and the stream's directory, the one route that needs a token.
+DEMO_KEY_FILE: Final = "var/demo.key"
+DEMO_STREAM_PREFIX: Final = "/video/stream"
 
 _DEFAULT_CONFIG: Final[dict[str, Any]] = {
     "server": {
         "host": "127.0.0.1",
         "port": 8080,
     },
+    "auth": {
+        "signing_kid": "demo",
+        "keys": {"demo": {"secret_file": DEMO_KEY_FILE, "encoding": "base64"}},
+    },
     "origins": {
         "demo": {"kind": "fs", "root": DEMO_ROOT},
     },
     "routes": [
+        {
+            "host": "*",
+            "path_prefix": DEMO_STREAM_PREFIX,
+            "origin": "demo",
+            "auth": {"schemes": ["native"], "playlists": {}},
+            "access": {"cors": {}},
+        },
         {
             "host": "*",
             "path_prefix": "/",

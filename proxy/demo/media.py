@@ -1,31 +1,37 @@
 """Generate the demo media set that ``make run`` serves through the local-folder origin.
 
 Everything is synthesised locally (no network, no checked-in binaries): photo-like images
-built with pyvips and a short H.264/AAC clip rendered by the ffmpeg binary bundled with
-imageio-ffmpeg. Output is deterministic (fixed noise seeds) so ETags and sizes stay stable
-between runs, which keeps cache demos and tests reproducible.
+built with pyvips, a short H.264/AAC clip and an adaptive stream (HLS and DASH,
+proxy/demo/stream.py) rendered by the ffmpeg binary bundled with imageio-ffmpeg. Output is
+deterministic (fixed noise seeds) so ETags and sizes stay stable between runs, which keeps
+cache demos and tests reproducible; only the page's signed stream URL changes when it is
+re-signed. The page's player, hls.js, is copied from the package when `make vendor` put
+it there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+import json
 import logging
 import os
 import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyvips
 
+from proxy.demo import stream
+
 log = logging.getLogger("edgeshield.demo")
 
 # Bump whenever the generated content changes, so existing demo folders get rebuilt.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 MANIFEST_NAME = ".demo-version"
 
 VIDEO_SECONDS = 6
@@ -65,6 +71,7 @@ CONTENT_FILES: tuple[str, ...] = (
     VIDEO_PATH,
     HELLO_PATH,
     INDEX_PATH,
+    *stream.fixed_files(),
 )
 
 
@@ -74,8 +81,9 @@ CONTENT_FILES: tuple[str, ...] = (
 def generate_demo(out: Path, *, force: bool = False) -> list[Path]:
     """Write the demo set into ``out`` and return the files written.
 
-    Idempotent: when ``out/.demo-version`` names the current generator version and every
-    file exists, nothing is touched and ``[]`` is returned (unless ``force``). Each file is
+    Idempotent: when ``out/.demo-version`` names the current generator version, every
+    file exists and the page's signed stream URL is not close to expiry, nothing is
+    touched and ``[]`` is returned (unless ``force``). Each file is
     written atomically, so a server reading ``out`` concurrently never sees a partial file.
     The manifest is written last, so an interrupted run is redone on the next call.
     """
@@ -98,22 +106,34 @@ def generate_demo(out: Path, *, force: bool = False) -> list[Path]:
     with _temp_sibling(video) as tmp_video:
         # ffmpeg is a separate process: let it encode while pyvips renders the images.
         encoder = _VideoEncoder(tmp_video)
+        streamer = encoder.stream_encoder()
         try:
             for spec in PHOTOS:
                 emit(spec.path, _encode(spec.path, _photo(spec)))
             emit(LOGO.path, _encode(LOGO.path, _logo(LOGO.width, LOGO.seed)))
+            encoder.wait()
+            _emit_stream(out, streamer, emit)
         except BaseException:
             encoder.kill()
+            streamer.kill()
             raise
-        encoder.wait()
+        finally:
+            streamer.close()
     written.append(video)
     log.info("wrote %s (%s)", video, _human_size(video.stat().st_size))
 
+    hlsjs = stream.vendored_hlsjs()
+    if hlsjs is None:
+        log.warning("hls.js is not vendored (`make vendor` needs npm): the page plays HLS natively")
+    else:
+        emit(stream.HLSJS_PATH, hlsjs)
     emit(HELLO_PATH, _hello_text().encode())
+    signed = stream.sign_stream(out)
     # Last, because it lists the sizes of everything above.
-    emit(INDEX_PATH, _index_html(out, encoder.codecs).encode())
+    emit(INDEX_PATH, _index_html(out, encoder.codecs, signed, hlsjs is not None).encode())
 
-    _atomic_write_bytes(out / MANIFEST_NAME, f"{GENERATOR_VERSION}\n".encode())
+    manifest = f"{GENERATOR_VERSION}\n{signed.expires}\n{int(hlsjs is not None)}\n"
+    _atomic_write_bytes(out / MANIFEST_NAME, manifest.encode())
     log.info(
         "demo set generated in %s: %d files in %.1fs",
         out,
@@ -124,12 +144,32 @@ def generate_demo(out: Path, *, force: bool = False) -> list[Path]:
 
 
 def is_up_to_date(out: Path) -> bool:
-    """True when ``out`` holds a complete demo set from this generator version."""
+    """True when ``out`` holds a complete demo set from this generator version, its
+    signed stream URL is good for a while yet, and it has hls.js if the package has."""
     try:
-        version = (out / MANIFEST_NAME).read_text().strip()
-    except OSError:
+        version, expires, with_hlsjs = (out / MANIFEST_NAME).read_text().split()
+        signed_until = int(expires)
+    except (OSError, ValueError):
         return False
-    return version == GENERATOR_VERSION and all((out / rel).is_file() for rel in CONTENT_FILES)
+    return (
+        version == GENERATOR_VERSION
+        and stream.signature_fresh(out, signed_until)
+        and with_hlsjs == str(int(stream.VENDORED_HLSJS.is_file()))
+        and all((out / rel).is_file() for rel in CONTENT_FILES)
+    )
+
+
+def _emit_stream(
+    out: Path, streamer: stream.StreamEncoder, emit: Callable[[str, bytes], None]
+) -> None:
+    """Write the stream's files, then drop any an earlier generation left behind."""
+    names = set()
+    for rel, data in streamer.files():
+        emit(rel, data)
+        names.add(Path(rel).name)
+    for old in (out / stream.STREAM_DIR).iterdir():
+        if old.name not in names and not old.name.startswith("."):
+            old.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- file writing
@@ -410,6 +450,7 @@ class _VideoEncoder:
     def __init__(self, dest: Path) -> None:
         ffmpeg = _ffmpeg_exe()
         video_args, audio_args, self.codecs = _pick_codecs(_ffmpeg_encoders(ffmpeg))
+        self.ffmpeg, self.video_codec, self.audio = ffmpeg, video_args[1], audio_args != ["-an"]
         self.dest = dest
         self.deadline = time.monotonic() + FFMPEG_TIMEOUT_S
         self.proc = subprocess.Popen(
@@ -436,6 +477,10 @@ class _VideoEncoder:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.communicate()
+
+    def stream_encoder(self) -> stream.StreamEncoder:
+        """The adaptive stream's encode, started now, with this clip's codecs."""
+        return stream.StreamEncoder(self.ffmpeg, self.video_codec, self.audio)
 
 
 # --------------------------------------------------------------------------- text + html
@@ -470,8 +515,9 @@ def cloudflare_url(rel: str) -> str:
     return f"cdn-cgi/image/width={side},height={side},fit=cover,format=auto/{rel}"
 
 
-def _index_html(out: Path, codecs: str) -> str:
-    """Self-contained page (inline CSS and script, no external assets, relative links)."""
+def _index_html(out: Path, codecs: str, signed: stream.SignedStream, hlsjs: bool) -> str:
+    """Self-contained page (inline CSS and script, no external assets, relative links;
+    hls.js is served from the demo folder itself)."""
 
     def size_of(rel: str) -> str:
         return _human_size((out / rel).stat().st_size)
@@ -489,6 +535,24 @@ def _index_html(out: Path, codecs: str) -> str:
         codecs=html.escape(codecs),
         hello=html.escape(HELLO_PATH),
         script=_PROBE_SCRIPT,
+        stream=_stream_section(signed, hlsjs),
+    )
+
+
+def _stream_section(signed: stream.SignedStream, hlsjs: bool) -> str:
+    """The adaptive stream, played by hls.js (or natively where it is not vendored)."""
+    sizes = ", ".join(f"{w}&times;{h}" for w, h, _ in stream.RENDITIONS)
+    master, mpd = html.escape(signed.master), html.escape(signed.mpd)
+    loader = f'<script src="{stream.HLSJS_PATH}"></script>' if hlsjs else ""
+    return _STREAM.format(
+        master=master,
+        mpd=mpd,
+        master_js=json.dumps(signed.master),
+        sizes=sizes,
+        seconds=stream.STREAM_SECONDS,
+        segment=stream.SEGMENT_SECONDS,
+        loader=loader,
+        player="hls.js" if hlsjs else "the browser's own HLS player",
     )
 
 
@@ -592,6 +656,8 @@ curl -sI http://127.0.0.1:8080/images/landscape-1280.jpg</pre>
       {codecs} &middot; {video_size}</figcaption>
   </figure>
 
+  {stream}
+
   <h2>Images</h2>
   <p>The originals are camera-sized files. The tiles are variants the proxy makes from
     them on the fly, in either URL syntax: imgix query parameters
@@ -607,3 +673,45 @@ curl -sI http://127.0.0.1:8080/images/landscape-1280.jpg</pre>
 </body>
 </html>
 """
+
+
+# hls.js plays the master playlist through Media Source Extensions; where it is not
+# vendored, or MSE is missing (iOS Safari), the browser's own HLS player does.
+_STREAM = """<h2>Adaptive stream (HLS and DASH)</h2>
+  <p>The same segments as HLS and as DASH: {sizes}, {seconds} s in {segment} s fMP4
+    segments. The stream's route needs a signed URL: this page carries one for the
+    stream's directory, and the proxy gives every URI in a signed playlist a token of its
+    own (tokenized playlists), so the player never sees an unsigned URL. Played here with
+    {player}.</p>
+  <figure>
+    <video id="stream" controls muted autoplay playsinline loop width="640" height="360">
+    </video>
+    <figcaption><a href="{master}">HLS master playlist</a> &middot;
+      <a href="{mpd}">DASH manifest</a> &middot; <span id="stream-state">loading</span>
+    </figcaption>
+  </figure>
+  {loader}
+  <script>
+    (() => {{
+      const video = document.getElementById("stream");
+      const state = document.getElementById("stream-state");
+      const src = {master_js};
+      if (window.Hls && Hls.isSupported()) {{
+        const hls = new Hls();
+        hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {{
+          const level = hls.levels[d.level];
+          state.textContent = "playing " + level.width + "\u00d7" + level.height;
+        }});
+        hls.on(Hls.Events.ERROR, (_, d) => {{
+          if (d.fatal) state.textContent = "error: " + d.details;
+        }});
+        hls.loadSource(src);
+        hls.attachMedia(video);
+      }} else if (video.canPlayType("application/vnd.apple.mpegurl")) {{
+        video.src = src;
+        state.textContent = "native HLS";
+      }} else {{
+        state.textContent = "this browser plays neither MSE nor HLS";
+      }}
+    }})();
+  </script>"""

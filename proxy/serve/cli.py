@@ -135,11 +135,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ensure_demo(settings: Settings, *, embedded: bool) -> None:
-    """The embedded default serves demo media; make it on first start if missing."""
+    """The embedded default serves demo media; make it (or bring it up to date: its
+    signing key, its signed page) before serving. Nothing is written when it is current."""
     if not embedded:
         return
     for origin in settings.origins.values():
-        if isinstance(origin, FsOrigin) and not origin.root.exists():
+        if isinstance(origin, FsOrigin):
             from proxy.demo.media import generate_demo
 
             generate_demo(origin.root)

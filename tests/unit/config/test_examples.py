@@ -74,7 +74,8 @@ def test_embedded_default_loads() -> None:
     demo = settings.origins["demo"]
     assert isinstance(demo, FsOrigin)
     assert demo.root == Path(DEMO_ROOT) == Path("var/demo")
-    (route,) = settings.routes
+    stream, route = settings.routes
+    assert (stream.path_prefix, stream.auth is not None) == ("/video/stream", True)
     assert (route.host, route.path_prefix, route.origin) == ("*", "/", "demo")
     assert route.cache.default_ttl == 300
     assert route.cache.stale_while_revalidate == 60
@@ -117,8 +118,8 @@ def test_settings_are_frozen(target: str, field: str, value: object) -> None:
         "server": settings.server,
         "cache": settings.cache,
         "origin": settings.origins["demo"],
-        "route": settings.routes[0],
-        "policy": settings.routes[0].cache,
+        "route": settings.routes[-1],
+        "policy": settings.routes[-1].cache,
     }
     with pytest.raises(ValidationError, match="frozen"):
         setattr(objects[target], field, value)

@@ -15,6 +15,7 @@ import pytest
 import pyvips
 
 from proxy.demo import media as demo
+from proxy.demo import stream
 
 IMAGE_SPECS = [*demo.PHOTOS, demo.LOGO]
 MEDIA_FILES = [spec.path for spec in IMAGE_SPECS] + [demo.VIDEO_PATH]
@@ -39,15 +40,20 @@ def private_copy(out_dir: Path, tmp_path: Path) -> Path:
     """A copy of the generated set for tests that modify or regenerate it."""
     copy = tmp_path / "demo"
     shutil.copytree(out_dir, copy)
+    shutil.copy(stream.key_path(out_dir), stream.key_path(copy))  # the key signed its page
     return copy
 
 
 def test_writes_every_file_and_the_manifest(generated: tuple[Path, list[Path]]) -> None:
     out, written = generated
-    assert sorted(written) == sorted(out / rel for rel in demo.CONTENT_FILES)
+    assert {out / rel for rel in demo.CONTENT_FILES} <= set(written)
+    # Beyond the fixed names: the stream's segments, and hls.js when it is vendored.
+    assert all(p.parts[-3:-1] == ("video", "stream") or p.parent.name == "vendor"
+               for p in set(written) - {out / rel for rel in demo.CONTENT_FILES})  # fmt: skip
     for path in written:
         assert path.is_file() and path.stat().st_size > 0, path
-    assert (out / demo.MANIFEST_NAME).read_text().strip() == demo.GENERATOR_VERSION
+    version, _, _ = (out / demo.MANIFEST_NAME).read_text().split()
+    assert version == demo.GENERATOR_VERSION
     assert demo.is_up_to_date(out)
     # Atomic writes go through dot-prefixed temp siblings; none may be left behind.
     assert not list(out.rglob("*.tmp"))
@@ -197,23 +203,24 @@ def test_index_links_and_shows_every_media_file(page: _PageParser, out_dir: Path
         assert attrs.get("alt")
 
     videos = [attrs for tag, attrs in page.tags if tag == "video"]
-    assert len(videos) == 1 and "controls" in videos[0]
+    assert len(videos) == 2 and all("controls" in v for v in videos)  # the clip, the stream
     sources = [attrs for tag, attrs in page.tags if tag == "source"]
     assert [s["src"] for s in sources] == [demo.VIDEO_PATH]
 
     # Everything the page points at inside the demo folder actually exists.
     for url in urls - {"metrics", "healthz", "_admin"}:
         path = urlsplit(url).path  # a variant's source: the path from "images/" on
-        assert (out_dir / path[path.find("images/") :]).is_file() or (out_dir / url).is_file(), url
+        assert (out_dir / path[path.find("images/") :]).is_file() or (out_dir / path).is_file(), url
 
 
 def test_index_is_self_contained_with_relative_links(page: _PageParser) -> None:
     for url in page.urls():
         parts = urlsplit(url)
         assert not parts.scheme and not parts.netloc and not url.startswith("/"), url
-    # No external assets: styling is inline, nothing to fetch besides the demo media.
+    # No external assets: styling is inline, the one script file is the vendored player.
     assert not [a for tag, a in page.tags if tag == "link" and a.get("rel") == "stylesheet"]
-    assert not [a for tag, a in page.tags if tag == "script" and a.get("src")]
+    scripts = [a.get("src") for tag, a in page.tags if tag == "script" and a.get("src")]
+    assert scripts in ([], ["vendor/hls.min.js"])
     assert any(tag == "style" for tag, _ in page.tags)
 
 
@@ -245,19 +252,23 @@ def test_force_rewrites_identical_bytes(
         (private_copy / rel).write_bytes(b"stale")
     with caplog.at_level(logging.INFO, logger="edgeshield.demo"):
         written = demo.generate_demo(private_copy, force=True)
-    assert sorted(written) == sorted(private_copy / rel for rel in demo.CONTENT_FILES)
-    # Deterministic output (seeded noise, bitexact ffmpeg) keeps ETags stable across runs.
+    assert {private_copy / rel for rel in demo.CONTENT_FILES} <= set(written)
+    # Deterministic output (seeded noise, bitexact ffmpeg) keeps ETags stable across runs;
+    # only the page's signed stream URL is minted anew.
     for rel in demo.CONTENT_FILES:
-        assert (private_copy / rel).read_bytes() == (out_dir / rel).read_bytes(), rel
+        if rel != demo.INDEX_PATH:
+            assert (private_copy / rel).read_bytes() == (out_dir / rel).read_bytes(), rel
     logged = [r.getMessage() for r in caplog.records if r.name == "edgeshield.demo"]
     assert any(demo.VIDEO_PATH in message for message in logged)
 
 
 def test_missing_file_or_old_version_means_out_of_date(private_copy: Path) -> None:
     assert demo.is_up_to_date(private_copy)
-    (private_copy / demo.MANIFEST_NAME).write_text("0\n")
+    manifest = private_copy / demo.MANIFEST_NAME
+    current = manifest.read_text()
+    manifest.write_text("0" + current[current.index("\n") :])
     assert not demo.is_up_to_date(private_copy)
-    (private_copy / demo.MANIFEST_NAME).write_text(f"{demo.GENERATOR_VERSION}\n")
+    manifest.write_text(current)
     assert demo.is_up_to_date(private_copy)
 
     (private_copy / demo.VIDEO_PATH).unlink()

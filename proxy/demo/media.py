@@ -37,7 +37,7 @@ MANIFEST_NAME = ".demo-version"
 VIDEO_SECONDS = 6
 VIDEO_SIZE = (640, 360)
 VIDEO_MAX_BYTES = 2 * 1024 * 1024
-FFMPEG_TIMEOUT_S = 60.0
+FFMPEG_TIMEOUT_S = stream.FFMPEG_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -463,13 +463,7 @@ class _VideoEncoder:
         )
 
     def wait(self) -> None:
-        try:
-            _, stderr = self.proc.communicate(timeout=max(self.deadline - time.monotonic(), 1))
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise RuntimeError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:.0f}s") from None
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"ffmpeg failed ({self.proc.returncode}): {stderr.strip()}")
+        stream.finish_ffmpeg(self.proc, self.deadline)
         size = self.dest.stat().st_size
         if size > VIDEO_MAX_BYTES:
             raise RuntimeError(f"demo clip is {size} bytes, over the {VIDEO_MAX_BYTES} budget")

@@ -124,13 +124,7 @@ class StreamEncoder:
     def files(self) -> Iterator[tuple[str, bytes]]:
         """Wait for ffmpeg, then each file as (path in the demo set, bytes), playlists
         tidied. Raises RuntimeError when ffmpeg fails, hangs or writes too much."""
-        try:
-            _, stderr = self.proc.communicate(timeout=max(self.deadline - time.monotonic(), 1))
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise RuntimeError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:.0f}s") from None
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"ffmpeg failed ({self.proc.returncode}): {stderr.strip()}")
+        finish_ffmpeg(self.proc, self.deadline)
         paths = sorted(p for p in self._dir.iterdir() if p.is_file())
         total = sum(p.stat().st_size for p in paths)
         if total > STREAM_MAX_BYTES:
@@ -147,6 +141,19 @@ class StreamEncoder:
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def finish_ffmpeg(proc: subprocess.Popen[str], deadline: float) -> None:
+    """Wait for an ffmpeg started with ``-loglevel error`` and ``stderr=PIPE``; killed
+    at ``deadline`` (monotonic). Raises RuntimeError when it hangs or fails."""
+    try:
+        _, stderr = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:.0f}s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {stderr.strip()}")
 
 
 def tidy_playlist(text: str) -> str:

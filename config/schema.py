@@ -26,6 +26,7 @@ from config.auth import (
     auth_reference_errors,
 )
 from config.cdn import CdnPurgeSettings
+from config.cluster import ClusterSettings
 from config.compression import CompressionSettings
 from config.disk import DiskSettings
 from config.fields import PlainUrl, SecretText
@@ -556,6 +557,8 @@ class Settings(_Frozen):
     purge: PurgeSettings = PurgeSettings()
     # Response compression ([compression]): types, size floor and ceiling, levels.
     compression: CompressionSettings = CompressionSettings()
+    # Key ownership among instances and workers ([cluster]); off unless peers is set.
+    cluster: ClusterSettings = ClusterSettings()
     # Cache warming ([warm]): POST /_warm jobs, the memory tier filled from Redis at start.
     warm: WarmSettings = WarmSettings()
 

@@ -93,6 +93,9 @@ def start_fetch(ex: Exchange, stale: Entry | None, register: bool) -> Fetch:
 def fetch_object(ex: Exchange, stale: Entry | None, *, collapse: bool) -> tuple[Fetch, bool]:
     """Join or start the origin fetch of the exchange's object: (fetch, joined)."""
     start = partial(start_fetch, ex, stale)
+    cluster = ex.state.cluster  # a hop never joins a relay (proxy/cluster/peers.py)
+    if cluster is not None and not cluster.may_join(ex.state.inflight.get(ex.key)):
+        collapse = False
     return join_or_start(ex.state, ex.req, ex.key, start, kind=Fetch, collapse=collapse)
 
 
@@ -386,6 +389,8 @@ async def produce(
             fetch, entry, fwd="stale", fwd_status=fwd_status, origin_ms=origin_ms, detail=detail
         )
 
+    if state.cluster is not None:  # a key another peer owns is fetched from it
+        route = state.cluster.route_for(state, route, fetch, req)
     oreq = origin_request(route, req, cacheable=True, stale=stale)
     answer = await exchange(state, fetch, route, oreq, stale, present)
     if answer is None:

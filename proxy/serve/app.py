@@ -21,6 +21,7 @@ from proxy.cache.memory import MemoryTier
 from proxy.cache.redis_tier import RedisTier
 from proxy.cache.store import Cache, LowerTier
 from proxy.cdn_purge import CdnPurger
+from proxy.cluster.listener import ClusterRuntime, start_cluster
 from proxy.deliver import Send, send_error
 from proxy.fastpath import HitFastPath
 from proxy.http.paths import normalize_path
@@ -158,6 +159,7 @@ class EdgeShield:
         # shutdown waits for, then cuts off (each still logs its line).
         self.requests: set[asyncio.Task[Any]] = set()
         self.redirect_listener: AdminListener | None = None
+        self.cluster: ClusterRuntime | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -216,6 +218,7 @@ class EdgeShield:
                         self.redirect_listener = await open_redirect_listener(
                             server.host, tls.redirect_port, server.port, server.log_level
                         )
+                    self.cluster = await start_cluster(self, self.state)  # [cluster]
                     self.state.ready = True
                 except Exception as exc:  # a bad config never starts a half-working server
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -227,6 +230,8 @@ class EdgeShield:
                     await self.admin_listener.close()
                 if self.redirect_listener is not None:
                     await self.redirect_listener.close()
+                if self.cluster is not None:
+                    await self.cluster.close()
                 if self.state is not None:
                     await shutdown(self.state)
                 await send({"type": "lifespan.shutdown.complete"})

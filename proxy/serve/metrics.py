@@ -74,6 +74,16 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
         "Requests that shared another request's origin fetch.",
         (),
     ),
+    "edgeshield_peer_fetches": ("counter", "Misses fetched from their owner peer.", ("peer",)),
+    "edgeshield_peer_errors": (
+        "counter",
+        "Owner peers that failed a fetch (then asked the origin), by kind.",
+        ("peer", "kind"),
+    ),
+    "edgeshield_peer_hops": ("counter", "Requests on the cluster listener.", ("result",)),
+    "edgeshield_peer_owned_misses": ("counter", "Cache misses by the key's owner.", ("peer",)),
+    "edgeshield_peer_share": ("gauge", "Expected share of the keys a peer owns.", ("peer",)),
+    "edgeshield_peer_up": ("gauge", "1 while a peer is asked, 0 while skipped.", ("peer",)),
     "edgeshield_prefetched_segments": (
         "counter",
         "Segments fetched into the cache ahead of a request.",
@@ -214,6 +224,9 @@ GAUGE_MODES: dict[str, str] = {
     "edgeshield_redis_circuit_state": "livemax",
     # Every worker checks the bans it heard of: the most any worker checks.
     "edgeshield_bans": "livemax",
+    # Every worker holds the same membership; a peer is up while no worker skips it.
+    "edgeshield_peer_share": "livemax",
+    "edgeshield_peer_up": "livemin",
 }
 _COMBINE: dict[str, Callable[[float, float], float]] = {
     "livesum": operator.add,

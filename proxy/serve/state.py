@@ -29,6 +29,7 @@ from routing.origins.base import Origin
 from routing.rules import RouteTable
 
 if TYPE_CHECKING:
+    from proxy.cluster.peers import Cluster
     from proxy.variants import Images
 
 
@@ -58,6 +59,8 @@ class AppState:
     bus: PurgeBus | None = None
     # Downstream CDNs told of purges ([[purge.cdn]]).
     cdn: CdnPurger | None = None
+    # Key ownership among peers ([cluster]; proxy/cluster/).
+    cluster: Cluster | None = None
     # The last purges accepted (newest last), as reported to the purge API's caller.
     recent_purges: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     # The most requested objects, for the admin page (proxy/ops/top_objects.py).

@@ -1,0 +1,98 @@
+"""`[cluster]`: instances that share their misses by key ownership (proxy/cluster/).
+
+Every key has one owner among `peers` (weighted rendezvous hashing); a miss on another
+instance is fetched from the owner over an authenticated HTTP hop instead of from the
+origin. Off unless `peers` is set."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.fields import SecretText
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+def peer_url(value: str) -> str:
+    """A peer's base URL, normalised: `http://host:port`, no path, query or credentials
+    (so that every instance names a peer the same way, and hashes the same string)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ValueError(f"must be http://host:port (got {value!r})")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"must be a plain http://host:port, without a path (got {value!r})")
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{parts.port}"
+
+
+class PeerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    # Its share of the keys relative to the others' (a bigger machine: a bigger weight).
+    weight: float = Field(default=1.0, gt=0, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return peer_url(value)
+
+
+class ClusterSettings(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, populate_by_name=True
+    )
+
+    # Every instance of the cluster, this one included, as the others reach its cluster
+    # listener: "http://10.0.0.5:8090", or {url = "...", weight = 2}. Empty: off.
+    peers: tuple[PeerSettings, ...] = ()
+    # This instance's entry in `peers`; its port is where the cluster listener listens.
+    self_url: str | None = Field(default=None, alias="self")
+    # Signs every hop (HMAC-SHA256 over method, host, target and time); the same on
+    # every instance.
+    secret: SecretText | None = None
+    # Address the cluster listener binds (default: [server] host).
+    host: str | None = None
+    # A hop whose signature is older or newer than this is refused (clock skew included).
+    replay_window: Positive = 30.0
+    # The hop's limits: connect, time to the owner's response head, silence in its body.
+    # A peer that exceeds one is skipped (the origin is asked) and marked down.
+    connect_timeout: Positive = 0.5
+    first_byte_timeout: Positive = 5.0
+    read_timeout: Positive = 10.0
+    # A peer that failed is skipped for this long, doubling on each further failure up
+    # to `max_down_seconds`; one success resets it.
+    down_seconds: Positive = 1.0
+    max_down_seconds: Positive = 30.0
+    max_connections: int = Field(default=100, ge=1)
+
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _peer_strings(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple({"url": v} if isinstance(v, str) else v for v in value)
+        return value
+
+    @field_validator("self_url")
+    @classmethod
+    def _self(cls, value: str | None) -> str | None:
+        return None if value is None else peer_url(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ClusterSettings:
+        if self.peers and self.secret is None:
+            raise ValueError("cluster.secret: required when peers is set")
+        if self.peers and self.self_url is None:
+            raise ValueError("cluster.self: required when peers is set (this instance's URL)")
+        if self.max_down_seconds < self.down_seconds:
+            raise ValueError("cluster.max_down_seconds: must be at least down_seconds")
+        return self
+
+    @property
+    def port(self) -> int | None:
+        """The cluster listener's port: the one `self` names."""
+        return urlsplit(self.self_url).port if self.self_url else None

@@ -1,0 +1,207 @@
+"""Key ownership between real edgeshield instances ([cluster], proxy/cluster/): a miss on
+a non-owner is fetched from the owner over a signed hop, once per object for the whole
+cluster; a failing, hanging or garbage peer costs at most its timeout, then the origin
+answers; an unsigned hop gets 403; two instances that disagree on the peer list never
+forward a request twice."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import httpx
+import pytest
+
+from proxy.cluster import hop
+from proxy.cluster.owner import Member, Ring
+from tests.support.origin_server import OriginServer
+from tests.support.ports import free_port
+from tests.support.proxy_server import ProxyServer, proxy_config, running_proxy
+
+SECRET = "test-cluster-secret"
+HOST = "media.test"
+
+
+def cluster_config(
+    origin_url: str, self_port: int, peer_ports: list[int], **cluster: object
+) -> str:
+    lines = [
+        "[cluster]",
+        f'self = "http://127.0.0.1:{self_port}"',
+        "peers = [" + ", ".join(f'"http://127.0.0.1:{p}"' for p in peer_ports) + "]",
+        f'secret = "{SECRET}"',
+    ]
+    lines += [f"{k} = {v!r}" for k, v in cluster.items()]
+    return proxy_config(origin_url) + "\n".join(lines) + "\n"
+
+
+def owner_port(path: str, ports: list[int]) -> int:
+    ring = Ring.of(Member(f"http://127.0.0.1:{p}") for p in ports)
+    owner = ring.owner(f"{HOST}{path}")
+    assert owner is not None
+    return int(owner.name.rsplit(":", 1)[1])
+
+
+def path_owned_by(port: int, ports: list[int], prefix: str) -> str:
+    """A path whose key `port` owns."""
+    return next(f"{prefix}{i}" for i in range(1000) if owner_port(f"{prefix}{i}", ports) == port)
+
+
+@contextmanager
+def two_instances(origin: OriginServer, **cluster: object) -> Iterator[list[ProxyServer]]:
+    ports = [free_port(), free_port()]
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(running_proxy(cluster_config(origin.url, p, ports, **cluster)))
+            for p in ports
+        ]
+
+
+def get(proxy: ProxyServer, path: str) -> httpx.Response:
+    return httpx.get(proxy.url + path, headers={"host": HOST}, timeout=30)
+
+
+def cluster_port(proxy: ProxyServer) -> int:
+    text = proxy.config_text or ""
+    return int(text.split('self = "http://127.0.0.1:')[1].split('"')[0])
+
+
+def test_a_miss_on_the_non_owner_is_fetched_once_through_the_owner(
+    origin_server: OriginServer,
+) -> None:
+    origin_server.reset()
+    with two_instances(origin_server) as (a, b):
+        ports = [cluster_port(a), cluster_port(b)]
+        owner, other = (a, b) if owner_port("/gen/5000", ports) == ports[0] else (b, a)
+        first = get(other, "/gen/5000")
+        assert first.status_code == 200 and len(first.content) == 5000
+        again = get(owner, "/gen/5000")  # the owner stored what it fetched for the hop
+        assert again.content == first.content
+        assert "hit" in again.headers["cache-status"]
+        assert "hit" in get(other, "/gen/5000").headers["cache-status"]  # a copy kept
+        assert origin_server.stats()["requests"].get("GET /gen/5000") == 1
+        assert "edgeshield-peer" not in first.headers  # the hop's mark stays inside
+
+
+def test_concurrent_cold_requests_on_both_instances_cost_one_origin_fetch(
+    origin_server: OriginServer,
+) -> None:
+    origin_server.reset()
+    origin_server.script("/cold", size=200_000, headers={"cache-control": "max-age=60"})
+
+    async def burst(proxies: list[ProxyServer]) -> list[int]:
+        async with httpx.AsyncClient(timeout=30, headers={"host": HOST}) as client:
+            answers = await asyncio.gather(
+                *(client.get(proxies[i % 2].url + "/cold") for i in range(40))
+            )
+        return [len(r.content) for r in answers if r.status_code == 200]
+
+    with two_instances(origin_server) as proxies:
+        assert asyncio.run(burst(proxies)) == [200_000] * 40
+    assert origin_server.stats()["requests"].get("GET /cold") == 1
+
+
+def test_a_hop_without_a_valid_signature_is_refused(origin_server: OriginServer) -> None:
+    with two_instances(origin_server) as (a, _):
+        port = cluster_port(a)
+        hop_url = f"http://127.0.0.1:{port}/gen/10"
+        assert httpx.get(hop_url, headers={"host": HOST}).status_code == 403
+        forged = {"host": HOST, hop.HEADER: hop.sign(b"wrong", "GET", HOST, "/gen/10", 0)}
+        assert httpx.get(hop_url, headers=forged).status_code == 403
+        signed = hop.sign(SECRET.encode(), "GET", HOST, "/gen/10", time.time())
+        other = {"host": HOST, hop.HEADER: signed}  # signed for another object
+        assert httpx.get(f"http://127.0.0.1:{port}/gen/11", headers=other).status_code == 403
+        good = httpx.get(hop_url, headers={"host": HOST, hop.HEADER: signed})
+        assert good.status_code == 200 and good.headers[hop.ANSWERED]
+        assert origin_server.stats()["requests"].get("GET /gen/11") is None
+        assert "cluster hop refused" in a.log()
+
+
+class FakePeer:
+    """A TCP listener at a peer's address that hangs (accepts, never answers) or
+    answers garbage."""
+
+    def __init__(self, mode: str) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.mode = mode
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.mode == "garbage":
+                conn.recv(65536)
+                body = b"not an owner"
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.parametrize("mode", ["hang", "garbage", "down"])
+def test_a_failing_owner_costs_at_most_its_timeout_then_the_origin_answers(
+    origin_server: OriginServer, mode: str
+) -> None:
+    origin_server.reset()
+    fake = FakePeer(mode)
+    dead_port = free_port()
+    fake_port = dead_port if mode == "down" else fake.port
+    if mode == "down":
+        fake.close()
+    port = free_port()
+    ports = [port, fake_port]
+    path = path_owned_by(fake_port, ports, "/gen/")
+    config = cluster_config(origin_server.url, port, ports, first_byte_timeout=1.0)
+    try:
+        with running_proxy(config) as proxy:
+            first = get(proxy, path)  # a hang costs the 1 s timeout, not the client's 30 s
+            assert first.status_code == 200
+            assert origin_server.stats()["requests"].get(f"GET {path}") == 1
+            # The peer is skipped now: the next owned miss goes straight to the origin.
+            second = path_owned_by(fake_port, ports, "/gen/2")
+            assert get(proxy, second).status_code == 200
+            metrics = httpx.get(proxy.url + "/metrics").text
+            assert "edgeshield_peer_errors_total" in metrics
+            assert f'edgeshield_peer_up{{peer="http://127.0.0.1:{fake_port}"}} 0.0' in metrics
+            assert "skipped for" in proxy.log()
+    finally:
+        fake.close()
+
+
+def test_peer_lists_that_disagree_never_loop(origin_server: OriginServer) -> None:
+    """A thinks B owns everything and B thinks A does: each forwards at most once, the
+    hop is served where it lands, and the origin is asked once per object."""
+    origin_server.reset()
+    pa, pb = free_port(), free_port()
+    a_cfg = cluster_config(origin_server.url, pa, [pb], first_byte_timeout=5.0)
+    b_cfg = cluster_config(origin_server.url, pb, [pa], first_byte_timeout=5.0)
+    with running_proxy(a_cfg) as a, running_proxy(b_cfg) as b:
+        for i in range(3):
+            assert get(a, f"/gen/{300 + i}").status_code == 200
+            assert get(b, f"/gen/{400 + i}").status_code == 200
+        requests = origin_server.stats()["requests"]
+        assert all(requests.get(f"GET /gen/{n}") == 1 for n in (300, 301, 302, 400, 401, 402))
+        for proxy in (a, b):
+            assert "peer_errors_total{" not in httpx.get(proxy.url + "/metrics").text
+
+
+def test_a_peer_list_naming_this_instance_twice_starts_with_a_warning(
+    origin_server: OriginServer,
+) -> None:
+    port = free_port()
+    config = cluster_config(origin_server.url, port, [port, port, free_port()])
+    with running_proxy(config) as proxy:
+        assert get(proxy, "/gen/7").status_code == 200
+        assert "more than once" in proxy.log()

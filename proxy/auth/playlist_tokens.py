@@ -268,7 +268,7 @@ class Tokenizer:
             if here is None:
                 here = self._here = self._params(Scope(True, self.dir))
             return f"{uri}?{here}"
-        target = self.resolve(uri, base)
+        target = self.resolve(uri, base, template)
         if target is None:
             return None
         path, query = target
@@ -284,8 +284,9 @@ class Tokenizer:
             self._minted[scope] = params
         return params
 
-    def resolve(self, uri: str, base: str | None) -> tuple[str, str] | None:
-        """(normalised path, query) of a same-origin URI, else None."""
+    def resolve(self, uri: str, base: str | None, template: bool = False) -> tuple[str, str] | None:
+        """(normalised path, query) of a same-origin URI, else None. Of a DASH template
+        only the folder is normalised: its `$Number%05d$` is no escape."""
         if (
             base is None
             and uri
@@ -308,11 +309,17 @@ class Tokenizer:
             except (BadAuthority, ValueError):
                 return None
             path, query = parts.path or "/", parts.query
+        name = ""
+        if template and "$" in path:
+            cut = path.rfind("/", 0, path.find("$")) + 1
+            path, name = path[:cut] or "/", path[cut:]
         if not _PLAIN.fullmatch(path) or "/." in path or "//" in path:
             try:
                 path = normalize_path(path)
             except BadPath:
                 return None
+        if name:
+            path = path.rstrip("/") + "/" + name
         return path, query
 
     def scope(self, path: str, query: str, template: bool) -> Scope | None:

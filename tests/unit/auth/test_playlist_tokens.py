@@ -239,6 +239,18 @@ def test_templates_outside_the_manifest_directory_get_their_own_directory(
     assert tokenizer.scope("/media/x.mp4", "q=1", False) == Scope(False, "/media/x.mp4", "q=1")
 
 
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_template_with_a_width_format_gets_a_token(ctx: AuthContext, scheme: str) -> None:
+    """ffmpeg's default `$Number%05d$`: the `%05` is a format, not an escape to refuse."""
+    tokenizer, policy = _tokenizer(ctx, scheme, "/dash/abc/manifest.mpd")
+    mpd = MPD.replace('media="seg-$Number$.m4s?a=1&amp;b=2"', 'media="chunk-$Number%05d$.m4s"')
+    out = tokenizer.rewrite("dash", mpd)
+    assert out is not None
+    query = out.split('media="chunk-$Number%05d$.m4s?', 1)[1].split('"', 1)[0]
+    url = f"https://{HOST}/dash/abc/v1/chunk-00007.m4s?{query.replace('&amp;', '&')}"
+    assert _check(policy, url) == "ok"
+
+
 def test_ip_bound_parent_binds_the_children(ctx: AuthContext) -> None:
     tokenizer, policy = _tokenizer(
         ctx, "native", "/v/a/index.m3u8", ip=child_ip("native", {"ip": "198.51.100.0/24"}, CLIENT)

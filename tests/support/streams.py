@@ -9,12 +9,16 @@ playlist or manifest: a test source clip (160x90, 10 fps, 2 s segments), H.264.
     dash_static  an MPD with type="static"
     dash_dynamic an MPD with type="dynamic" and minimumUpdatePeriod, copied while
                  ffmpeg streams in real time (it rewrites the MPD as static when it ends)
+    live_hls_encoder  (a context manager) ffmpeg writing a live HLS folder in real time
+                 (1 s segments, a 5-segment window) for as long as the block runs
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -86,3 +90,32 @@ def dash_dynamic(root: Path, hang_guard: float = 60.0) -> Path:
     finally:
         proc.kill()
         proc.wait()
+
+
+@contextlib.contextmanager
+def live_hls_encoder(folder: Path, hang_guard: float = 45.0) -> Iterator[Path]:
+    """ffmpeg encoding a test source in real time into `folder`/index.m3u8 (1 s segments,
+    10 fps, a 5-segment window, at most 30 s); yields the playlist once it lists three
+    segments, and stops ffmpeg when the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    playlist = folder / "index.m3u8"
+    proc = subprocess.Popen(
+        [exe, "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=160x90:rate=10",
+         "-t", "30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-f", "hls",
+         "-hls_time", "1", "-hls_list_size", "5", "-hls_flags", "temp_file", str(playlist)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + hang_guard
+        while not (playlist.exists() and playlist.read_text().count("#EXTINF") >= 3):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "ffmpeg wrote no live playlist"
+            time.sleep(0.1)
+        yield playlist
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

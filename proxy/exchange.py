@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from proxy.auth.common import AuthResult
     from proxy.request import Request
     from proxy.serve.state import AppState
     from routing.rules import Route
@@ -64,3 +65,5 @@ class Exchange:
     bunny_path: str | None = None
     # A member request of a batch download (proxy/archive/): never an archive itself.
     archive_entry: bool = False
+    # The token check that admitted the request (the auth step), for what it vouches.
+    verified: AuthResult | None = None

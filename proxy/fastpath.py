@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.archive import signed as signed_archive
 from proxy.archive.serve import is_manifest
 from proxy.auth.access import forwarding
 from proxy.auth.native import split_path_token
@@ -240,8 +241,8 @@ class HitFastPath:
         if guard is not None and not guard.inline:
             return None
         key_query = strip_token(query_text, guard.auth.strip_params) if guard else query_text
-        if not valid_query(key_query):
-            return None
+        if not valid_query(key_query) or signed_archive.asks(key_query):
+            return None  # (the archive form is answered, or refused, by the pipeline)
         name = route.name
         labels = ((name, "200", "hit"), (name, "hit"), (name,))
         return Plan(

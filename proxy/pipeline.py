@@ -252,6 +252,7 @@ def _cached(ex: Exchange) -> bool:
 
 STEPS: tuple[Callable[[Exchange], Awaitable[Answer | None]], ...] = (
     auth,
+    archive.refuse_unsigned,  # ?archive=zip needs a token binding it (docs/archives.md)
     steer_,
     variant,
     lookup,

@@ -24,6 +24,7 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from proxy.archive import signed
 from proxy.archive.layout import Kind, Layout, Member, dos_time
 from proxy.archive.manifest import BadManifest, Item, parse_manifest
 from proxy.cache.codec import CorruptEntry
@@ -60,8 +61,22 @@ def wanted(ex: Exchange, status: int, headers: list[Header]) -> bool:
         and not ex.archive_entry  # a member that is itself a manifest is sent as it is
         and ex.route.policy.archives
         and ex.req.method in ("GET", "HEAD")
-        and is_manifest(headers)
+        and (is_manifest(headers) or signed_ask(ex))
     )
+
+
+def signed_ask(ex: Exchange) -> bool:
+    """A request for the signed manifest URL form (proxy/archive/signed.py)."""
+    return signed.asks(ex.req.query) and signed.vouched(ex.verified)
+
+
+async def refuse_unsigned(ex: Exchange) -> Answer | None:
+    """A pipeline step: `?archive=zip` on an archives route without a token binding it
+    is refused with 403, never relayed as the manifest's text."""
+    if not ex.route.policy.archives or not signed.asks(ex.req.query) or signed_ask(ex):
+        return None
+    log.info("archive form refused for %s: no token binds %s", ex.req.path, signed.PARAM)
+    return await _refuse(ex, 403, "archive needs a signed URL binding archive=zip", Outcome.DENY)
 
 
 def is_manifest(headers: list[Header]) -> bool:

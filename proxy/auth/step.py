@@ -227,6 +227,7 @@ async def admit(ex: Exchange, guard: Guard) -> tuple[Answer | None, Send]:
         send = with_cors(guard, req.headers.get("origin"), send)
     if isinstance(found, Answer):
         return found, send
+    ex.verified = found
     if guard.playlists is not None:
         send = tokenizing_send(ex, send, guard.playlists, guard.auth, found, query)
     return None, send

@@ -2,10 +2,12 @@
 
 Every key has one owner among `peers` (weighted rendezvous hashing); a miss on another
 instance is fetched from the owner over an authenticated HTTP hop instead of from the
-origin. Off unless `peers` is set."""
+origin. With `socket_dir`, the workers of one instance share their misses the same way,
+each listening on its own unix socket in that folder. Off unless one of them is set."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -69,6 +71,11 @@ class ClusterSettings(BaseModel):
     down_seconds: Positive = 1.0
     max_down_seconds: Positive = 30.0
     max_connections: int = Field(default=100, ge=1)
+    # The workers of this instance as peers: each listens on <socket_dir>/<pid>.sock, and
+    # the sockets of live workers there are the members. One folder per instance.
+    socket_dir: Path | None = None
+    # How often a worker looks at that folder for workers that came or went.
+    membership_interval: Positive = 1.0
 
     @field_validator("peers", mode="before")
     @classmethod
@@ -84,8 +91,8 @@ class ClusterSettings(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> ClusterSettings:
-        if self.peers and self.secret is None:
-            raise ValueError("cluster.secret: required when peers is set")
+        if (self.peers or self.socket_dir is not None) and self.secret is None:
+            raise ValueError("cluster.secret: required when peers or socket_dir is set")
         if self.peers and self.self_url is None:
             raise ValueError("cluster.self: required when peers is set (this instance's URL)")
         if self.max_down_seconds < self.down_seconds:

@@ -408,16 +408,18 @@ async def produce(
         if head.vary:
             fetch.variant = variant_key(head.vary, req.headers)
         cache = state.cache
+        relay_only = state.cluster is not None and state.cluster.relays_only(route)
         if not head.shareable:
             # Waiters that joined before the head must fetch for themselves.
             cache.mark_uncacheable(fetch.key, t.response_time + HIT_FOR_MISS_SECONDS)
             state.inflight.remove(fetch)
             fetch.stop_keeping()
-        elif not cache.admits(
+        elif relay_only or not cache.admits(
             fetch.key, head.vary, req.headers, resp.content_length or 0, t.request_time
         ):
             # Known now not to be kept (too large, variant cap, a purge since it was
-            # sent): streamed with bounded memory, and Cache-Status never says stored.
+            # sent, relayed from the worker that keeps the one copy): streamed with
+            # bounded memory, and Cache-Status never says stored.
             state.inflight.remove(fetch)
             fetch.stop_keeping()
         fetch.set_head(head)

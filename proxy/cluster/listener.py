@@ -1,21 +1,28 @@
-"""The owner's side: the cluster listener, and the cluster's place in a worker's life.
+"""The owner's side: the cluster listeners, and the cluster's place in a worker's life.
 
-Each worker opens the cluster port of `[cluster] self` beside the main one (SO_REUSEPORT,
-served by uvicorn on the worker's loop, as the admin listener is). Every request there
-must carry a valid hop signature (proxy/cluster/hop.py), else 403 and a log line; a
-signed one is served by the ordinary fast path or pipeline (lookup, collapsing, storing)
-with `HOP` set, so it is never forwarded again, and its answer is marked as an owner's."""
+With `[cluster] peers`, each worker opens the cluster port of `self` beside the main one
+(SO_REUSEPORT, served by uvicorn on the worker's loop, as the admin listener is); with
+`socket_dir`, each worker also listens on `<socket_dir>/<pid>.sock` (mode 0600) and
+watches that folder for the other workers. Every request on either must carry a valid
+hop signature (proxy/cluster/hop.py), else 403 and a log line; a signed one is served by
+the ordinary fast path or pipeline (lookup, collapsing, storing) with `HOP` set to the
+level it came over, and its answer is marked as an owner's."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.cluster import ClusterSettings
 from proxy.cluster import hop
 from proxy.cluster.owner import Member
-from proxy.cluster.peers import HOP, Cluster
+from proxy.cluster.peers import HOP, INSTANCE, WORKER, Cluster
 from proxy.deliver import send_error
 from proxy.pipeline import handle
 from proxy.serve.admin_listener import AdminListener, open_side_listener
@@ -40,19 +47,39 @@ def membership_warnings(settings: ClusterSettings) -> list[str]:
         f"cluster.peers names {u} more than once" for u in sorted(set(urls)) if urls.count(u) > 1
     ]
     if settings.peers and settings.self_url not in urls:
-        warnings.append(
-            f"cluster.self {settings.self_url} is not in cluster.peers: it owns no keys"
-        )
+        warnings.append(f"cluster.self {settings.self_url} is not in cluster.peers: owns no keys")
     return warnings
+
+
+def live_workers(folder: Path) -> list[int]:
+    """The pids of the `<pid>.sock` files in `folder` whose process is alive."""
+    pids = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            stem, dot, ext = entry.name.partition(".")
+            if dot and ext == "sock" and stem.isdigit() and _alive(int(stem)):
+                pids.append(int(stem))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive (its socket will refuse us, if not ours)
+    return True
 
 
 class HopApp:
     """The ASGI app of the cluster listener."""
 
-    def __init__(self, edge: EdgeShield, cluster: Cluster) -> None:
+    def __init__(self, edge: EdgeShield, cluster: Cluster, level: str, name: str) -> None:
         self.edge = edge
         self.cluster = cluster
-        self.marker = (hop.ANSWERED.encode(), cluster.self_name.encode("latin-1", "replace"))
+        self.level = level
+        self.marker = (hop.ANSWERED.encode(), name.encode("latin-1", "replace"))
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         state, fast = self.edge.state, self.edge.fast
@@ -94,7 +121,7 @@ class HopApp:
                 message = {**message, "headers": [*message.get("headers", ()), marker]}
             await send(message)
 
-        token = HOP.set(True)
+        token = HOP.set(self.level)
         try:
             if scope["method"] == "GET" and await fast.serve(scope, marked, receive):
                 return
@@ -104,34 +131,112 @@ class HopApp:
 
 
 class ClusterRuntime:
-    def __init__(self, cluster: Cluster, listener: AdminListener | None) -> None:
+    def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.listener = listener
+        self.listeners: list[AdminListener] = []
+        self.socket: Path | None = None
+        self.watcher: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        if self.listener is not None:
-            await self.listener.close()
+        if self.watcher is not None:
+            self.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.watcher
+        if self.socket is not None:  # others stop routing to this worker at once
+            remove(self.socket)
+        for listener in self.listeners:
+            await listener.close()
         await self.cluster.aclose()
 
 
 async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | None:
-    """The worker's cluster membership and listener; None when [cluster] is off."""
+    """The worker's cluster membership and listeners; None when [cluster] is off."""
     settings = state.settings.cluster
-    if not settings.peers:
+    if not settings.peers and settings.socket_dir is None:
         return None
     for warning in membership_warnings(settings):
         log.warning("%s", warning)
-    assert settings.self_url is not None and settings.port is not None
+    pid = os.getpid()
     cluster = Cluster(
-        settings, state.stats, self_name=settings.self_url, members=members_of(settings)
+        settings,
+        state.stats,
+        instances=members_of(settings),
+        worker=pid if settings.socket_dir is not None else None,
     )
     state.cluster = cluster
+    runtime = ClusterRuntime(cluster)
     server = state.settings.server
-    listener = await open_side_listener(
-        HopApp(edge, cluster),
-        settings.host or server.host,
-        settings.port,
-        "cluster",
-        server.log_level,
+    try:
+        if settings.peers:
+            assert settings.self_url is not None and settings.port is not None
+            app = HopApp(edge, cluster, INSTANCE, settings.self_url)
+            host = settings.host or server.host
+            runtime.listeners.append(
+                await open_side_listener(app, host, settings.port, "cluster", server.log_level)
+            )
+        if settings.socket_dir is not None:
+            path = settings.socket_dir / f"{pid}.sock"
+            app = HopApp(edge, cluster, WORKER, f"unix:{pid}")
+            runtime.listeners.append(await open_unix_listener(app, path, server.log_level))
+            runtime.socket = path
+            runtime.watcher = state.spawn(watch_workers(cluster, settings))
+    except BaseException:
+        await runtime.close()
+        raise
+    return runtime
+
+
+async def watch_workers(cluster: Cluster, settings: ClusterSettings) -> None:
+    """The workers of this instance are the live sockets in `socket_dir`, looked at
+    every `membership_interval` (a directory listing, off the request path)."""
+    assert settings.socket_dir is not None
+    while True:
+        for client in cluster.set_workers(live_workers(settings.socket_dir)):
+            await client.aclose()
+        await asyncio.sleep(settings.membership_interval)
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A unix socket at `path`, readable by this user only (the folder made 0700 when
+    it is new; a file left there by an earlier process with this pid replaced)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError(f"cannot listen on the cluster socket {path}: {exc.strerror}") from None
+    return sock
+
+
+def remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+async def open_unix_listener(app: Any, path: Path, log_level: str) -> AdminListener:
+    """A worker's own unix socket, served by uvicorn on the worker's loop."""
+    import uvicorn
+
+    from proxy.serve.server_protocol import AuthorityKeepingProtocol
+
+    sock = bind_unix(path)
+    sock.listen(128)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        http=AuthorityKeepingProtocol,
+        ws="none",
+        proxy_headers=False,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        log_level=log_level,
     )
-    return ClusterRuntime(cluster, listener)
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    return AdminListener(server, sock)

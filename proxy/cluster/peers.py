@@ -1,25 +1,31 @@
 """The non-owner's side: a miss whose key another peer owns is fetched from that peer.
 
+Ownership has two levels: the instances of `[cluster] peers` (HTTP between machines),
+then the workers of the owning instance (`[cluster] socket_dir`, a unix socket each).
 `Cluster.route_for` is asked once per cache fetch (proxy/fetch.py `produce`). When the
 owner is another peer that is not marked down, the fetch gets the route with a
-`ViaPeer` group: the owner is asked over HTTP (httpx, through routing/origins/http.py's
+`ViaPeer` group: the owner is asked (httpx, through routing/origins/http.py's
 `send_streaming`, so the origin client's timeouts, streaming and error mapping apply),
 and if it fails, times out or answers something that is not an owner's answer, the
 route's own group asks the origin, and the peer is skipped for a while (doubling, up to
-`max_down_seconds`). Everything after the head (collapsing, storing a copy per normal
-freshness, delivery) is the ordinary miss path's.
+`max_down_seconds`). Everything after the head (collapsing, delivery, storing a copy per
+normal freshness on another instance) is the ordinary miss path's; a worker relaying
+from the worker that owns the key keeps no copy, so one machine holds one.
 
-A request that arrived over a hop is always served locally (`HOP`, set by
-proxy/cluster/listener.py for the request's task and the fetches it starts): with two
-instances whose peer lists disagree, each may forward once, never twice."""
+A request that arrived over a hop (`HOP`, set by proxy/cluster/listener.py for the
+request's task and the fetches it starts) is not forwarded again at its level: an
+instance hop may still go to the owning worker, a worker hop goes nowhere. With peer
+lists that disagree, each request is forwarded at most once per level, never in a loop."""
 
 from __future__ import annotations
 
 import logging
 import time
 import weakref
+from collections.abc import Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -40,9 +46,10 @@ if TYPE_CHECKING:
     from proxy.serve.state import AppState
     from routing.groups import OriginGroup
 
-# True in a request that came over a hop, and in the fetches it starts: served here,
-# never forwarded again. A context variable, not state: each request task has its own.
-HOP: ContextVar[bool] = ContextVar("edgeshield_cluster_hop", default=False)
+INSTANCE, WORKER = "instance", "worker"
+# The level a request came in over ("" for a client's): set per request task by the
+# cluster listeners, inherited by the fetches it starts. A context variable, not state.
+HOP: ContextVar[str] = ContextVar("edgeshield_cluster_hop", default="")
 
 # Fields the owner never gets: it answers in identity (this instance compresses for its
 # own clients), and the signature is added per hop.
@@ -60,6 +67,10 @@ def hop_target(path: str, query: str) -> str:
     return target + ("?" + quote(query, safe=_QUERY_SAFE) if query else "")
 
 
+def worker_name(pid: int) -> str:
+    return f"unix:{pid}"
+
+
 @dataclass(eq=False, slots=True)
 class Peer:
     """Another member: its pooled client and whether it is skipped."""
@@ -71,22 +82,30 @@ class Peer:
     down_until: float = 0.0
 
 
+@dataclass(eq=False, slots=True)
+class Level:
+    """One ring: the instances of `peers`, or the workers of this instance."""
+
+    kind: str
+    self_name: str
+    ring: Ring
+    peers: dict[str, Peer] = field(default_factory=dict)
+
+
 class Cluster:
     def __init__(
         self,
         settings: ClusterSettings,
         stats: Stats,
         *,
-        self_name: str,
-        members: tuple[Member, ...],
-        transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+        instances: tuple[Member, ...] = (),
+        worker: int | None = None,
     ) -> None:
-        """`members` includes this instance (`self_name`); `transports` reach members
-        that are not TCP URLs (a worker's unix socket)."""
+        """`instances` are `[cluster] peers` (this one's name is `self`); `worker`, this
+        worker's pid when the workers are peers too (`socket_dir`)."""
         assert settings.secret is not None
         self.settings = settings
         self.secret = settings.secret.get_secret_value().encode()
-        self.self_name = self_name
         self.stats = stats
         self.client_settings = _HttpClientSettings(
             connect_timeout=settings.connect_timeout,
@@ -95,11 +114,17 @@ class Cluster:
             max_connections=settings.max_connections,
             verify_tls=False,
         )
-        self.ring = Ring.of(members)
-        self.peers: dict[str, Peer] = {}
-        for m in self.ring.members:
-            if m.name != self_name:
-                self.peers[m.name] = self._peer(m.name, (transports or {}).get(m.name))
+        self.instances: Level | None = None
+        if instances:
+            assert settings.self_url is not None
+            self.instances = Level(INSTANCE, settings.self_url, Ring.of(instances))
+            for m in self.instances.ring.members:
+                if m.name != settings.self_url:
+                    self.instances.peers[m.name] = self._peer(m.name, None)
+        self.workers: Level | None = None
+        if worker is not None:
+            me = worker_name(worker)
+            self.workers = Level(WORKER, me, Ring.of([Member(me)]))
         # Fetches being relayed from an owner: a hop request never joins one (with peer
         # lists that disagree, two relays could otherwise wait on each other).
         self.relaying: weakref.WeakSet[Fetch] = weakref.WeakSet()
@@ -107,21 +132,50 @@ class Cluster:
         stats.sample("edgeshield_peer_share", "cluster", self._shares)
         stats.sample("edgeshield_peer_owned_misses", "cluster", self._owned)
         stats.sample("edgeshield_peer_up", "cluster", self._up)
+        stats.sample("edgeshield_peer_workers", "cluster", self._workers)
 
-    def _peer(self, name: str, transport: httpx.AsyncBaseTransport | None) -> Peer:
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return tuple(lv for lv in (self.instances, self.workers) if lv is not None)
+
+    def _peer(self, name: str, socket: Path | None) -> Peer:
+        transport = None if socket is None else httpx.AsyncHTTPTransport(uds=str(socket))
         client = new_client(self.client_settings, transport)
-        base = httpx.URL(name if transport is None else "http://peer")
-        return Peer(name, client, base)
+        return Peer(name, client, httpx.URL(name if socket is None else "http://worker"))
+
+    def set_workers(self, pids: Iterable[int]) -> list[httpx.AsyncClient]:
+        """The live workers of this instance (proxy/cluster/listener.py watches the
+        folder): the ring is rebuilt, new workers get a client; the clients of the
+        workers gone are returned, for the caller to close."""
+        level, folder = self.workers, self.settings.socket_dir
+        if level is None or folder is None:
+            return []
+        names = {worker_name(pid): pid for pid in pids}
+        names.setdefault(level.self_name, 0)
+        if set(names) == {m.name for m in level.ring.members}:
+            return []
+        gone = [level.peers.pop(n).client for n in [n for n in level.peers if n not in names]]
+        for name, pid in names.items():
+            if name != level.self_name and name not in level.peers:
+                level.peers[name] = self._peer(name, folder / f"{pid}.sock")
+        level.ring = Ring.of(Member(name) for name in names)
+        log.info("cluster: %d workers of this instance own keys", len(names))
+        return gone
 
     def _shares(self) -> dict[tuple[str, ...], float]:
-        return {(name,): share for name, share in self.ring.shares().items()}
+        return {(n,): s for lv in self.levels for n, s in lv.ring.shares().items()}
 
     def _owned(self) -> dict[tuple[str, ...], float]:
         return {(name,): float(n) for name, n in self.owned.items()}
 
     def _up(self) -> dict[tuple[str, ...], float]:
         now = time.monotonic()
-        return {(p.name,): float(p.down_until <= now) for p in self.peers.values()}
+        return {
+            (p.name,): float(p.down_until <= now) for lv in self.levels for p in lv.peers.values()
+        }
+
+    def _workers(self) -> dict[tuple[str, ...], float]:
+        return {(): float(len(self.workers.ring.members))} if self.workers else {}
 
     def forwards(self, state: AppState, route: Route, req: Request) -> bool:
         """Whether this route's misses may go to an owner. Not routes with auth checks
@@ -129,29 +183,42 @@ class Cluster:
         address) or with downstream_cache_control (the owner's answer would carry the
         lifetime meant for clients), and not requests with credentials."""
         return (
-            not HOP.get()
-            and route.name not in state.guards.by_route
+            route.name not in state.guards.by_route
             and route.policy.downstream_cache_control is None
             and "authorization" not in req.headers
         )
 
     def route_for(self, state: AppState, route: Route, fetch: Fetch, req: Request) -> Route:
-        """The route `fetch` is made through: `route`, or `route` via the key's owner."""
-        if not self.forwards(state, route, req):
+        """The route `fetch` is made through: `route`, or `route` via the key's owner:
+        the owning instance, or when that is this one (or it is skipped), the owning
+        worker. A hop is not forwarded again at its own level or above."""
+        came_over = HOP.get()
+        if came_over == WORKER or not self.forwards(state, route, req):
             return route
-        owner = self.ring.owner(fetch.key)
-        if owner is None:
-            return route
-        self.owned[owner.name] = self.owned.get(owner.name, 0) + 1
-        peer = self.peers.get(owner.name)
-        if peer is None or peer.down_until > time.monotonic():
-            return route  # this instance owns it, or its owner is skipped for now
-        self.relaying.add(fetch)
-        via = ViaPeer(self, peer, route.group, req)
-        return replace(route, group=cast("OriginGroup", via))
+        for level in self.levels:
+            if level.kind == INSTANCE and came_over == INSTANCE:
+                continue
+            owner = level.ring.owner(fetch.key)
+            if owner is None:
+                continue
+            self.owned[owner.name] = self.owned.get(owner.name, 0) + 1
+            if owner.name == level.self_name:
+                continue
+            peer = level.peers.get(owner.name)
+            if peer is None or peer.down_until > time.monotonic():
+                continue  # skipped for now: the next level, or the origin
+            self.relaying.add(fetch)
+            via = ViaPeer(self, level, peer, route.group, req)
+            return replace(route, group=cast("OriginGroup", via))
+        return route
+
+    def relays_only(self, route: Route) -> bool:
+        """A worker relaying from the worker that owns the key keeps no copy of it."""
+        group: Any = route.group
+        return isinstance(group, ViaPeer) and group.level.kind == WORKER
 
     def may_join(self, found: object) -> bool:
-        """A hop request never joins a fetch this instance relays from another owner."""
+        """A hop request never joins a fetch this process relays from another owner."""
         return not (HOP.get() and isinstance(found, Fetch) and found in self.relaying)
 
     async def ask(self, peer: Peer, req: Request, oreq: OriginRequest) -> OriginResponse | None:
@@ -193,28 +260,32 @@ class Cluster:
         log.warning("peer %s skipped for %.1f s: %s", peer.name, down, reason)
 
     async def aclose(self) -> None:
-        for peer in self.peers.values():
-            await peer.client.aclose()
+        for client in [p.client for lv in self.levels for p in lv.peers.values()]:
+            await client.aclose()
 
 
 class ViaPeer:
     """A route's origin group for one fetch whose key `peer` owns: the owner first, the
     route's own group when the owner fails (nothing reached a client yet)."""
 
-    def __init__(self, cluster: Cluster, peer: Peer, group: OriginGroup, req: Request) -> None:
+    def __init__(
+        self, cluster: Cluster, level: Level, peer: Peer, group: OriginGroup, req: Request
+    ) -> None:
         self.cluster = cluster
+        self.level = level
         self.peer = peer
         self.group = group
         self.req = req
+        self.name = f"peer:{peer.name}"
 
     async def fetch(self, request: OriginRequest) -> tuple[OriginResponse, str]:
         resp = await self.cluster.ask(self.peer, self.req, request)
         if resp is not None:
-            return resp, f"peer:{self.peer.name}"
+            return resp, self.name
         return await self.group.fetch(request)
 
     def report_body_failure(self, origin: str) -> None:
-        if origin == f"peer:{self.peer.name}":
+        if origin == self.name:
             self.cluster.failed(self.peer, "body", "the owner's body broke off")
         else:
             self.group.report_body_failure(origin)

@@ -84,6 +84,7 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
     "edgeshield_peer_owned_misses": ("counter", "Cache misses by the key's owner.", ("peer",)),
     "edgeshield_peer_share": ("gauge", "Expected share of the keys a peer owns.", ("peer",)),
     "edgeshield_peer_up": ("gauge", "1 while a peer is asked, 0 while skipped.", ("peer",)),
+    "edgeshield_peer_workers": ("gauge", "Workers of this instance seen as peers.", ()),
     "edgeshield_prefetched_segments": (
         "counter",
         "Segments fetched into the cache ahead of a request.",
@@ -227,6 +228,8 @@ GAUGE_MODES: dict[str, str] = {
     # Every worker holds the same membership; a peer is up while no worker skips it.
     "edgeshield_peer_share": "livemax",
     "edgeshield_peer_up": "livemin",
+    # The fewest workers any worker sees: every worker sees them all once it equals N.
+    "edgeshield_peer_workers": "livemin",
 }
 _COMBINE: dict[str, Callable[[float, float], float]] = {
     "livesum": operator.add,

@@ -2,7 +2,8 @@
 a non-owner is fetched from the owner over a signed hop, once per object for the whole
 cluster; a failing, hanging or garbage peer costs at most its timeout, then the origin
 answers; an unsigned hop gets 403; two instances that disagree on the peer list never
-forward a request twice."""
+forward a request twice. The workers of one instance ([cluster] socket_dir) fetch a cold
+object once and keep one copy."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -205,3 +207,80 @@ def test_a_peer_list_naming_this_instance_twice_starts_with_a_warning(
     with running_proxy(config) as proxy:
         assert get(proxy, "/gen/7").status_code == 200
         assert "more than once" in proxy.log()
+
+
+def metric(proxy: ProxyServer, name: str) -> float:
+    text = httpx.get(proxy.url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def wait_for_workers(proxy: ProxyServer, n: int) -> None:
+    """Until every worker sees `n` workers in the socket folder (a hang guard only)."""
+    deadline = time.monotonic() + 60
+    while metric(proxy, "edgeshield_peer_workers") < n:
+        assert time.monotonic() < deadline, proxy.log()
+        time.sleep(0.2)
+
+
+def wait_for_snapshots(proxy: ProxyServer, served: int) -> None:
+    """Until the metric snapshots of every worker count `served` proxied requests (each
+    stored what it stored before its requests were counted)."""
+    deadline = time.monotonic() + 60
+    while True:
+        text = httpx.get(proxy.url + "/metrics", timeout=10).text
+        lines = [x for x in text.splitlines() if x.startswith("edgeshield_requests_total{")]
+        if sum(float(x.rsplit(" ", 1)[1]) for x in lines if 'cache="ops"' not in x) >= served:
+            return
+        assert time.monotonic() < deadline, proxy.log()
+        time.sleep(0.2)
+
+
+async def fresh_connections(urls: list[str]) -> list[httpx.Response]:
+    async def one(url: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=60, headers={"host": HOST}) as client:
+            return await client.get(url)
+
+    return await asyncio.gather(*(one(u) for u in urls))
+
+
+def test_the_workers_of_one_instance_fetch_a_cold_object_once_and_keep_one_copy(
+    origin_server: OriginServer, tmp_path: Path
+) -> None:
+    origin_server.reset()
+    origin_server.script("/w", size=100_000, headers={"cache-control": "max-age=60"})
+    config = proxy_config(origin_server.url) + (
+        f'[cluster]\nsocket_dir = "{tmp_path}"\nsecret = "{SECRET}"\n'
+    )
+    with running_proxy(config, workers=2) as proxy:
+        wait_for_workers(proxy, 2)
+        answers = asyncio.run(fresh_connections([proxy.url + "/w"] * 40))
+        assert [len(r.content) for r in answers if r.status_code == 200] == [100_000] * 40
+        assert origin_server.stats()["requests"].get("GET /w") == 1
+        wait_for_snapshots(proxy, 40)
+        assert metric(proxy, 'edgeshield_cache_entries{tier="memory"}') == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            f"{pid}.sock" for pid in _pids(tmp_path)
+        )
+    assert list(tmp_path.iterdir()) == []  # each worker removed its socket
+
+
+def _pids(folder: Path) -> list[int]:
+    return [int(p.name.split(".")[0]) for p in folder.iterdir()]
+
+
+def test_a_worker_socket_refuses_unsigned_requests(
+    origin_server: OriginServer, tmp_path: Path
+) -> None:
+    config = proxy_config(origin_server.url) + (
+        f'[cluster]\nsocket_dir = "{tmp_path}"\nsecret = "{SECRET}"\n'
+    )
+    with running_proxy(config) as proxy:
+        wait_for_workers(proxy, 1)
+        (sock,) = tmp_path.iterdir()
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport) as client:
+            assert client.get("http://w/gen/3", headers={"host": HOST}).status_code == 403
+            signed = hop.sign(SECRET.encode(), "GET", HOST, "/gen/3", time.time())
+            ok = client.get("http://w/gen/3", headers={"host": HOST, hop.HEADER: signed})
+            assert ok.status_code == 200 and ok.headers[hop.ANSWERED].startswith("unix:")

@@ -48,3 +48,9 @@ def test_peers_need_self_and_a_secret_which_is_never_shown() -> None:
 
 def test_off_by_default() -> None:
     assert ClusterSettings().peers == () and ClusterSettings().port is None
+
+
+def test_worker_sockets_need_a_secret() -> None:
+    with pytest.raises(ValidationError, match="secret"):
+        ClusterSettings.model_validate({"socket_dir": "/tmp/x"})
+    assert ClusterSettings.model_validate({"socket_dir": "/tmp/x", "secret": "k"}).peers == ()

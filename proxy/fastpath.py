@@ -29,7 +29,9 @@ from proxy.disconnect import CLIENT_GONE, ClientGone, until_disconnect
 from proxy.exchange import Outcome, Receive
 from proxy.http.authority import BadAuthority, parse_authority
 from proxy.http.paths import BadPath
+from proxy.http.streaming import Kind, kind_of
 from proxy.observe import Tracked, hit_fragment, record, record_hit
+from proxy.prefetch import fast_hit_declines
 from proxy.request import TARGET_AUTHORITY, Request
 from proxy.serve.state import AppState
 from routing.rules import Route
@@ -70,6 +72,8 @@ class Plan:
     verified: tuple[str, tuple[bytes | None, bytes | None], float] | None = None
     # Hits answered here, for the admin page's top objects (proxy/ops/top_objects.py).
     hits: int = 0
+    # A segment URL on a route that prefetches: how many segments follow it.
+    prefetch: int = 0
 
 
 class HitFastPath:
@@ -140,6 +144,8 @@ class HitFastPath:
             return False  # a playlist that may get child tokens (proxy/tokenize.py)
         if found.hit_head is None and is_manifest(found.headers):
             return False  # the pipeline sends its ZIP (proxy/archive/); checked once per entry
+        if plan.prefetch and fast_hit_declines(state, plan.key, plan.prefetch, now):
+            return False  # the pipeline answers, and prefetches what follows (proxy/prefetch.py)
         if plan.guard is not None and not self._allowed(plan, scope, now):
             return False  # the full pipeline answers (and logs) the refusal
         headers = _hit_headers(found, now)
@@ -254,6 +260,7 @@ class HitFastPath:
             path=path,
             query=query_text,
             path_token=path_token,
+            prefetch=route.policy.prefetch_segments if kind_of(path, None) is Kind.SEGMENT else 0,
         )
 
     def _client(self, scope: dict[str, Any]) -> str:

@@ -15,8 +15,13 @@ while it runs joins it, and what is stored is what a miss would store. It is ski
 when the segment is already fresh in a tier, a fetch of it is under way, the cache
 refused it last time (hit-for-miss), or nobody asked for the rendition for
 `RECENT_SECONDS`. At most `PER_STREAM` prefetches run per playlist and `GLOBAL` in all;
-one too large to keep stops at once. The fresh-hit fast path does not call in here:
-a segment served from memory is found used later by the memo it leaves on the entry."""
+one too large to keep stops at once.
+
+The fresh-hit fast path serves most segments of a VOD stream (the prefetched ones): it
+asks `fast_hit_declines` and leaves a segment hit to the pipeline (which then calls
+`after_answer`) only when segments after it are neither in memory nor under way, so
+every segment is prefetched, at a few dict lookups per segment hit. A segment it does
+serve is found used later by the memo it leaves on the entry."""
 
 from __future__ import annotations
 
@@ -89,6 +94,27 @@ def after_answer(ex: Exchange, answer: Answer) -> None:
     elif kind is Kind.PLAYLIST:
         streams.asked(ex.key, now)
         _read_playlist(ex, now)
+
+
+def fast_hit_declines(state: AppState, key: str, count: int, now: float) -> bool:
+    """A fresh memory hit of `key` on a route prefetching `count` segments: should the
+    pipeline answer it instead, to prefetch what follows? Only when a remembered
+    playlist lists it and one of the `count` segments after it is neither fresh in
+    memory nor being fetched (dict lookups only: the fast path asks on every hit of a
+    segment URL)."""
+    streams = state.streams
+    targets = streams.after(key, count)
+    if not targets:
+        return False
+    memory = state.cache.memory
+    for target in targets:
+        if target.key in streams.fetching or state.inflight.get(target.key) is not None:
+            continue
+        found = memory.peek(target.key)
+        if found is None or (type(found) is Entry and not now < found.fresh_until):
+            return True
+        # (fresh, a Vary index or a hit-for-miss mark: nothing a prefetch would add)
+    return False
 
 
 def _read_playlist(ex: Exchange, now: float) -> None:

@@ -190,6 +190,16 @@ class StreamIndex:
         i = listing.position[key]
         return listing, list(listing.targets[i + 1 : i + 1 + count])
 
+    def after(self, key: str, count: int) -> tuple[Target, ...]:
+        """The `count` segments a remembered playlist lists after segment `key` (none
+        when no playlist lists it); nothing is updated."""
+        lkey = self.where.get(key)
+        listing = self.playlists.get(lkey) if lkey is not None else None
+        if listing is None:
+            return ()
+        i = listing.position[key]
+        return listing.targets[i + 1 : i + 1 + count]
+
     def listing_of(self, key: str) -> Listing | None:
         return self.playlists.get(listing_key(key))
 

@@ -19,8 +19,12 @@ module, which clears the length, Accept-Ranges and ETag of the bodies it rewrite
   untouched, never half rewritten, with a log line.
 
 A request whose path has no playlist extension is recognised by its response's media
-type; its Range and Accept-Encoding were not set aside, so only a whole identity 200 of
-it is rewritten (anything else is relayed as is).
+type; its Range and Accept-Encoding were not set aside, so its answer may come
+compressed (proxy/compress.py) or as a 206: a compressed one is decoded (bounded by
+`max_bytes`), rewritten and encoded again in the same coding when the route compresses
+such bodies; a 206 of the whole body is rewritten and goes out as a 200 (ffmpeg asks
+for `bytes=0-`). Only a 206 of part of it is relayed as is: its bytes cannot be
+rewritten alone.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from urllib.parse import unquote_plus
 from proxy.auth.common import AuthResult
 from proxy.auth.playlist_tokens import ChildSigner, Tokenizer, child_ip
 from proxy.auth.policy import AuthPolicy
-from proxy.compress import encode
+from proxy.compress import Unacceptable, decode, encode
 from proxy.deliver import PRECONDITION_FIELDS, InMemory, Send
 from proxy.http.encoding import Policy, negotiate
 from proxy.http.playlist_uris import decode_text, kind_by_path, playlist_kind
@@ -60,6 +64,7 @@ DROPPED = frozenset(
         b"digest",
         b"repr-digest",
         b"content-encoding",
+        b"content-range",
     }
 )
 # Where each scheme's token shows it came in the query (the others: any of its names).
@@ -156,6 +161,7 @@ class PlaylistOut:
         self.relay = False
         self.start: dict[str, Any] | None = None
         self.kind = ""
+        self.coding = "identity"  # of the body held (an extensionless playlist's)
         self.content_type: str | None = None
         self.chunks: list[bytes] = []
         self.size = 0
@@ -176,11 +182,14 @@ class PlaylistOut:
         kind = playlist_kind(self.content_type, self.tokenizer.path)
         length = fields.get("content-length")
         declared = int(length) if length and length.isdigit() else None
-        if (
-            message["status"] != 200
-            or kind is None
-            or fields.get("content-encoding", "identity").strip().lower() != "identity"
-        ):
+        status = message["status"]
+        if status == 206 and _whole(fields.get("content-range")):
+            message = {**message, "status": 200}  # the whole body, rewritten: a 200
+        elif status != 200:
+            kind = None
+        coding = fields.get("content-encoding", "identity").strip().lower()
+        if kind is None or (coding != "identity" and kind_by_path(self.tokenizer.path)):
+            # (Accept-Encoding was set aside: a coded body is the origin's own, relayed)
             self.relay = True
             await self.inner(message)
             return
@@ -195,6 +204,8 @@ class PlaylistOut:
             return
         self.kind = kind
         self.start = message
+        if coding != "identity":
+            self.coding = self.accept = coding  # the client takes it: encoded again in it
 
     async def _body(self, message: dict[str, Any]) -> None:
         piece = bytes(message.get("body", b""))
@@ -209,7 +220,8 @@ class PlaylistOut:
             return
         body = b"".join(self.chunks)
         self.chunks = []
-        new = self._rewrite(body)
+        new = await self._decoded(body)
+        new = self._rewrite(new) if new is not None else None
         if new is None:
             await self._flush_body(body)
             return
@@ -231,6 +243,18 @@ class PlaylistOut:
             )
         if not new:
             await self.inner({"type": "http.response.body", "body": b""})
+
+    async def _decoded(self, body: bytes) -> bytes | None:
+        """The held body without its coding (None: relayed as it came)."""
+        if self.coding == "identity":
+            return body
+        try:
+            if len(body) <= self.settings.inline_bytes:
+                return decode(body, self.coding, self.max_bytes)
+            return await asyncio.to_thread(decode, body, self.coding, self.max_bytes)
+        except Unacceptable as exc:
+            log.info("playlist relayed untouched: %s", exc)
+            return None
 
     def _rewrite(self, body: bytes) -> bytes | None:
         text = decode_text(body)
@@ -277,6 +301,18 @@ class PlaylistOut:
         assert self.start is not None
         await self.inner(self.start)
         await self.inner({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _whole(content_range: str | None) -> bool:
+    """Does a 206's Content-Range cover the whole body (`bytes 0-<n-1>/<n>`)?"""
+    if not content_range:
+        return False
+    unit, _, spec = content_range.strip().partition(" ")
+    span, _, total = spec.partition("/")
+    first, _, last = span.partition("-")
+    if unit.lower() != "bytes" or not (first.isdigit() and last.isdigit() and total.isdigit()):
+        return False
+    return int(first) == 0 and int(last) + 1 == int(total)
 
 
 def _fields(headers: list[Header]) -> Mapping[str, str]:

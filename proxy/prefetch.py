@@ -6,7 +6,8 @@ policy has `prefetch_segments` > 0:
 
 - a media playlist (its stored entry, read once per version, proxy/streams.py): its
   segments are remembered in order; on a live playlist's refresh, the segments it newly
-  lists are prefetched;
+  lists are prefetched; a static DASH manifest: each Representation's segments are
+  remembered as a listing of their own;
 - a segment some remembered playlist lists: the `prefetch_segments` after it are.
 
 A prefetch is the ordinary collapsed miss (`fetch.fetch_object`) of the segment URL with
@@ -37,6 +38,7 @@ from proxy.cache.store import variant_storage_key
 from proxy.exchange import Answer, Exchange, Outcome
 from proxy.fetch import fetch_object
 from proxy.http import methods
+from proxy.http.playlist_uris import playlist_kind
 from proxy.http.streaming import Kind, kind_of
 from proxy.serve.state import AppState
 from proxy.streams import (
@@ -44,6 +46,7 @@ from proxy.streams import (
     Listing,
     Pending,
     Target,
+    dash_targets,
     media_playlist,
     segment_targets,
 )
@@ -125,6 +128,9 @@ def _read_playlist(ex: Exchange, now: float) -> None:
     if entry is None or entry.status != 200:
         return
     streams = state.streams
+    if playlist_kind(entry.content_type, ex.req.path) == "dash":
+        _read_manifest(ex, entry, now)
+        return
     if streams.known(ex.key, entry.response_time) is not None:
         return
     live = media_playlist(entry.body)
@@ -137,6 +143,18 @@ def _read_playlist(ex: Exchange, now: float) -> None:
     listing = streams.listing_of(ex.key)
     if live and new and listing is not None:
         _enqueue(ex, listing, new)
+
+
+def _read_manifest(ex: Exchange, entry: Entry, now: float) -> None:
+    """A static DASH manifest (each version read once): every Representation is
+    remembered as a listing of its own, `<key>#<n>`, so the segments after one of its
+    segments are its own. A dynamic one is not (proxy/http/dash_segments.py)."""
+    streams = ex.state.streams
+    if streams.known(f"{ex.key}#0", entry.response_time) is not None:
+        return
+    renditions = dash_targets(entry.body, ex.req.host, ex.req.path, ex.state.normalize)
+    for n, targets in enumerate(renditions or ()):
+        streams.remember(f"{ex.key}#{n}", targets, entry.response_time, live=False, now=now)
 
 
 def _enqueue(ex: Exchange, listing: Listing, targets: list[Target]) -> None:

@@ -1,5 +1,5 @@
-"""What segment prefetch remembers: recently served HLS media playlists and their
-segments in order, and the segments it fetched ahead, until they are used or given up.
+"""What segment prefetch remembers: recently served HLS media playlists (and static
+DASH manifests, one listing per Representation) and their segments in order, and the segments it fetched ahead, until they are used or given up.
 
 Pure bookkeeping, kept in `AppState` (proxy/prefetch.py does the fetching). Bounded
 throughout: at most `MAX_PLAYLISTS` playlists and `MAX_SEGMENTS` segment URIs in all
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from proxy.cache.keys import BadKey, url_key, valid_query
+from proxy.http.dash_segments import dash_segments
 from proxy.http.paths import BadPath
 from proxy.http.playlist_uris import decode_text, kind_by_path, rewrite_hls
 from proxy.http.playlists import classify_playlist
@@ -111,6 +112,26 @@ def segment_targets(
     if rewrite_hls(text, collect) is None or seen > MAX_URIS:
         return None
     return tuple(found.values())
+
+
+def dash_targets(
+    body: bytes, host: str, path: str, normalize: Callable[[str], str]
+) -> list[tuple[Target, ...]] | None:
+    """The media segments of a static DASH manifest at `host` + `path`, one tuple per
+    Representation in play order (same-host segments only); None when it is not one
+    proxy/http/dash_segments.py reads, or too long."""
+    if len(body) > MAX_PLAYLIST_BYTES:
+        return None
+    text = decode_text(body)
+    found = dash_segments(text, f"http://{host}{path}", MAX_URIS) if text else None
+    if found is None:
+        return None
+    out = []
+    for urls in found:
+        targets = [t for url in urls if (t := resolve(host, path, url, normalize)) is not None]
+        if targets:
+            out.append(tuple(targets))
+    return out
 
 
 def resolve(host: str, path: str, uri: str, normalize: Callable[[str], str]) -> Target | None:

@@ -14,15 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import imageio_ffmpeg
 import pytest
 
 from proxy.auth.keys import KeyRing
 from proxy.auth.native import sign_url
 from tests.support.live_origin import LiveOrigin, running_live_origin
 from tests.support.proxy_server import ProxyServer, running_proxy
-
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-from tests.support.streams import live_hls_encoder  # noqa: E402 (needs imageio_ffmpeg)
+from tests.support.streams import live_hls_encoder
 
 SECRET = "live player secret"
 PLAYERS = 2

@@ -2,7 +2,8 @@
 the playlist, then segments 1..10 in order. Every request after the first segment is a
 hit, fast-path hits of prefetched segments included (the fast path leaves a segment hit
 to the pipeline while segments after it are missing, so prefetch keeps k ahead), and the
-counting origin sees each segment once.
+counting origin sees each segment once. The same for a static DASH manifest made by
+ffmpeg (a SegmentTemplate with $Number%05d$ and a SegmentTimeline).
 
 No timing assumption: before each next segment the player waits (hang guard only) for
 the prefetches its last request started to be stored, as a real player's segment
@@ -21,6 +22,7 @@ import pytest
 
 from tests.support.live_origin import LiveOrigin, running_live_origin
 from tests.support.proxy_server import ProxyServer, proxy_config, running_proxy
+from tests.support.streams import dash_static
 
 SEGMENTS = 10
 PREFETCH = 2
@@ -56,22 +58,45 @@ def _wait_prefetched(client: httpx.Client, count: int) -> None:
         time.sleep(0.05)
 
 
-def test_every_segment_after_the_first_is_a_hit(vod: tuple[LiveOrigin, ProxyServer]) -> None:
-    origin, proxy = vod
+def _play_in_order(proxy: ProxyServer, first: str, segments: list[str]) -> list[str]:
+    """GET `first` (the playlist, init segments), then each segment in order: the
+    Cache-Status of each segment."""
     statuses = []
     with httpx.Client(base_url=proxy.url, timeout=30) as client:
-        assert client.get("/vod/index.m3u8").status_code == 200
-        for n in range(1, SEGMENTS + 1):
-            r = client.get(f"/vod/seg{n}.ts")
+        for path in first.split():
+            assert client.get(path).status_code == 200
+        for n, path in enumerate(segments, 1):
+            r = client.get(path)
             assert r.status_code == 200
             statuses.append(r.headers["cache-status"])
             # what this request started: the segments up to n + PREFETCH, less the first
-            _wait_prefetched(client, min(n + PREFETCH, SEGMENTS) - 1)
+            _wait_prefetched(client, min(n + PREFETCH, len(segments)) - 1)
+    return statuses
+
+
+def _check(statuses: list[str], origin: LiveOrigin, segments: list[str]) -> None:
     assert "fwd=miss" in statuses[0]
     misses = [(n, s) for n, s in enumerate(statuses[1:], 2) if "hit" not in s.split(";")[1]]
     assert not misses, misses
     counts = origin.stats()["requests"]
     assert isinstance(counts, dict)
-    assert {p: n for p, n in counts.items() if p.endswith(".ts")} == {
-        f"/vod/seg{n}.ts": 1 for n in range(1, SEGMENTS + 1)
-    }
+    assert {p: counts.get(p) for p in segments} == {p: 1 for p in segments}
+
+
+def test_every_segment_after_the_first_is_a_hit(vod: tuple[LiveOrigin, ProxyServer]) -> None:
+    origin, proxy = vod
+    segments = [f"/vod/seg{n}.ts" for n in range(1, SEGMENTS + 1)]
+    _check(_play_in_order(proxy, "/vod/index.m3u8", segments), origin, segments)
+
+
+def test_a_static_dash_manifest_is_prefetched_too(tmp_path: Path) -> None:
+    manifest = dash_static(tmp_path, seconds=10)  # 5 segments of 2 s
+    folder = f"/{manifest.parent.name}"
+    segments = [f"{folder}/chunk-stream0-{n:05d}.m4s" for n in range(1, 6)]
+    assert all((tmp_path / p.lstrip("/")).is_file() for p in segments)
+    with (
+        running_live_origin("--dir", str(tmp_path)) as origin,
+        running_proxy(proxy_config(origin.url, cache={"prefetch_segments": PREFETCH})) as proxy,
+    ):
+        first = f"{folder}/manifest.mpd {folder}/init-stream0.m4s"
+        _check(_play_in_order(proxy, first, segments), origin, segments)

@@ -85,35 +85,17 @@ class HopApp:
         state, fast = self.edge.state, self.edge.fast
         if scope["type"] != "http" or state is None or fast is None:
             return
-        headers = scope["headers"]
-        host = next((v for k, v in headers if k == b"host"), b"").decode("latin-1")
-        signature = [v for k, v in headers if k == hop.HEADER.encode()]
-        target = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
-        reason = (
-            hop.verify(
-                self.cluster.secret,
-                signature[0].decode("latin-1"),
-                scope["method"],
-                host,
-                target.decode("latin-1"),
-                time.time(),
-                self.cluster.settings.replay_window,
-            )
-            if len(signature) == 1
-            else "no signature"
-            if not signature
-            else "two signatures"
-        )
-        if reason is not None:
+        try:
+            stage = self._stage(scope)
+        except hop.HopRefused as exc:
             client = scope.get("client") or ("unix", 0)
-            log.info("cluster hop refused from %s: %s", client[0], reason)
+            log.info("cluster hop refused from %s: %s", client[0], exc)
             state.stats.inc("edgeshield_peer_hops", ("refused",))
             await send_error(send, 403, "peer signature required")
             return
         state.stats.inc("edgeshield_peer_hops", ("served",))
-        scope = {**scope, "headers": [h for h in headers if h[0] != hop.HEADER.encode()]}
+        headers = [h for h in scope["headers"] if h[0] != hop.HEADER.encode()]
+        scope = {**scope, "headers": headers}
         marker = self.marker
 
         async def marked(message: dict[str, Any]) -> None:
@@ -121,13 +103,37 @@ class HopApp:
                 message = {**message, "headers": [*message.get("headers", ()), marker]}
             await send(message)
 
-        token = HOP.set(self.level)
+        token = HOP.set(stage)
         try:
             if scope["method"] == "GET" and await fast.serve(scope, marked, receive):
                 return
             await handle(state, scope, receive, marked)
         finally:
             HOP.reset(token)
+
+    def _stage(self, scope: dict[str, Any]) -> int:
+        """The stage the request's signature holds, if it is one this listener takes
+        (the instance hop is stage 2, a worker hop 1 or 3); HopRefused otherwise."""
+        headers = scope["headers"]
+        signatures = [v for k, v in headers if k == hop.HEADER.encode()]
+        if len(signatures) > 1:
+            raise hop.HopRefused("two signatures")
+        host = next((v for k, v in headers if k == b"host"), b"").decode("latin-1")
+        target = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        stage = hop.verify(
+            self.cluster.secret,
+            signatures[0].decode("latin-1") if signatures else None,
+            scope["method"],
+            host,
+            target.decode("latin-1"),
+            time.time(),
+            self.cluster.settings.replay_window,
+        )
+        if stage not in ((2,) if self.level == INSTANCE else (1, 3)):
+            raise hop.HopRefused(f"stage {stage} on the {self.level} listener")
+        return stage
 
 
 class ClusterRuntime:

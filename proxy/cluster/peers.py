@@ -12,10 +12,18 @@ route's own group asks the origin, and the peer is skipped for a while (doubling
 normal freshness on another instance) is the ordinary miss path's; a worker relaying
 from the worker that owns the key keeps no copy, so one machine holds one.
 
-A request that arrived over a hop (`HOP`, set by proxy/cluster/listener.py for the
-request's task and the fetches it starts) is not forwarded again at its level: an
-instance hop may still go to the owning worker, a worker hop goes nowhere. With peer
-lists that disagree, each request is forwarded at most once per level, never in a loop."""
+A request moves through stages, and only forward (`HOP`: the stage it arrived at, set
+by proxy/cluster/listener.py for the request's task and the fetches it starts):
+
+    0 a client's request    -> the worker of this instance that owns the key (1), or
+                               when that is this one, the owning instance (2)
+    1 over a worker hop     -> the owning instance (2)
+    2 over the instance hop -> the worker of that instance that owns the key (3)
+    3                          served here
+
+so the asking instance's owning worker is the one that asks (and keeps the instance's
+copy), the owning instance's owning worker the one that fetches, and with peer lists
+that disagree a request still takes at most three hops, never a loop."""
 
 from __future__ import annotations
 
@@ -47,9 +55,11 @@ if TYPE_CHECKING:
     from routing.groups import OriginGroup
 
 INSTANCE, WORKER = "instance", "worker"
-# The level a request came in over ("" for a client's): set per request task by the
+# The stage a request arrived at (0: from a client): set per request task by the
 # cluster listeners, inherited by the fetches it starts. A context variable, not state.
-HOP: ContextVar[str] = ContextVar("edgeshield_cluster_hop", default="")
+HOP: ContextVar[int] = ContextVar("edgeshield_cluster_hop", default=0)
+# Stage -> the levels a request there may still be forwarded over, in order.
+NEXT: dict[int, tuple[str, ...]] = {0: (WORKER, INSTANCE), 1: (INSTANCE,), 2: (WORKER,), 3: ()}
 
 # Fields the owner never gets: it answers in identity (this instance compresses for its
 # own clients), and the signature is added per hop.
@@ -125,9 +135,9 @@ class Cluster:
         if worker is not None:
             me = worker_name(worker)
             self.workers = Level(WORKER, me, Ring.of([Member(me)]))
-        # Fetches being relayed from an owner: a hop request never joins one (with peer
-        # lists that disagree, two relays could otherwise wait on each other).
-        self.relaying: weakref.WeakSet[Fetch] = weakref.WeakSet()
+        # Fetches being relayed from an owner, and the stage their hop carries: only a
+        # request of an earlier stage joins one, so no two relays wait on each other.
+        self.relaying: weakref.WeakKeyDictionary[Fetch, int] = weakref.WeakKeyDictionary()
         self.owned: dict[str, int] = {}
         stats.sample("edgeshield_peer_share", "cluster", self._shares)
         stats.sample("edgeshield_peer_owned_misses", "cluster", self._owned)
@@ -137,6 +147,9 @@ class Cluster:
     @property
     def levels(self) -> tuple[Level, ...]:
         return tuple(lv for lv in (self.instances, self.workers) if lv is not None)
+
+    def level(self, kind: str) -> Level | None:
+        return self.instances if kind == INSTANCE else self.workers
 
     def _peer(self, name: str, socket: Path | None) -> Peer:
         transport = None if socket is None else httpx.AsyncHTTPTransport(uds=str(socket))
@@ -189,17 +202,15 @@ class Cluster:
         )
 
     def route_for(self, state: AppState, route: Route, fetch: Fetch, req: Request) -> Route:
-        """The route `fetch` is made through: `route`, or `route` via the key's owner:
-        the owning instance, or when that is this one (or it is skipped), the owning
-        worker. A hop is not forwarded again at its own level or above."""
-        came_over = HOP.get()
-        if came_over == WORKER or not self.forwards(state, route, req):
+        """The route `fetch` is made through: `route`, or `route` via the key's owner at
+        the first level this request's stage may still cross (module docstring)."""
+        stage = HOP.get()
+        if not NEXT[stage] or not self.forwards(state, route, req):
             return route
-        for level in self.levels:
-            if level.kind == INSTANCE and came_over == INSTANCE:
-                continue
-            owner = level.ring.owner(fetch.key)
-            if owner is None:
+        for kind in NEXT[stage]:
+            level = self.level(kind)
+            owner = level.ring.owner(fetch.key) if level is not None else None
+            if level is None or owner is None:
                 continue
             self.owned[owner.name] = self.owned.get(owner.name, 0) + 1
             if owner.name == level.self_name:
@@ -207,8 +218,9 @@ class Cluster:
             peer = level.peers.get(owner.name)
             if peer is None or peer.down_until > time.monotonic():
                 continue  # skipped for now: the next level, or the origin
-            self.relaying.add(fetch)
-            via = ViaPeer(self, level, peer, route.group, req)
+            next_stage = 2 if kind == INSTANCE else stage + 1
+            self.relaying[fetch] = next_stage
+            via = ViaPeer(self, level, peer, route.group, req, next_stage)
             return replace(route, group=cast("OriginGroup", via))
         return route
 
@@ -218,11 +230,15 @@ class Cluster:
         return isinstance(group, ViaPeer) and group.level.kind == WORKER
 
     def may_join(self, found: object) -> bool:
-        """A hop request never joins a fetch this process relays from another owner."""
-        return not (HOP.get() and isinstance(found, Fetch) and found in self.relaying)
+        """A request joins a relay only from an earlier stage than the relay's hop."""
+        relayed = self.relaying.get(found) if isinstance(found, Fetch) else None
+        return relayed is None or HOP.get() < relayed
 
-    async def ask(self, peer: Peer, req: Request, oreq: OriginRequest) -> OriginResponse | None:
-        """The owner's answer to `oreq`, or None (counted, the peer marked down)."""
+    async def ask(
+        self, peer: Peer, req: Request, oreq: OriginRequest, stage: int
+    ) -> OriginResponse | None:
+        """The owner's answer to `oreq` sent at `stage`, or None (counted, the peer
+        marked down)."""
         target = hop_target(req.path, req.query)
         headers = [(b"host", req.host.encode("latin-1"))]
         headers += [
@@ -230,7 +246,7 @@ class Cluster:
             for k, v in oreq.headers
             if k not in _HOP_DROP
         ]
-        signature = hop.sign(self.secret, oreq.method, req.host, target, time.time())
+        signature = hop.sign(self.secret, oreq.method, req.host, target, stage, time.time())
         headers.append((hop.HEADER.encode(), signature.encode()))
         url = peer.base.copy_with(raw_path=target.encode("ascii"))
         try:
@@ -269,17 +285,24 @@ class ViaPeer:
     route's own group when the owner fails (nothing reached a client yet)."""
 
     def __init__(
-        self, cluster: Cluster, level: Level, peer: Peer, group: OriginGroup, req: Request
+        self,
+        cluster: Cluster,
+        level: Level,
+        peer: Peer,
+        group: OriginGroup,
+        req: Request,
+        stage: int,
     ) -> None:
         self.cluster = cluster
         self.level = level
         self.peer = peer
         self.group = group
         self.req = req
+        self.stage = stage
         self.name = f"peer:{peer.name}"
 
     async def fetch(self, request: OriginRequest) -> tuple[OriginResponse, str]:
-        resp = await self.cluster.ask(self.peer, self.req, request)
+        resp = await self.cluster.ask(self.peer, self.req, request, self.stage)
         if resp is not None:
             return resp, self.name
         return await self.group.fetch(request)

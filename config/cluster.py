@@ -2,8 +2,10 @@
 
 Every key has one owner among `peers` (weighted rendezvous hashing); a miss on another
 instance is fetched from the owner over an authenticated HTTP hop instead of from the
-origin. With `socket_dir`, the workers of one instance share their misses the same way,
-each listening on its own unix socket in that folder. Off unless one of them is set."""
+origin. With `registry`, the instances are also those that announce themselves in Redis
+([redis]) with heartbeats. With `socket_dir`, the workers of one instance share their
+misses the same way, each listening on its own unix socket in that folder. Off unless
+`peers`, `registry` or `socket_dir` is set."""
 
 from __future__ import annotations
 
@@ -71,6 +73,13 @@ class ClusterSettings(BaseModel):
     down_seconds: Positive = 1.0
     max_down_seconds: Positive = 30.0
     max_connections: int = Field(default=100, ge=1)
+    # Membership from Redis too ([redis] required): every worker adds `self` with the time
+    # to one sorted set every `heartbeat_interval`; entries not renewed for `member_ttl`
+    # are gone. `weight` is this instance's weight there.
+    registry: bool = False
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    heartbeat_interval: Positive = 1.0
+    member_ttl: Positive = 5.0
     # The workers of this instance as peers: each listens on <socket_dir>/<pid>.sock, and
     # the sockets of live workers there are the members. One folder per instance.
     socket_dir: Path | None = None
@@ -91,10 +100,12 @@ class ClusterSettings(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> ClusterSettings:
-        if (self.peers or self.socket_dir is not None) and self.secret is None:
-            raise ValueError("cluster.secret: required when peers or socket_dir is set")
-        if self.peers and self.self_url is None:
-            raise ValueError("cluster.self: required when peers is set (this instance's URL)")
+        if (self.peers or self.registry or self.socket_dir is not None) and self.secret is None:
+            raise ValueError("cluster.secret: required when peers, registry or socket_dir is set")
+        if (self.peers or self.registry) and self.self_url is None:
+            raise ValueError("cluster.self: required with peers or registry (this instance's URL)")
+        if self.member_ttl <= self.heartbeat_interval:
+            raise ValueError("cluster.member_ttl: must exceed heartbeat_interval")
         if self.max_down_seconds < self.down_seconds:
             raise ValueError("cluster.max_down_seconds: must be at least down_seconds")
         return self

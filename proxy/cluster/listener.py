@@ -23,6 +23,7 @@ from config.cluster import ClusterSettings
 from proxy.cluster import hop
 from proxy.cluster.owner import Member
 from proxy.cluster.peers import HOP, INSTANCE, WORKER, Cluster
+from proxy.cluster.registry import watch_registry
 from proxy.deliver import send_error
 from proxy.pipeline import handle
 from proxy.serve.admin_listener import AdminListener, open_side_listener
@@ -141,13 +142,13 @@ class ClusterRuntime:
         self.cluster = cluster
         self.listeners: list[AdminListener] = []
         self.socket: Path | None = None
-        self.watcher: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[Any]] = []
 
     async def close(self) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
+        for task in self.tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.watcher
+                await task
         if self.socket is not None:  # others stop routing to this worker at once
             remove(self.socket)
         for listener in self.listeners:
@@ -158,8 +159,10 @@ class ClusterRuntime:
 async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | None:
     """The worker's cluster membership and listeners; None when [cluster] is off."""
     settings = state.settings.cluster
-    if not settings.peers and settings.socket_dir is None:
+    if not settings.peers and not settings.registry and settings.socket_dir is None:
         return None
+    if settings.registry and state.redis is None:
+        raise RuntimeError("cluster.registry needs [redis] (url or cluster_nodes)")
     for warning in membership_warnings(settings):
         log.warning("%s", warning)
     pid = os.getpid()
@@ -173,7 +176,7 @@ async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | N
     runtime = ClusterRuntime(cluster)
     server = state.settings.server
     try:
-        if settings.peers:
+        if settings.peers or settings.registry:
             assert settings.self_url is not None and settings.port is not None
             app = HopApp(edge, cluster, INSTANCE, settings.self_url)
             host = settings.host or server.host
@@ -185,7 +188,14 @@ async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | N
             app = HopApp(edge, cluster, WORKER, f"unix:{pid}")
             runtime.listeners.append(await open_unix_listener(app, path, server.log_level))
             runtime.socket = path
-            runtime.watcher = state.spawn(watch_workers(cluster, settings))
+            runtime.tasks.append(state.spawn(watch_workers(cluster, settings)))
+        if settings.registry and state.redis is not None:
+            key = f"{state.settings.redis.key_prefix}cluster:members"
+            runtime.tasks.append(
+                state.spawn(
+                    watch_registry(state.redis.client, key, settings, cluster.set_instances)
+                )
+            )
     except BaseException:
         await runtime.close()
         raise

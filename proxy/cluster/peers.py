@@ -125,12 +125,11 @@ class Cluster:
             verify_tls=False,
         )
         self.instances: Level | None = None
-        if instances:
+        self.static = instances
+        if instances or settings.registry:
             assert settings.self_url is not None
-            self.instances = Level(INSTANCE, settings.self_url, Ring.of(instances))
-            for m in self.instances.ring.members:
-                if m.name != settings.self_url:
-                    self.instances.peers[m.name] = self._peer(m.name, None)
+            self.instances = Level(INSTANCE, settings.self_url, Ring(()))
+            self.set_instances(())
         self.workers: Level | None = None
         if worker is not None:
             me = worker_name(worker)
@@ -155,6 +154,28 @@ class Cluster:
         transport = None if socket is None else httpx.AsyncHTTPTransport(uds=str(socket))
         client = new_client(self.client_settings, transport)
         return Peer(name, client, httpx.URL(name if socket is None else "http://worker"))
+
+    def set_instances(self, announced: Iterable[Member]) -> list[httpx.AsyncClient]:
+        """The instances: `peers` and those `announced` in the registry (a peer named in
+        both keeps its `peers` weight). The clients of instances gone are returned."""
+        level = self.instances
+        if level is None:
+            return []
+        # With a registry this instance is always a member (it announces itself); with
+        # `peers` alone, only when listed there.
+        me = [Member(level.self_name, self.settings.weight)] if self.settings.registry else []
+        ring = Ring.of([*self.static, *announced, *me])
+        if ring == level.ring:
+            return []
+        names = {m.name for m in ring.members}
+        gone = [level.peers.pop(n).client for n in [n for n in level.peers if n not in names]]
+        for m in ring.members:
+            if m.name != level.self_name and m.name not in level.peers:
+                level.peers[m.name] = self._peer(m.name, None)
+        if level.ring.members:
+            log.info("cluster: %d instances own keys", len(ring.members))
+        level.ring = ring
+        return gone
 
     def set_workers(self, pids: Iterable[int]) -> list[httpx.AsyncClient]:
         """The live workers of this instance (proxy/cluster/listener.py watches the

@@ -316,3 +316,67 @@ def test_two_instances_of_two_workers_fetch_a_cold_object_once(
         assert [len(r.content) for r in answers if r.status_code == 200] == [100_000] * 60
         assert origin_server.stats()["requests"].get("GET /both") == 1
         assert [workers_holding(tmp_path / str(i), "/both") for i in (0, 1)] == [1, 1]
+
+
+def registry_config(origin_url: str, port: int, redis_port: int) -> str:
+    return (
+        proxy_config(origin_url)
+        + f'[redis]\nurl = "redis://127.0.0.1:{redis_port}/0"\n'
+        + f'[cluster]\nself = "http://127.0.0.1:{port}"\nsecret = "{SECRET}"\n'
+        + "registry = true\nheartbeat_interval = 0.2\nmember_ttl = 2.0\n"
+    )
+
+
+def wait_for_peers(proxy: ProxyServer, n: int) -> None:
+    """Until the instance ring holds `n` instances (a hang guard only)."""
+    deadline = time.monotonic() + 60
+    while True:
+        text = httpx.get(proxy.url + "/metrics", timeout=10).text
+        rows = [x for x in text.splitlines() if x.startswith('edgeshield_peer_share{peer="http')]
+        if len(rows) == n:
+            return
+        assert time.monotonic() < deadline, proxy.log()
+        time.sleep(0.2)
+
+
+def test_instances_found_in_the_redis_registry_share_their_misses(
+    origin_server: OriginServer,
+) -> None:
+    from tests.support.redis_server import running_redis
+
+    origin_server.reset()
+    with running_redis() as redis_server:
+        ports = [free_port(), free_port()]
+        with ExitStack() as stack:
+            a, b = (
+                stack.enter_context(
+                    running_proxy(registry_config(origin_server.url, p, redis_server.port))
+                )
+                for p in ports
+            )
+            wait_for_peers(a, 2)
+            wait_for_peers(b, 2)
+            paths = [f"/gen/{600 + i}" for i in range(6)]
+            for path in paths:  # each cold object asked of the instance that does not own it
+                asked = b if owner_port(path, ports) == ports[0] else a
+                assert get(asked, path).status_code == 200
+            requests = origin_server.stats()["requests"]
+            assert [requests.get(f"GET {p}") for p in paths] == [1] * 6
+            fetched = [metric(p, "edgeshield_peer_fetches_total") for p in (a, b)]
+            assert sum(fetched) == 6  # each from its owner, found in the registry
+            b.stop()  # its entry is no longer renewed: it leaves the ring
+            wait_for_peers(a, 1)
+            assert get(a, "/gen/700").status_code == 200
+        assert "cluster: 2 instances own keys" in a.log()
+
+
+def test_an_unreachable_registry_is_a_warning_and_the_instance_serves(
+    origin_server: OriginServer,
+) -> None:
+    config = registry_config(origin_server.url, free_port(), free_port())  # nothing there
+    with running_proxy(config) as proxy:
+        assert get(proxy, "/gen/8").status_code == 200
+        deadline = time.monotonic() + 60
+        while "cluster registry unreachable" not in proxy.log():
+            assert time.monotonic() < deadline, proxy.log()
+            time.sleep(0.2)

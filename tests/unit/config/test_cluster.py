@@ -54,3 +54,14 @@ def test_worker_sockets_need_a_secret() -> None:
     with pytest.raises(ValidationError, match="secret"):
         ClusterSettings.model_validate({"socket_dir": "/tmp/x"})
     assert ClusterSettings.model_validate({"socket_dir": "/tmp/x", "secret": "k"}).peers == ()
+
+
+def test_a_registry_needs_self_and_a_ttl_above_the_heartbeat() -> None:
+    with pytest.raises(ValidationError, match="self"):
+        ClusterSettings.model_validate({"registry": True, "secret": "k"})
+    with pytest.raises(ValidationError, match="member_ttl"):
+        ClusterSettings.model_validate(
+            {"registry": True, "secret": "k", "self": "http://a:1", "member_ttl": 1}
+        )
+    ok = {"registry": True, "secret": "k", "self": "http://a:1"}
+    assert ClusterSettings.model_validate(ok).peers == ()

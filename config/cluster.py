@@ -93,6 +93,14 @@ class ClusterSettings(BaseModel):
             return tuple({"url": v} if isinstance(v, str) else v for v in value)
         return value
 
+    @field_validator("socket_dir")
+    @classmethod
+    def _socket_dir(cls, value: Path | None) -> Path | None:
+        # A unix socket path holds at most 107 bytes: the folder, "/", a pid, ".sock".
+        if value is not None and len(str(value).encode()) > 107 - len("/4194304.sock"):
+            raise ValueError("too long for a unix socket path (at most 94 bytes)")
+        return value
+
     @field_validator("self_url")
     @classmethod
     def _self(cls, value: str | None) -> str | None:

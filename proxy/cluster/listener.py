@@ -223,7 +223,9 @@ def bind_unix(path: Path) -> socket.socket:
         os.chmod(path, 0o600)
     except OSError as exc:
         sock.close()
-        raise RuntimeError(f"cannot listen on the cluster socket {path}: {exc.strerror}") from None
+        raise RuntimeError(
+            f"cannot listen on the cluster socket {path}: {exc.strerror or exc}"
+        ) from None
     return sock
 
 

@@ -65,3 +65,8 @@ def test_a_registry_needs_self_and_a_ttl_above_the_heartbeat() -> None:
         )
     ok = {"registry": True, "secret": "k", "self": "http://a:1"}
     assert ClusterSettings.model_validate(ok).peers == ()
+
+
+def test_a_socket_folder_must_leave_room_for_the_socket_name() -> None:
+    with pytest.raises(ValidationError, match="unix socket"):
+        ClusterSettings.model_validate({"socket_dir": "/" + "d" * 100, "secret": "k"})

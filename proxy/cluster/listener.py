@@ -26,7 +26,7 @@ from proxy.cluster.peers import HOP, INSTANCE, WORKER, Cluster
 from proxy.cluster.registry import watch_registry
 from proxy.deliver import send_error
 from proxy.pipeline import handle
-from proxy.serve.admin_listener import AdminListener, open_side_listener
+from proxy.serve.admin_listener import AdminListener, open_side_listener, serve_socket
 
 if TYPE_CHECKING:
     from proxy.exchange import Receive, Send
@@ -236,25 +236,6 @@ def remove(path: Path) -> None:
 
 async def open_unix_listener(app: Any, path: Path, log_level: str) -> AdminListener:
     """A worker's own unix socket, served by uvicorn on the worker's loop."""
-    import uvicorn
-
-    from proxy.serve.server_protocol import AuthorityKeepingProtocol
-
     sock = bind_unix(path)
     sock.listen(128)
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        http=AuthorityKeepingProtocol,
-        ws="none",
-        proxy_headers=False,
-        access_log=False,
-        server_header=False,
-        date_header=False,
-        log_level=log_level,
-    )
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
-    await server.startup(sockets=[sock])
-    return AdminListener(server, sock)
+    return await serve_socket(app, sock, log_level)

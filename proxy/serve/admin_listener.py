@@ -41,10 +41,6 @@ async def open_side_listener(
     app: Any, host: str, port: int, what: str, log_level: str
 ) -> AdminListener:
     """A listener served beside the main one in this worker (admin, https redirect)."""
-    import uvicorn
-
-    from proxy.serve.server_protocol import AuthorityKeepingProtocol
-
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -56,6 +52,15 @@ async def open_side_listener(
             f"cannot listen on the {what} address {host}:{port}: {exc.strerror}"
         ) from None
     sock.listen(128)
+    return await serve_socket(app, sock, log_level)
+
+
+async def serve_socket(app: Any, sock: socket.socket, log_level: str) -> AdminListener:
+    """Serve `app` on a bound, listening socket with uvicorn on this worker's loop."""
+    import uvicorn
+
+    from proxy.serve.server_protocol import AuthorityKeepingProtocol
+
     config = uvicorn.Config(
         app,
         lifespan="off",  # the worker's engine ran the app's lifespan already

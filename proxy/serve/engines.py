@@ -17,6 +17,7 @@ import logging
 import math
 import multiprocessing
 import resource
+import sys
 from typing import Any
 
 from config.schema import ServerSettings, Settings
@@ -36,9 +37,11 @@ def run_granian(settings: Settings) -> None:
     from granian.http import HTTP1Settings, HTTP2Settings
     from granian.server import Server
 
-    # Workers start fresh interpreters, not forks: the parent has libvips loaded (the
-    # config checks import it), and its threads do not survive a fork.
-    multiprocessing.set_start_method("spawn", force=True)
+    # Workers are forks (they start in a fraction of a second, sharing what the parent
+    # imported) unless the parent has libvips loaded: its threads do not survive a fork,
+    # and the first transform would hang. The config checks no longer load it
+    # (transforms/image/__init__.py); a fresh interpreter per worker is the fallback.
+    multiprocessing.set_start_method("spawn" if "pyvips" in sys.modules else "fork", force=True)
     server = settings.server
     stage = stage_certificates(server.tls)  # None on plain HTTP (proxy/serve/tls.py)
     engine = Server(

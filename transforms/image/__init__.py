@@ -10,6 +10,11 @@ Pipeline integration (see docs/images.md):
     # workers.run waits for its estimated peak memory within images.memory_budget_bytes
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from transforms.image.cloudflare import parse_cloudflare_path
 from transforms.image.errors import ImageLimitError, ImageOptionError, KeepOriginal, Overloaded
 from transforms.image.imgix import parse_query
@@ -23,9 +28,30 @@ from transforms.image.negotiate import (
 )
 from transforms.image.options import Fit, Gravity, ImageOptions
 from transforms.image.parsing import check_policy
-from transforms.image.pipeline import encode_avif_later, transform
-from transforms.image.work import TransformResult
-from transforms.image.workers import ImageWorkers, configure_vips
+
+if TYPE_CHECKING:
+    from transforms.image.pipeline import encode_avif_later, transform
+    from transforms.image.work import TransformResult
+    from transforms.image.workers import ImageWorkers, configure_vips
+
+# What needs libvips loads on first use: `edgeshield serve`'s parent process checks image
+# options without loading it, so granian can fork its workers (a fork of a process whose
+# libvips threads run deadlocks in the first transform: proxy/serve/engines.py).
+_NEEDS_LIBVIPS = {
+    "encode_avif_later": "transforms.image.pipeline",
+    "transform": "transforms.image.pipeline",
+    "TransformResult": "transforms.image.work",
+    "ImageWorkers": "transforms.image.workers",
+    "configure_vips": "transforms.image.workers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _NEEDS_LIBVIPS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Fit",

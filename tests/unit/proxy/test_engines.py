@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import resource
+import subprocess
+import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.serve.engines import RESERVED_FDS, connection_cap, fitting_cap
+from tests.support.proxy_server import REPO_ROOT
 
 
 def test_a_roomy_limit_keeps_the_requested_cap() -> None:
@@ -39,3 +42,10 @@ def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
     if hard != resource.RLIM_INFINITY:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_serve_command_does_not_load_libvips() -> None:
+    """granian forks its workers only while the parent has no libvips threads running
+    (proxy/serve/engines.py): the config checks must not load it."""
+    code = "import sys, proxy.serve.cli; sys.exit('pyvips' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, timeout=60).returncode == 0

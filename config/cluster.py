@@ -3,9 +3,10 @@
 Every key has one owner among `peers` (weighted rendezvous hashing); a miss on another
 instance is fetched from the owner over an authenticated HTTP hop instead of from the
 origin. With `registry`, the instances are also those that announce themselves in Redis
-([redis]) with heartbeats. With `socket_dir`, the workers of one instance share their
+([redis]) with heartbeats; with `dns`, the addresses a name resolves to (a Kubernetes
+headless Service). With `socket_dir`, the workers of one instance share their
 misses the same way, each listening on its own unix socket in that folder. Off unless
-`peers`, `registry` or `socket_dir` is set."""
+`peers`, `registry`, `dns` or `socket_dir` is set."""
 
 from __future__ import annotations
 
@@ -80,6 +81,14 @@ class ClusterSettings(BaseModel):
     weight: float = Field(default=1.0, gt=0, le=1000)
     heartbeat_interval: Positive = 1.0
     member_ttl: Positive = 5.0
+    # Membership from DNS too: every A/AAAA record of this name, at `dns_port`, is an
+    # instance (weight 1), resolved every `dns_interval`; the last good set is kept when
+    # resolution fails. This instance is `self`, or else the record whose address is
+    # local. A Kubernetes headless Service's name, for instance.
+    dns: str | None = None
+    # The cluster port of every instance found by `dns` (default: the port of `self`).
+    dns_port: int | None = Field(default=None, ge=1, le=65535)
+    dns_interval: Positive = 5.0
     # The workers of this instance as peers: each listens on <socket_dir>/<pid>.sock, and
     # the sockets of live workers there are the members. One folder per instance.
     socket_dir: Path | None = None
@@ -108,17 +117,43 @@ class ClusterSettings(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> ClusterSettings:
-        if (self.peers or self.registry or self.socket_dir is not None) and self.secret is None:
-            raise ValueError("cluster.secret: required when peers, registry or socket_dir is set")
+        if (self.instances_on or self.socket_dir is not None) and self.secret is None:
+            raise ValueError(
+                "cluster.secret: required when peers, registry, dns or socket_dir is set"
+            )
         if (self.peers or self.registry) and self.self_url is None:
             raise ValueError("cluster.self: required with peers or registry (this instance's URL)")
+        if self.dns is not None and self.port is None:
+            raise ValueError("cluster.dns_port: required with dns when self is not set")
+        if self.dns is not None and self.registry:
+            raise ValueError("cluster.dns: membership from dns or from the registry, not both")
         if self.member_ttl <= self.heartbeat_interval:
             raise ValueError("cluster.member_ttl: must exceed heartbeat_interval")
         if self.max_down_seconds < self.down_seconds:
             raise ValueError("cluster.max_down_seconds: must be at least down_seconds")
         return self
 
+    @field_validator("dns")
+    @classmethod
+    def _dns(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().rstrip(".").lower()
+        if not name or len(name) > 253 or any(c in name for c in "/:@ \t[]"):
+            raise ValueError(f"must be a host name (got {value!r})")
+        return name
+
+    @property
+    def instances_on(self) -> bool:
+        """Whether instances share their misses (an instance ring and listener)."""
+        return bool(self.peers or self.registry or self.dns)
+
     @property
     def port(self) -> int | None:
-        """The cluster listener's port: the one `self` names."""
-        return urlsplit(self.self_url).port if self.self_url else None
+        """The cluster listener's port: the one `self` names, else `dns_port`."""
+        return urlsplit(self.self_url).port if self.self_url else self.dns_port
+
+    @property
+    def dns_peer_port(self) -> int | None:
+        """The port of the instances `dns` finds: `dns_port`, else the one of `self`."""
+        return self.dns_port or self.port

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.cluster import ClusterSettings
 from proxy.cluster import hop
+from proxy.cluster.dns import watch_dns
 from proxy.cluster.owner import Member
 from proxy.cluster.peers import HOP, INSTANCE, WORKER, Cluster
 from proxy.cluster.registry import watch_registry
@@ -47,7 +48,7 @@ def membership_warnings(settings: ClusterSettings) -> list[str]:
     warnings = [
         f"cluster.peers names {u} more than once" for u in sorted(set(urls)) if urls.count(u) > 1
     ]
-    if settings.peers and settings.self_url not in urls:
+    if settings.peers and not settings.dns and settings.self_url not in urls:
         warnings.append(f"cluster.self {settings.self_url} is not in cluster.peers: owns no keys")
     return warnings
 
@@ -159,7 +160,7 @@ class ClusterRuntime:
 async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | None:
     """The worker's cluster membership and listeners; None when [cluster] is off."""
     settings = state.settings.cluster
-    if not settings.peers and not settings.registry and settings.socket_dir is None:
+    if not settings.instances_on and settings.socket_dir is None:
         return None
     if settings.registry and state.redis is None:
         raise RuntimeError("cluster.registry needs [redis] (url or cluster_nodes)")
@@ -176,9 +177,9 @@ async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | N
     runtime = ClusterRuntime(cluster)
     server = state.settings.server
     try:
-        if settings.peers or settings.registry:
-            assert settings.self_url is not None and settings.port is not None
-            app = HopApp(edge, cluster, INSTANCE, settings.self_url)
+        if settings.instances_on:
+            assert settings.port is not None
+            app = HopApp(edge, cluster, INSTANCE, settings.self_url or f"dns:{settings.dns}")
             host = settings.host or server.host
             runtime.listeners.append(
                 await open_side_listener(app, host, settings.port, "cluster", server.log_level)
@@ -196,6 +197,8 @@ async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | N
                     watch_registry(state.redis.client, key, settings, cluster.set_instances)
                 )
             )
+        if settings.dns is not None:
+            runtime.tasks.append(state.spawn(watch_dns(settings, cluster.set_instances)))
     except BaseException:
         await runtime.close()
         raise

@@ -126,9 +126,9 @@ class Cluster:
         )
         self.instances: Level | None = None
         self.static = instances
-        if instances or settings.registry:
-            assert settings.self_url is not None
-            self.instances = Level(INSTANCE, settings.self_url, Ring(()))
+        if instances or settings.instances_on:
+            # With `dns` and no `self`, this instance's name comes with the records.
+            self.instances = Level(INSTANCE, settings.self_url or "", Ring(()))
             self.set_instances(())
         self.workers: Level | None = None
         if worker is not None:
@@ -155,23 +155,28 @@ class Cluster:
         client = new_client(self.client_settings, transport)
         return Peer(name, client, httpx.URL(name if socket is None else "http://worker"))
 
-    def set_instances(self, announced: Iterable[Member]) -> list[httpx.AsyncClient]:
-        """The instances: `peers` and those `announced` in the registry (a peer named in
-        both keeps its `peers` weight). The clients of instances gone are returned."""
+    def set_instances(
+        self, announced: Iterable[Member], me: str | None = None
+    ) -> list[httpx.AsyncClient]:
+        """The instances: `peers` and those `announced` in the registry or DNS (a peer
+        named in both keeps its `peers` weight); `me`, this instance's name when DNS
+        tells it. The clients of instances gone (or now this one) are returned."""
         level = self.instances
         if level is None:
             return []
+        renamed = me is not None and me != level.self_name
+        if me is not None:
+            level.self_name = me
         # With a registry this instance is always a member (it announces itself); with
         # `peers` alone, only when listed there.
-        me = [Member(level.self_name, self.settings.weight)] if self.settings.registry else []
-        ring = Ring.of([*self.static, *announced, *me])
-        if ring == level.ring:
+        mine = [Member(level.self_name, self.settings.weight)] if self.settings.registry else []
+        ring = Ring.of([*self.static, *announced, *mine])
+        if ring == level.ring and not renamed:
             return []
-        names = {m.name for m in ring.members}
+        names = {m.name for m in ring.members} - {level.self_name}
         gone = [level.peers.pop(n).client for n in [n for n in level.peers if n not in names]]
-        for m in ring.members:
-            if m.name != level.self_name and m.name not in level.peers:
-                level.peers[m.name] = self._peer(m.name, None)
+        for name in names - set(level.peers):
+            level.peers[name] = self._peer(name, None)
         if level.ring.members:
             log.info("cluster: %d instances own keys", len(ring.members))
         level.ring = ring

@@ -1,5 +1,6 @@
 """What segment prefetch remembers: recently served HLS media playlists (and static
-DASH manifests, one listing per Representation) and their segments in order, and the segments it fetched ahead, until they are used or given up.
+DASH manifests, one listing per Representation) and their segments in order, and the
+segments it fetched ahead, until they are used or given up.
 
 Pure bookkeeping, kept in `AppState` (proxy/prefetch.py does the fetching). Bounded
 throughout: at most `MAX_PLAYLISTS` playlists and `MAX_SEGMENTS` segment URIs in all

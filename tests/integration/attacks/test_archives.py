@@ -119,9 +119,7 @@ def test_name_outside_the_folder_refused(
     assert "GET /files/a" not in origin.stats()["requests"]  # refused before any member
 
 
-def test_too_many_entries_and_too_large_manifests(
-    origin: OriginServer, edge: ProxyServer
-) -> None:
+def test_too_many_entries_and_too_large_manifests(origin: OriginServer, edge: ProxyServer) -> None:
     many = "".join(f"- 1 /files/{i} f{i}\n" for i in range(101))
     _refused(edge, _manifest(origin, many), "more than 100 entries")
     large = "".join(f"- 1 /files/{i} {'n' * 100}{i}\n" for i in range(99))

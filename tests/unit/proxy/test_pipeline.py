@@ -163,7 +163,15 @@ def test_steps_run_in_the_documented_order() -> None:
     block = ARCHITECTURE.read_text().split("STEPS, in order", 1)[1].split("\nrecord", 1)[0]
     documented = re.findall(r"^  (\w+) ", block, flags=re.MULTILINE)
     assert [step.__name__ for step in STEPS] == documented
-    assert documented == ["auth", "steer_", "variant", "lookup", "pass_", "refuse"]
+    assert documented == [
+        "auth",
+        "refuse_unsigned",
+        "steer_",
+        "variant",
+        "lookup",
+        "pass_",
+        "refuse",
+    ]
 
 
 async def test_no_route_is_a_404_deny_before_any_step(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -55,3 +57,47 @@ def proxy(origin_server: OriginServer, engine: str | None) -> Iterator[ProxyServ
         engine=engine,
     ) as server:
         yield server
+
+
+# The attack table (issue 11's figure): one line per module of tests/integration/attacks/
+# counting its attacks and how they ended. Fed by the reports, which pytest-xdist hands to
+# the controlling process too, so it prints the same with or without -n.
+ATTACKS = "tests/integration/attacks/"
+
+
+class AttackTable:
+    def __init__(self) -> None:
+        self.results: dict[str, Counter[str]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not report.nodeid.startswith(ATTACKS):
+            return
+        module = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+        counts = self.results.setdefault(module, Counter())
+        if report.when == "call":
+            counts[report.outcome] += 1
+        elif report.failed:  # a fixture (a server that would not start) failed
+            counts["failed"] += 1
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
+        write = terminalreporter.write_line
+        write(
+            "attack table (each: clean answer, nothing poisoned, connection kept or closed cleanly)"
+        )
+        total: Counter[str] = Counter()
+        for module, counts in sorted(self.results.items()):
+            total.update(counts)
+            write(
+                f"  {module:<28} {sum(counts.values()):>4} attacks  {counts['passed']:>4} held"
+                f"  {counts['failed']:>3} failed"
+            )
+        write(
+            f"  {'all':<28} {sum(total.values()):>4} attacks  {total['passed']:>4} held"
+            f"  {total['failed']:>3} failed"
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(AttackTable(), "attack-table")

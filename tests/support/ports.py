@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import time
 
+# Ports a test server is told to use come from a band of this range that belongs to one
+# pytest-xdist worker, below the kernel's ephemeral range (32768-60999 on Linux): two
+# workers never pick the same port between checking it and a server binding it, and no
+# outgoing connection takes it meanwhile.
+PORT_RANGE = (20000, 32000)
+WORKER_BANDS = 16
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that was free a moment ago, from this worker's band."""
+    low, high = PORT_RANGE
+    band = (high - low) // WORKER_BANDS
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = low + (int(worker) % WORKER_BANDS if worker.isdigit() else 0) * band
+    for _ in range(200):
+        port = random.randrange(start, start + band)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{start + band}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -50,9 +50,9 @@ system-packages:
 
 # System packages first: npm is needed to vendor hls.js.
 test: system-packages install lint
-	# Four test files at a time (a file's tests stay together, in order): most of the time
-	# goes to waiting on real servers, processes and sockets, not to the two CPUs.
-	$(BIN)/python -m pytest -q -n 4 --dist loadfile
+	# Three test files at a time (a file's tests stay together, in order): most of the
+	# time goes to waiting on real servers, processes and sockets, not to the two CPUs.
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 bench: install
 	$(BIN)/python loadtests/bench/hit_bench.py

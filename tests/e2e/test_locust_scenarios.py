@@ -228,13 +228,19 @@ def test_the_shipped_config_is_valid() -> None:
 
 def test_gallery(proxy: ProxyServer, objects: Path, tmp_path: Path) -> None:
     run = run_locust(
-        "gallery.py", proxy, objects, tmp_path, "--think-time", "0.1,0.3", "--warmup", "2"
+        "gallery.py",
+        proxy,
+        objects,
+        tmp_path,
+        *("--think-time", "0.1,0.3", "--warmup", "2"),
+        seconds=10,
     )
     assert_no_failures(run)
     names = run.requests()
     assert any(name.startswith("image thumbnail") for name in names), names
-    # Popular variants are hits once warmed up (every user repeats its device's variants).
-    assert run.cache("steady", "hit") > 0, run.output
+    # Popular variants are hits once made (every user repeats its device's variants); on a
+    # busy machine a transform can take seconds, so the hits may all fall in one phase.
+    assert run.cache("warm-up", "hit") + run.cache("steady", "hit") > 0, run.output
     assert run.cache("warm-up", "fwd=miss") > 0, run.output
     checks = run.checks()
     passed, failed = checks["image: format the browser accepts"]

@@ -372,7 +372,8 @@ async def test_cluster_round_trip_across_nodes(cluster: RedisCluster) -> None:
 async def test_cluster_hashes_whole_keys(cluster: RedisCluster) -> None:
     """A "{...}" in a URL must not pick the slot (it would let clients pin entries to one
     node); the tier makes Redis hash the whole key."""
-    cfg = RedisSettings(cluster_nodes=tuple(f"{h}:{p}" for h, p in cluster.startup_nodes))
+    nodes = tuple(f"{h}:{p}" for h, p in cluster.startup_nodes)
+    cfg = RedisSettings(cluster_nodes=nodes, op_timeout=2.0)  # a hang guard on a busy machine
     t = RedisTier.from_settings(cfg)
     try:
         keys = [f"h/{i}{{pin}}.jpg" for i in range(12)]

@@ -83,11 +83,13 @@ def test_cold_range_is_a_206_at_once_from_the_covering_slice_only(
     assert _ranges(origin, path) == [_slice_field(2, BIG)]
     assert origin.stats()["last_headers"][path]["accept-encoding"] == "identity"
 
-    # the same range again: a hit, nothing new at the origin
+    # the same range again: a hit (or a join of the slice fetch if it is still being
+    # stored on a busy machine), nothing new at the origin
     again = _get(proxy, path, range="bytes=2500000-2600000")
     assert again.status_code == 206
     assert again.content == r.content
-    assert "hit" in again.headers["cache-status"]
+    status = again.headers["cache-status"]
+    assert "; hit" in status or "collapsed" in status, status
     assert origin.requests(path) == 1
 
     # a range across slices 2 and 3 costs only slice 3

@@ -1,4 +1,4 @@
-"""Passing the configuration from `edgeshield serve` to uvicorn worker processes, which
+"""Passing the configuration from `edgeshield serve` to the server engine's worker processes, which
 import the app by name and so cannot receive a Python object.
 
 What is handed over is the configuration's source (the file path and the command-line

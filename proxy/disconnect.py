@@ -1,6 +1,6 @@
 """Running a response while watching for the client to leave.
 
-uvicorn drops sends after a disconnect silently, so a streaming response would keep
+Both server engines drop sends after a disconnect silently, so a streaming response would keep
 reading (and fetching) for nobody; the watcher cancels it instead."""
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ async def pass_(ex: Exchange) -> Answer | None:
 
 
 async def refuse(ex: Exchange) -> Answer:
-    """CONNECT or TRACE: the connection closes, uvicorn would not read on after one."""
+    """CONNECT or TRACE: the connection closes, so bytes behind one are never read."""
     log.info("refused %s: method not implemented", ex.req.method)
     refusal = [(b"connection", b"close")]
     sent = await send_error(ex.send, 501, "method not implemented", refusal)
@@ -377,7 +377,7 @@ async def _stream_guarded(
         return CLIENT_GONE, 0
     except FetchAborted as exc:
         # Left incomplete on purpose: the client sees a broken transfer, never a short
-        # body. uvicorn's own complaint about that is filtered (proxy/serve/logs.py).
+        # body. The engine's own complaint about that is filtered (proxy/serve/logs.py).
         log.warning(
             "origin body broke off after %d bytes, connection closed: %s (%s)",
             fetch.received,

@@ -1,7 +1,7 @@
 """The answers of the operations endpoints, as Starlette responses with exactly the
-fields given: never stored (`Cache-Control: no-store`), dated (uvicorn's own Date is
-off, proxy/serve/cli.py), and to a HEAD the head alone, with the length of the body it
-stands for."""
+fields given: never stored (`Cache-Control: no-store`), dated (the engines add no Date of
+their own to an answer that has one), and to a HEAD the head alone, with the length of the
+body it stands for."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ import httpx
 
 from config.cluster import ClusterSettings
 from config.schema import _HttpClientSettings
+from proxy.archive import signed as signed_archive
 from proxy.cache.collapse import Fetch
 from proxy.cluster import hop
 from proxy.cluster.owner import Member, Ring
@@ -58,6 +59,15 @@ INSTANCE, WORKER = "instance", "worker"
 # The stage a request arrived at (0: from a client): set per request task by the
 # cluster listeners, inherited by the fetches it starts. A context variable, not state.
 HOP: ContextVar[int] = ContextVar("edgeshield_cluster_hop", default=0)
+
+def vouched() -> bool:
+    """Did this request arrive over a hop whose signature held? Only the cluster
+    listeners set `HOP`, after checking it; a client's request is always stage 0, so
+    no client can reach what this lets through (the route's auth checks, which the
+    asking peer ran on the client's own request)."""
+    return HOP.get() > 0
+
+
 # Stage -> the levels a request there may still be forwarded over, in order.
 NEXT: dict[int, tuple[str, ...]] = {0: (WORKER, INSTANCE), 1: (INSTANCE,), 2: (WORKER,), 3: ()}
 
@@ -217,14 +227,20 @@ class Cluster:
         return {(): float(len(self.workers.ring.members))} if self.workers else {}
 
     def forwards(self, state: AppState, route: Route, req: Request) -> bool:
-        """Whether this route's misses may go to an owner. Not routes with auth checks
-        (the owner would check a token the request no longer carries, against a peer's
-        address) or with downstream_cache_control (the owner's answer would carry the
-        lifetime meant for clients), and not requests with credentials."""
+        """Whether this request's misses may go to an owner. Routes with auth checks do:
+        the client's token and address were checked here, the request is token-free
+        now (so is the hop's target), and the owner skips those checks for a signed hop
+        only (`vouched`). Not requests with credentials (whether their answer may be
+        stored is this instance's decision, RFC 9111 3.5, and the owner would store
+        it for every peer), not routes with downstream_cache_control (the owner's
+        answer would carry the lifetime meant for clients, and the asking peer would
+        store it as the origin's), and not the signed archive form (`?archive=zip`:
+        the owner would refuse it, the token binding that parameter is not on the
+        hop)."""
         return (
-            route.name not in state.guards.by_route
-            and route.policy.downstream_cache_control is None
+            route.policy.downstream_cache_control is None
             and "authorization" not in req.headers
+            and not (route.policy.archives and signed_archive.asks(req.query))
         )
 
     def route_for(self, state: AppState, route: Route, fetch: Fetch, req: Request) -> Route:

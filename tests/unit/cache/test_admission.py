@@ -7,7 +7,14 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.cache.admission import MAX_COUNT, PROBATION, PROTECTED, WINDOW, FrequencySketch, WTinyLFU
+from proxy.cache.admission import (
+    IN_WINDOW,
+    MAX_COUNT,
+    MAX_VICTIMS,
+    SAMPLE,
+    FrequencySketch,
+    WTinyLFU,
+)
 
 
 def _policy(max_bytes: int) -> WTinyLFU[str, int]:
@@ -15,30 +22,20 @@ def _policy(max_bytes: int) -> WTinyLFU[str, int]:
 
 
 def _check_books(cache: WTinyLFU[str, int]) -> None:
-    """Every kept key is in exactly the segment its node names, and the byte counts add up."""
-    nodes = cache._nodes
-    segments = cache._segments
-    assert sum(len(s) for s in segments) == len(nodes)
-    for number, segment in enumerate(segments):
-        assert all(nodes[key].segment == number for key in segment)
-        assert cache._bytes[number] == sum(nodes[key].size for key in segment)
+    """Every kept key is in the window or at the main-space slot its node names, once,
+    and the byte counts add up exactly."""
+    nodes, window, main = cache._nodes, cache._window, cache._main
+    assert len(window) + len(main) == len(nodes) == len(set(window) | set(main))
+    assert all(nodes[key].slot == IN_WINDOW for key in window)
+    assert all(nodes[key].slot == slot for slot, key in enumerate(main))
+    assert cache._window_bytes == sum(nodes[key].size for key in window)
+    assert cache._main_bytes == sum(nodes[key].size for key in main)
     assert cache.currsize <= cache.max_bytes
 
 
-OPS = st.lists(
-    st.tuples(
-        st.sampled_from(["get", "put", "pop", "admits"]),
-        st.integers(0, 40),  # key
-        st.integers(1, 3000),  # size
-    ),
-    max_size=300,
-)
-
-
-@settings(max_examples=150, deadline=None)
-@given(max_bytes=st.integers(1, 20_000), ops=OPS)
-def test_never_over_its_byte_budget(max_bytes: int, ops: list[tuple[str, int, int]]) -> None:
-    cache = _policy(max_bytes)
+def _replay(cache: WTinyLFU[str, int], ops: list[tuple[str, int, int]]) -> None:
+    """Any sequence of requests and stores: the books stay exact, the budget holds, a
+    refused entry is never found, and a yes from `admits` or a promise is binding."""
     for op, k, size in ops:
         key = f"k{k}"
         if op == "get":
@@ -46,14 +43,71 @@ def test_never_over_its_byte_budget(max_bytes: int, ops: list[tuple[str, int, in
             assert value is None or value == cache.peek(key)
         elif op == "put":
             kept = cache.put(key, size)
-            assert kept == (cache.peek(key) == size)
-            assert not kept or size <= max_bytes
+            assert kept == (cache.peek(key) == size) == (key in cache)
+            assert not kept or size <= cache.max_bytes
+            if not kept:
+                assert cache.get(key) is None
         elif op == "pop":
             cache.pop(key)
             assert key not in cache
+        elif op == "promise":
+            cache.promise(key)
+            assert cache.put(key, size) == (size <= cache.max_bytes)
         elif cache.admits(key, size):
             assert cache.put(key, size), "a yes from admits is binding"
+        else:
+            assert key not in cache and not cache.put(key, size) and key not in cache
         _check_books(cache)
+
+
+OP = st.sampled_from(["get", "get", "put", "pop", "admits", "promise"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    max_bytes=st.integers(1, 20_000),
+    ops=st.lists(st.tuples(OP, st.integers(0, 40), st.integers(1, 3000)), max_size=300),
+)
+def test_never_over_its_byte_budget(max_bytes: int, ops: list[tuple[str, int, int]]) -> None:
+    _replay(_policy(max_bytes), ops)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    max_bytes=st.integers(2_000, 30_000),
+    ops=st.lists(st.tuples(OP, st.integers(0, 400), st.integers(1, 400)), max_size=1500),
+)
+def test_books_stay_exact_when_victims_are_sampled(
+    max_bytes: int, ops: list[tuple[str, int, int]]
+) -> None:
+    """Many small entries: the main space holds more than a sample, so victims are drawn."""
+    _replay(_policy(max_bytes), ops)
+
+
+def test_a_contest_looks_at_a_bounded_number_of_entries() -> None:
+    """A large candidate facing thousands of small, cold entries gives up after
+    `MAX_VICTIMS` of them: the work of one insert does not grow with the tier."""
+    cache = _policy(100_000)
+    for i in range(10_000):
+        assert cache.put(f"small{i}", 10)  # never asked for: a count of 0
+    looked = 0
+    frequency = cache.frequency
+
+    def counting(key: str) -> int:
+        nonlocal looked
+        looked += 1
+        return frequency(key)
+
+    cache.frequency = counting  # type: ignore[method-assign]
+    for _ in range(MAX_COUNT):
+        cache.get("large")
+    assert not cache.admits("large", 50_000)  # 5,000 victims needed: more than allowed
+    assert 0 < looked <= (MAX_VICTIMS + 1) * (SAMPLE + MAX_VICTIMS)
+    assert len(cache) == 10_000 and cache.evictions == 0
+    cache.frequency = frequency  # type: ignore[method-assign]
+    # one needing fewer victims than the bound wins against these cold ones
+    assert cache.admits("large", 2_000) and cache.put("large", 2_000)
+    _check_books(cache)
 
 
 @settings(max_examples=100, deadline=None)
@@ -107,32 +161,53 @@ def test_a_one_time_scan_does_not_evict_the_hot_set() -> None:
 
 
 def test_a_new_object_asked_for_more_often_takes_the_place_of_a_cold_one() -> None:
-    cache = _policy(10 * 1000)  # the window (1 %) is smaller than any object here
-    for i in range(10):
+    cache = _policy(8 * 1000)  # the window (1 %) is smaller than any object here
+    for i in range(8):
         cache.get(f"old{i}")
         assert cache.put(f"old{i}", 1000)
     cache.get("new")
     assert not cache.put("new", 1000)  # as popular as the victim: residents win ties
     cache.get("new")
     assert cache.put("new", 1000)
-    assert "new" in cache and len(cache) == 10 and cache.evictions == 1
+    assert "new" in cache and len(cache) == 8 and cache.evictions == 1
+
+
+def test_frequency_per_byte_decides_so_small_objects_win_more_hits() -> None:
+    cache = _policy(8 * 4000)
+    for i in range(8):
+        for _ in range(5):
+            cache.get(f"big{i}")
+        assert cache.put(f"big{i}", 4000)  # asked for 5 times: 1.25 per KB
+    cache.get("small")
+    assert not cache.put("small", 1000)  # once in 1000 bytes: 1 per KB, less
+    cache.get("small")
+    # twice in 1000 bytes (2 per KB) beats five times in 4000 (1.25 per KB)
+    assert cache.put("small", 1000) and "small" in cache
+    for _ in range(9):
+        cache.get("huge")
+    # nine times in 8000 bytes (1.125 per KB) loses to entries asked for 1.25 per KB
+    assert not cache.admits("huge", 8000) and not cache.put("huge", 8000)
+    assert "huge" not in cache and cache.rejections == 3
+    _check_books(cache)
 
 
 def test_a_large_candidate_must_beat_every_entry_it_pushes_out() -> None:
-    cache = _policy(10 * 1000)
-    for i in range(10):
+    cache = _policy(8 * 1000)
+    for i in range(8):
         for _ in range(1 + (i == 3) * 5):  # old3 asked for six times, the others once
             cache.get(f"old{i}")
         cache.put(f"old{i}", 1000)
     for _ in range(3):
         cache.get("big")
-    # 3000 bytes: pushes out old0, old1, old2 (asked for less): kept
-    assert cache.admits("big", 3000) and cache.put("big", 3000)
-    for _ in range(3):
+    # 2000 bytes asked for 3 times beats two entries asked for once in 1000 each: kept
+    assert cache.admits("big", 2000) and cache.put("big", 2000)
+    assert len(cache) == 7 and "old3" in cache
+    for _ in range(15):
         cache.get("bigger")
-    # 4000 more bytes would need old3 too, asked for more often than "bigger": refused
-    assert not cache.admits("bigger", 4000) and not cache.put("bigger", 4000)
-    assert "old3" in cache and "bigger" not in cache
+    # 15 times in 8000 bytes: every entry would go, old3 (6 per KB) too: refused
+    assert not cache.admits("bigger", 8000) and not cache.put("bigger", 8000)
+    assert "old3" in cache and "big" in cache and "bigger" not in cache
+    _check_books(cache)
 
 
 def test_admits_is_binding_even_if_the_victims_got_hot_meanwhile() -> None:
@@ -159,15 +234,14 @@ def test_size_not_known_at_admits_is_taken_at_put() -> None:
     assert cache.currsize <= cache.max_bytes
 
 
-def test_hits_move_entries_from_window_to_protected() -> None:
+def test_entries_move_from_the_window_into_the_main_space() -> None:
     cache = _policy(1000 * 1000)  # a 10,000-byte window
     cache.put("a", 4000)
-    assert cache._nodes["a"].segment == WINDOW
+    assert cache._nodes["a"].slot == IN_WINDOW
     for i in range(3):
-        cache.put(f"b{i}", 4000)  # the window overflows: "a" moves on into probation
-    assert cache._nodes["a"].segment == PROBATION
-    cache.get("a")
-    assert cache._nodes["a"].segment == PROTECTED
+        cache.put(f"b{i}", 4000)  # the window overflows: "a" moves on, there is room
+    assert cache._nodes["a"].slot != IN_WINDOW and cache.get("a") == 4000
+    assert cache._nodes["a"].hits == 1  # the request counted on the entry
     _check_books(cache)
 
 

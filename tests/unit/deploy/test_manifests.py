@@ -43,8 +43,10 @@ def _k8s() -> dict[str, dict[str, Any]]:
     docs: dict[str, dict[str, Any]] = {}
     for path in sorted(K8S.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            assert doc["kind"] not in docs, f"two {doc['kind']} manifests"
-            docs[doc["kind"]] = doc
+            headless = doc["kind"] == "Service" and doc["spec"].get("clusterIP") == "None"
+            kind = "HeadlessService" if headless else doc["kind"]
+            assert kind not in docs, f"two {kind} manifests"
+            docs[kind] = doc
     return docs
 
 
@@ -120,6 +122,8 @@ def test_k8s_manifests_are_complete_and_refer_to_each_other() -> None:
         "ConfigMap",
         "Deployment",
         "Service",
+        "HeadlessService",
+        "NetworkPolicy",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "Kustomization",
@@ -217,6 +221,7 @@ def test_commented_out_tiers_are_valid_once_enabled(tmp_path: Path) -> None:
     secrets = {
         "EDGESHIELD_ORIGINS__MEDIA__ACCESS_KEY_ID": "placeholder-key-id",
         "EDGESHIELD_ORIGINS__MEDIA__SECRET_ACCESS_KEY": "placeholder-secret",
+        "EDGESHIELD_CLUSTER__SECRET": "placeholder-cluster-secret",
     }
     compose_toml = (DEPLOY / "edgeshield.toml").read_text()
     cases = [

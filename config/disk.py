@@ -19,8 +19,8 @@ class _Frozen(BaseModel):
 
 
 class DiskSettings(_Frozen):
-    # A directory owned by this tier alone (one process: the tier takes an exclusive lock
-    # on it). None turns the tier off.
+    # A directory owned by this tier alone (one instance: an exclusive lock on it, held by
+    # the one worker, or for peer workers sharing it by the serving process). None: off.
     path: Path | None = None
     # Bytes of entry files (header + body) kept; beyond it the least recently used go.
     max_bytes: int = Field(default=10 * GiB, ge=1)

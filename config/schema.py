@@ -562,6 +562,16 @@ class Settings(_Frozen):
     # Cache warming ([warm]): POST /_warm jobs, the memory tier filled from Redis at start.
     warm: WarmSettings = WarmSettings()
 
+    @property
+    def disk_shared(self) -> bool:
+        """The workers share one disk directory, each keeping the buckets it owns
+        (proxy/cache/disk.py): several workers that are peers ([cluster] socket_dir)."""
+        return (
+            self.cache.disk.path is not None
+            and self.server.workers > 1
+            and self.cluster.socket_dir is not None
+        )
+
     # Messages are "<field path>: <reason>"; config.loader reports them at that path.
     @model_validator(mode="after")
     def _routes_name_known_origins(self) -> Settings:

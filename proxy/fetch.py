@@ -409,6 +409,7 @@ async def produce(
             fetch.variant = variant_key(head.vary, req.headers)
         cache = state.cache
         relay_only = state.cluster is not None and state.cluster.relays_only(route)
+        fetch.relayed = relay_only
         if not head.shareable:
             # Waiters that joined before the head must fetch for themselves.
             cache.mark_uncacheable(fetch.key, t.response_time + HIT_FOR_MISS_SECONDS)

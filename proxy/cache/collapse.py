@@ -60,6 +60,9 @@ class Fetch:
         self.stored = False
         self.variant: str = ""  # the leader's variant key, filled when Vary is known
         self.answered_by: str | None = None  # the origin that answered (a group fails over)
+        # Relayed from the worker that owns the key and keeps it (proxy/cluster/peers.py):
+        # what to keep, and whether to slice, was that worker's decision.
+        self.relayed = False
         self._cursors: dict[int, int] = {}
         self._next_id = 0
         self._more: asyncio.Future[None] = self.head.get_loop().create_future()

@@ -38,8 +38,21 @@ Threads: every disk operation runs on a small executor owned by the tier, so nei
 slow disk nor CRC-32 of a large body (zlib releases the GIL) stalls the event loop. The
 event loop owns the index; threads only touch files.
 
-One process per directory: ``open`` takes an exclusive ``flock`` on ``<dir>/.lock``, since
-two indexes over one directory would each evict and count only their own files.
+One index per file: ``open`` takes an exclusive ``flock`` on ``<dir>/.lock``, since two
+indexes over one directory would each evict and count only their own files. The exception
+is a directory shared by the workers of one instance (``shared``): the serving process
+holds that lock for all of them (proxy/serve/cli.py), and each worker's tier indexes only
+the files of the *buckets* it owns (``own``). A bucket is the first three hex digits of a
+file name (4,096 of them, 16 per shard directory); the workers' ring in proxy/cluster/
+assigns each bucket to one worker, and routes every miss of a key to the owner of its
+bucket, so only that worker writes, reads and evicts its files. A worker that gains
+buckets (a worker came or went) scans just their files into its index; one that loses
+buckets drops them from its index and leaves the files to their new owner. The
+directory's layout does not depend on the worker count, so a restart with another count
+(or one worker) finds every file. While ownership moves (a membership interval at most),
+two workers may both touch a bucket: files are replaced whole by rename and every read
+checks length and CRC, so that costs a miss or a stray file at worst, never a wrong
+answer; a stray file is seen again by the next scan of its bucket.
 """
 
 from __future__ import annotations
@@ -82,7 +95,17 @@ from proxy.cache.entry import Entry
 if TYPE_CHECKING:
     from proxy.serve.metrics import Stats
 
-__all__ = ["CHUNK_BYTES", "BodyStream", "DiskTier", "DiskTierBusy", "encode_header"]
+__all__ = [
+    "BUCKETS",
+    "CHUNK_BYTES",
+    "BodyStream",
+    "DiskTier",
+    "DiskTierBusy",
+    "bucket",
+    "encode_header",
+    "lock_directory",
+    "share_directory",
+]
 
 log = logging.getLogger("edgeshield.cache.disk")
 
@@ -102,12 +125,34 @@ _HEAD = struct.Struct(">4sI")
 _HEX = frozenset("0123456789abcdef")
 # One warning per kind per interval; the rest are counted into the next one.
 WARN_INTERVAL_S = 10.0
+# Ownership units of a shared directory: the first hex digits of a file name.
+BUCKET_CHARS = 3
+BUCKETS: frozenset[str] = frozenset(f"{i:03x}" for i in range(16**BUCKET_CHARS))
+# In a shared directory another worker may be writing a temp file: only old ones are left
+# over from a crash.
+SHARED_TEMP_AGE_S = 600.0
 
 T = TypeVar("T")
 
 
 class DiskTierBusy(RuntimeError):
     """Another DiskTier (in this or another process) holds the directory."""
+
+
+def lock_directory(root: str) -> int:
+    """The descriptor holding the exclusive lock of directory ``root`` (made if missing);
+    closing it releases the lock. DiskTierBusy when another holder has it."""
+    os.makedirs(root, exist_ok=True)
+    fd = os.open(os.path.join(root, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DiskTierBusy(f"{root} is in use by another disk tier") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def encode_header(key: str, entry: Entry, body_len: int, crc: int) -> bytes:
@@ -123,6 +168,17 @@ def encode_header(key: str, entry: Entry, body_len: int, crc: int) -> bytes:
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def bucket(key: str) -> str:
+    """The bucket of ``key``'s file (module doc): the unit the workers sharing a
+    directory own. Defined for every key (a lone surrogate hashes as itself: such a key is
+    never stored, so its bucket only has to be stable)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:BUCKET_CHARS]
+
+
+def _bucket_of(path: str) -> str:
+    return os.path.basename(path)[:BUCKET_CHARS]
 
 
 def _is_digest(name: str) -> bool:
@@ -381,6 +437,50 @@ class BodyStream:
         await self.aclose()
 
 
+def share_directory(root: str) -> int:
+    """Ready ``root`` for workers that share it: the descriptor holding its lock for them
+    (DiskTierBusy when another instance has it), after moving in the files of per-worker
+    directories (``<root>/w0``, ``w1``, ...: where workers that were not peers kept
+    theirs), so a restart that starts sharing keeps what they stored."""
+    fd = lock_directory(root)
+    try:
+        for name in sorted(os.listdir(root)):
+            path = os.path.join(root, name)
+            if name[:1] == "w" and name[1:].isdigit() and os.path.isdir(path):
+                _merge_worker_dir(path, root)
+    except OSError as exc:
+        log.warning("disk tier %s: moving in the per-worker directories stopped: %s", root, exc)
+    return fd
+
+
+def _merge_worker_dir(src: str, root: str) -> None:
+    try:
+        fd = lock_directory(src)
+    except DiskTierBusy:
+        log.warning("disk tier %s: left alone, another process holds it", src)
+        return
+    moved = 0
+    try:
+        for shard in os.listdir(src):
+            folder = os.path.join(src, shard)
+            if len(shard) != 2 or not _HEX.issuperset(shard) or not os.path.isdir(folder):
+                continue
+            os.makedirs(os.path.join(root, shard), exist_ok=True)
+            for name in os.listdir(folder):
+                there = os.path.join(root, shard, name)
+                if _is_digest(name) and not os.path.exists(there):
+                    os.replace(os.path.join(folder, name), there)
+                    moved += 1
+                else:  # a temp file, or a key the shared directory has already
+                    os.unlink(os.path.join(folder, name))
+            os.rmdir(folder)
+        os.unlink(os.path.join(src, LOCK_NAME))
+        os.rmdir(src)
+    finally:
+        os.close(fd)
+    log.info("disk tier %s: moved %d files in from %s", root, moved, src)
+
+
 class DiskTier:
     """The L3 tier. Construct, then ``await open()`` (scans the directory; until it is
     done every get is a miss and every put is refused, so it may run in the background),
@@ -398,9 +498,17 @@ class DiskTier:
         min_object_bytes: int = 0,
         fsync: bool = False,
         io_threads: int = 4,
+        shared: bool = False,
     ) -> None:
+        """``shared``: one of the workers sharing ``path`` (module doc); it owns no
+        bucket, so stores and finds nothing, until ``own`` gives it some, and
+        ``max_bytes`` is the whole directory's budget, of which it keeps its share."""
         self.root = str(Path(path))
-        self.max_bytes = max_bytes
+        self.shared = shared
+        self.total_bytes = max_bytes
+        # Buckets whose files this tier indexes; None: all of them (not shared).
+        self._owned: frozenset[str] | None = frozenset() if shared else None
+        self.max_bytes = 0 if shared else max_bytes
         self.max_object_bytes = min(max_object_bytes, max_bytes)
         self.min_object_bytes = min_object_bytes
         self.fsync = fsync
@@ -440,7 +548,9 @@ class DiskTier:
         self._full_until = 0.0
 
     @classmethod
-    async def from_settings(cls, settings: DiskSettings) -> DiskTier | None:
+    async def from_settings(
+        cls, settings: DiskSettings, *, shared: bool = False
+    ) -> DiskTier | None:
         """The opened tier, or None when ``settings.path`` is unset."""
         if settings.path is None:
             return None
@@ -451,6 +561,7 @@ class DiskTier:
             min_object_bytes=settings.min_object_bytes,
             fsync=settings.fsync,
             io_threads=settings.io_threads,
+            shared=shared,
         )
         try:
             await tier.open()
@@ -463,13 +574,17 @@ class DiskTier:
     async def open(self, now: float | None = None) -> None:
         """Lock the directory, remove stray temp files and rebuild the index from the file
         headers (bodies are not read), dropping damaged and expired files. Raises OSError
-        if the directory cannot be created or locked, DiskTierBusy if another tier has it."""
+        if the directory cannot be created or locked, DiskTierBusy if another tier has it.
+        A shared tier takes no lock and owns nothing yet: ``own`` scans."""
         if self._opening or self._ready.is_set() or self._closed:
             raise RuntimeError("DiskTier.open called twice or after close")
         self._opening = True
         try:
-            self._lock_fd = await self._run(self._lock_dir)
-            scan = await self._run(self._scan, time.time() if now is None else now)
+            if self.shared:
+                await self._run(os.makedirs, self.root, 0o777, True)
+            else:
+                self._lock_fd = await self._run(lock_directory, self.root)
+            scan = await self._run(self._scan, time.time() if now is None else now, self._owned)
         except BaseException:
             self._opening = False
             self._release_lock()
@@ -507,18 +622,46 @@ class DiskTier:
         await asyncio.to_thread(self._pool.shutdown, True)
         self._release_lock()
 
-    def _lock_dir(self) -> int:
-        os.makedirs(self.root, exist_ok=True)
-        fd = os.open(os.path.join(self.root, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise DiskTierBusy(f"{self.root} is in use by another disk tier") from None
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+    async def own(self, buckets: frozenset[str], now: float | None = None) -> None:
+        """A shared tier now keeps the files of ``buckets`` and its share of the budget:
+        the buckets it gains are scanned into its index (as least recently used), the
+        ones it loses leave the index, their files left to their new owner. Calls must
+        not overlap (one membership watcher makes them)."""
+        if not self.shared:
+            raise RuntimeError("DiskTier.own is for a shared directory")
+        if self._opening:
+            await self._ready.wait()
+        owned = self._owned or frozenset()
+        if self._closed or buckets == owned:
+            return
+        gained, self._owned = buckets - owned, buckets
+        self.max_bytes = self.total_bytes * len(buckets) // len(BUCKETS)
+        for key, slot in list(self._index.items()):
+            if _bucket_of(slot.path) not in buckets and key not in self._locks:
+                self._forget(key, slot)
+        scan = await self._run(self._scan, time.time() if now is None else now, gained)
+        for f in reversed(scan.found):  # newest first, each put before the older ones
+            if f.key in self._index or _bucket_of(f.path) not in self._owned:
+                continue  # stored meanwhile (newer), or lost again
+            self._index[f.key] = _Slot(f.path, f.size, f.expires)
+            self._index.move_to_end(f.key, last=False)
+            self._bytes += f.size
+        self.temps_removed += scan.temps
+        self.corrupt_dropped += scan.corrupt
+        self.expired_dropped += scan.expired
+        await self._evict(keep=None)
+        log.info(
+            "disk tier %s: this worker keeps %d of %d buckets, %d entries, %d of %d bytes",
+            self.root,
+            len(buckets),
+            len(BUCKETS),
+            len(self._index),
+            self._bytes,
+            self.max_bytes,
+        )
+
+    def _owns(self, path: str) -> bool:
+        return self._owned is None or _bucket_of(path) in self._owned
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -531,7 +674,8 @@ class DiskTier:
         system has room for them. put() itself checks only the upper bound. What this
         says decides Cache-Status `stored` before the body arrives, so a full disk must
         say no here, not fail the write later."""
-        return self.min_object_bytes <= size <= self.max_object_bytes and self._has_room(size)
+        largest = min(self.max_object_bytes, self.max_bytes)  # a shared tier: its share
+        return self.min_object_bytes <= size <= largest and self._has_room(size)
 
     def _has_room(self, size: int) -> bool:
         now = time.monotonic()
@@ -687,13 +831,15 @@ class DiskTier:
             path = self._path(key)
         except UnicodeEncodeError:
             return False  # lone surrogates: not a key a file can name (nor one we stored)
+        if not self._owns(path):
+            return False  # another worker's bucket: its owner stores it
         fits = ttl > 0 and len(entry.body) <= self.max_object_bytes
         # Shielded: a cancelled caller must not leave a written file the index never saw.
         return await self._shielded(self._put(key, path, entry if fits else None, now + ttl))
 
     async def _put(self, key: str, path: str, entry: Entry | None, expires: float) -> bool:
         async with self._key_lock(key):
-            stored = False
+            stored = handed = False
             size = 0
             if self._clearing:  # waited for the lock while clear() began: it would race
                 entry = None
@@ -709,6 +855,9 @@ class DiskTier:
                 else:
                     # A clear() meanwhile means this write came before it: it must not stay.
                     stored = epoch == self._epoch and size <= self.max_bytes
+                    # A bucket lost meanwhile: the file stays for its new owner's next scan.
+                    handed = stored and not self._owns(path)
+                    stored = stored and not handed
             old = self._index.pop(key, None)
             if old is not None:
                 self._bytes -= old.size
@@ -717,7 +866,7 @@ class DiskTier:
                 self._bytes += size
                 self.stores += 1
                 self.bytes_written += size
-            elif old is not None or entry is not None:
+            elif not handed and (old is not None or entry is not None):
                 await self._run(self._unlink, [path])  # the old version, or a new file to drop
         if stored:
             await self._evict(keep=key)
@@ -768,6 +917,9 @@ class DiskTier:
             async with self._key_lock(key):
                 slot = self._index.pop(key, None)
                 if slot is None:
+                    if self.shared:  # another worker's file goes too: a purge is machine-wide
+                        with suppress(UnicodeEncodeError):
+                            await self._run(self._unlink, [self._path(key)])
                     continue
                 self._bytes -= slot.size
                 removed += 1
@@ -833,29 +985,43 @@ class DiskTier:
                 self._warnings.warn("unlink", "disk tier: cannot remove %s: %s", path, exc)
 
     # -- directory scans (threads) -----------------------------------------------------
-    def _shards(self) -> list[str]:
+    def _shards(self, buckets: frozenset[str] | None = None) -> list[str]:
+        """The shard directories (of these buckets only, unless None)."""
+        prefixes = None if buckets is None else {b[:2] for b in buckets}
         with os.scandir(self.root) as it:
             return [
                 e.path
                 for e in it
-                if len(e.name) == 2 and _HEX.issuperset(e.name) and e.is_dir(follow_symlinks=False)
+                if len(e.name) == 2
+                and _HEX.issuperset(e.name)
+                and (prefixes is None or e.name in prefixes)
+                and e.is_dir(follow_symlinks=False)
             ]
 
-    def _scan(self, now: float) -> _Scan:
+    def _scan(self, now: float, buckets: frozenset[str] | None) -> _Scan:
+        """The files of ``buckets`` (None: all), oldest stamp first."""
         scan = _Scan(found=[])
-        for shard in self._shards():
+        if buckets is not None and not buckets:
+            return scan
+        for shard in self._shards(buckets):
             with os.scandir(shard) as it:
                 entries = list(it)
             for e in entries:
                 if e.name.startswith(TEMP_PREFIX):
-                    # Left by a crash mid-write: the open lock means no writer is live.
-                    with suppress(FileNotFoundError):
-                        os.unlink(e.path)
-                    scan.temps += 1
-                elif _is_digest(e.name):
+                    self._scan_temp(e, now, scan)
+                elif _is_digest(e.name) and (buckets is None or e.name[:BUCKET_CHARS] in buckets):
                     self._scan_file(e, now, scan)
         scan.found.sort(key=lambda f: f.stamp)
         return scan
+
+    def _scan_temp(self, e: os.DirEntry[str], now: float, scan: _Scan) -> None:
+        """Left by a crash mid-write: the lock means no writer is live, except in a
+        shared directory, where another worker may be writing (so only old ones go)."""
+        with suppress(FileNotFoundError):
+            if self.shared and now - e.stat(follow_symlinks=False).st_mtime < SHARED_TEMP_AGE_S:
+                return
+            os.unlink(e.path)
+            scan.temps += 1
 
     def _scan_file(self, e: os.DirEntry[str], now: float, scan: _Scan) -> None:
         try:

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.cluster import ClusterSettings
+from proxy.cache.disk import BUCKETS, DiskTier
 from proxy.cluster import hop
 from proxy.cluster.dns import watch_dns
-from proxy.cluster.owner import Member
+from proxy.cluster.owner import Member, Ring
 from proxy.cluster.peers import HOP, INSTANCE, WORKER, Cluster
 from proxy.cluster.registry import watch_registry
 from proxy.deliver import send_error
@@ -189,7 +190,7 @@ async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | N
             app = HopApp(edge, cluster, WORKER, f"unix:{pid}")
             runtime.listeners.append(await open_unix_listener(app, path, server.log_level))
             runtime.socket = path
-            runtime.tasks.append(state.spawn(watch_workers(cluster, settings)))
+            runtime.tasks.append(state.spawn(watch_workers(cluster, settings, state.disk)))
         if settings.registry and state.redis is not None:
             key = f"{state.settings.redis.key_prefix}cluster:members"
             runtime.tasks.append(
@@ -205,14 +206,33 @@ async def start_cluster(edge: EdgeShield, state: AppState) -> ClusterRuntime | N
     return runtime
 
 
-async def watch_workers(cluster: Cluster, settings: ClusterSettings) -> None:
+async def watch_workers(
+    cluster: Cluster, settings: ClusterSettings, disk: DiskTier | None = None
+) -> None:
     """The workers of this instance are the live sockets in `socket_dir`, looked at
-    every `membership_interval` (a directory listing, off the request path)."""
-    assert settings.socket_dir is not None
+    every `membership_interval` (a directory listing, off the request path). A shared
+    disk tier keeps the buckets this worker owns, once the membership held for one
+    interval (at start the workers appear one by one: no full scan for each)."""
+    assert settings.socket_dir is not None and cluster.workers is not None
+    level = cluster.workers
+    seen: Ring | None = None
+    kept: Ring | None = None
     while True:
         for client in cluster.set_workers(live_workers(settings.socket_dir)):
             await client.aclose()
+        if disk is not None and disk.shared and level.ring == seen and level.ring != kept:
+            kept = level.ring
+            try:
+                await disk.own(owned_buckets(kept, level.self_name))
+            except OSError as exc:  # the next change of membership scans again
+                log.warning("cluster: the disk tier could not take its buckets: %s", exc)
+        seen = level.ring
         await asyncio.sleep(settings.membership_interval)
+
+
+def owned_buckets(ring: Ring, name: str) -> frozenset[str]:
+    """The disk buckets (proxy/cache/disk.py) that member `name` of `ring` owns."""
+    return frozenset(b for b in BUCKETS if (m := ring.owner(b)) is not None and m.name == name)
 
 
 def bind_unix(path: Path) -> socket.socket:

@@ -43,6 +43,7 @@ from config.cluster import ClusterSettings
 from config.schema import _HttpClientSettings
 from proxy.archive import signed as signed_archive
 from proxy.cache.collapse import Fetch
+from proxy.cache.disk import bucket
 from proxy.cluster import hop
 from proxy.cluster.owner import Member, Ring
 from proxy.request import Request
@@ -59,6 +60,7 @@ INSTANCE, WORKER = "instance", "worker"
 # The stage a request arrived at (0: from a client): set per request task by the
 # cluster listeners, inherited by the fetches it starts. A context variable, not state.
 HOP: ContextVar[int] = ContextVar("edgeshield_cluster_hop", default=0)
+
 
 def vouched() -> bool:
     """Did this request arrive over a hop whose signature held? Only the cluster
@@ -85,6 +87,13 @@ def hop_target(path: str, query: str) -> str:
     (before the route's rewrite, which the owner applies itself)."""
     target = quote(path if path.startswith("/") else "/" + path, safe=_PATH_SAFE)
     return target + ("?" + quote(query, safe=_QUERY_SAFE) if query else "")
+
+
+def owned_unit(kind: str, key: str) -> str:
+    """What a ring hashes for `key`: instances own keys; the workers of one instance own
+    the key's disk bucket, so that the worker that fetches a key keeps its file too
+    (proxy/cache/disk.py shares one directory among them by bucket)."""
+    return bucket(key) if kind == WORKER else key
 
 
 def worker_name(pid: int) -> str:
@@ -251,7 +260,7 @@ class Cluster:
             return route
         for kind in NEXT[stage]:
             level = self.level(kind)
-            owner = level.ring.owner(fetch.key) if level is not None else None
+            owner = level.ring.owner(owned_unit(kind, fetch.key)) if level is not None else None
             if level is None or owner is None:
                 continue
             self.owned[owner.name] = self.owned.get(owner.name, 0) + 1

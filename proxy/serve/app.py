@@ -126,12 +126,16 @@ async def start_state(settings: Settings) -> AppState:
 
 
 async def _open_disk(settings: Settings) -> DiskTier | None:
-    """One directory per process: with several workers, each takes the first of
-    <path>/w0, w1, ... that no other worker holds, with its share of the budget."""
+    """Workers that are peers share <path>, each keeping the buckets it owns (set by
+    proxy/cluster/listener.py); the serving process holds the directory's lock. Other
+    workers take one directory each: the first of <path>/w0, w1, ... that no other
+    worker holds, with its share of the budget (one copy of a hot object per worker)."""
     disk = settings.cache.disk
     workers = settings.server.workers
     if disk.path is None or workers == 1:
         return await DiskTier.from_settings(disk)
+    if settings.disk_shared:
+        return await DiskTier.from_settings(disk, shared=True)
     for i in range(workers):
         share = disk.model_copy(
             update={"path": disk.path / f"w{i}", "max_bytes": max(1, disk.max_bytes // workers)}

@@ -158,6 +158,17 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
         # the address.
         print(f"edgeshield: cannot listen on {problem}", file=sys.stderr)
         return 2
+    disk_lock: int | None = None
+    if settings.disk_shared:
+        # The workers share the directory (proxy/cache/disk.py): this process holds its
+        # lock for all of them, so a second instance on it is refused here.
+        from proxy.cache.disk import DiskTierBusy, share_directory
+
+        try:
+            disk_lock = share_directory(str(settings.cache.disk.path))
+        except (DiskTierBusy, OSError) as exc:
+            print(f"edgeshield: cache.disk.path: {exc}", file=sys.stderr)
+            return 2
     owned_dir: Path | None = None
     if server.workers > 1 and server.metrics_dir is None:
         owned_dir = Path(tempfile.mkdtemp(prefix="edgeshield-metrics-"))
@@ -171,6 +182,8 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
     finally:
         if owned_dir is not None:
             shutil.rmtree(owned_dir, ignore_errors=True)
+        if disk_lock is not None:
+            os.close(disk_lock)
     return 0
 
 

@@ -44,9 +44,10 @@ def slice_instead(ex: Exchange, fetch: Fetch, head: Head) -> int | None:
     """The slice size when a miss's answer shows an object to slice: a 200 of known
     length larger than the memory tier's object limit, that no tier will keep whole (the
     fetch stopped keeping it), from an origin that answers ranges. One that may not be
-    stored at all is sliced too: each request then reads only its slices, uncached."""
+    stored at all is sliced too: each request then reads only its slices, uncached. Not
+    a relay's: the owning worker it asked slices it if that is due."""
     size = auto_size(ex)
-    if size is None or fetch.keep_all or not head.ranges or head.status != 200:
+    if size is None or fetch.keep_all or fetch.relayed or not head.ranges or head.status != 200:
         return None
     limit = ex.state.settings.cache.memory_max_object_bytes
     if head.content_length is None or head.content_length <= limit:

@@ -5,8 +5,6 @@ file found again after a restart with three workers, or one."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,12 @@ import httpx
 from tests.integration.test_cluster import SECRET, wait_for_workers
 from tests.support.origin_server import OriginServer
 from tests.support.ports import free_port
-from tests.support.proxy_server import REPO_ROOT, ProxyServer, disk_tier_config, running_proxy
+from tests.support.proxy_server import (
+    ProxyServer,
+    disk_tier_config,
+    running_proxy,
+    serve_until_exit,
+)
 
 PATHS = [f"/shared-disk/{i}" for i in range(12)]
 BODY = 20_000  # over the memory tier's 4 KiB ceiling: only the disk tier keeps it
@@ -91,16 +94,7 @@ def test_a_second_instance_on_a_shared_directory_is_refused(
     second.write_text(config(origin_server, disk, tmp_path / "b"))
     with running_proxy(config(origin_server, disk, tmp_path / "a"), workers=2) as proxy:
         wait_for_workers(proxy, 2)
-        result = subprocess.run(
-            [
-                *(sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(second)),
-                *("--port", str(free_port()), "--workers", "2"),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            timeout=60,
-        )
+        result = serve_until_exit(second, "--port", str(free_port()), "--workers", "2")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"edgeshield: cache.disk.path: {disk} is in use by another disk tier"

@@ -16,7 +16,13 @@ import orjson
 import pytest
 
 from tests.support.origin_server import OriginServer
-from tests.support.proxy_server import ENGINES, REPO_ROOT, proxy_config, running_proxy
+from tests.support.proxy_server import (
+    ENGINES,
+    REPO_ROOT,
+    proxy_config,
+    running_proxy,
+    serve_until_exit,
+)
 
 YEAR = 365 * 86400
 
@@ -148,16 +154,7 @@ def test_a_port_in_use_is_one_clear_line_naming_the_address(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [
-                *(sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config)),
-                *("--port", str(port), "--workers", "2", "--server", engine),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            timeout=60,
-        )
+        result = serve_until_exit(config, "--port", str(port), "--workers", "2", "--server", engine)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"edgeshield: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -164,6 +164,18 @@ class ProxyServer:
         self.proc = None
 
 
+def serve_until_exit(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`edgeshield serve --config config *args` run to its end, for a start that must be
+    refused (a hang guard of a minute)."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.serve.cli", "serve", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+
+
 @contextmanager
 def running_proxy(config_text: str | None, **kw: Any) -> Iterator[ProxyServer]:
     server = ProxyServer(config_text, **kw).start()

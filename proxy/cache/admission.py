@@ -312,8 +312,6 @@ class WTinyLFU(Generic[K, V]):
         random slot (all of them when few), leaving out `skip`."""
         main = self._main
         n = len(main)
-        if n <= len(skip):
-            return None
         start = self._random(n) if n > SAMPLE else 0
         best: K | None = None
         best_count = best_size = 0

@@ -1,5 +1,5 @@
-"""L1: an in-process cache bounded in bytes, kept by W-TinyLFU (proxy/cache/admission.py).
-No locks: one event loop owns it."""
+"""L1: an in-process cache bounded in bytes, kept by a size-aware W-TinyLFU (what is asked
+for most per byte stays: proxy/cache/admission.py). No locks: one event loop owns it."""
 
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ class MemoryTier:
 
     def put(self, key: str, value: Stored) -> bool:
         """False when the entry is not kept: too large, or refused by admission (it was
-        asked for less often than the entries it would push out)."""
+        asked for less often per byte than an entry it would push out)."""
         if value.size > self.max_object_bytes and not isinstance(value, VaryIndex):
+            self._cache.pop(key)  # an older value is not kept in its place either
             return False
         return self._cache.put(key, value)
 

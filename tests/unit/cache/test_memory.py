@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from proxy.cache.entry import ENTRY_OVERHEAD, Entry
 from proxy.cache.memory import MemoryTier
 from proxy.cache.store import Cache
@@ -93,3 +96,56 @@ def test_no_cache_entry_is_never_fresh_nor_stale_servable() -> None:
         freshness=fresh,
     )
     assert e.fresh_until <= 1000.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["get", "get", "put", "delete", "admits", "promise"]),
+            st.integers(0, 60),
+            st.integers(0, 6000),
+        ),
+        max_size=400,
+    )
+)
+def test_bytes_accounted_exactly_and_refused_entries_never_found(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    tier = MemoryTier(max_bytes=40_000, max_object_bytes=5_000)
+    for op, k, size in ops:
+        key = f"k{k}"
+        if op == "get":
+            tier.get(key)
+        elif op == "put":
+            kept = tier.put(key, _entry(size))
+            assert kept == (tier.peek(key) is not None)
+            if not kept:
+                assert tier.get(key) is None
+        elif op == "delete":
+            tier.delete(key)
+            assert tier.peek(key) is None
+        elif op == "promise":
+            tier.promise(key)
+        elif tier.admits(key, size + ENTRY_OVERHEAD):
+            assert tier.put(key, _entry(size)), "a yes from admits is binding"
+        stats = tier.stats()
+        items = tier.items()
+        assert stats["bytes"] == sum(value.size for _, value in items) <= 40_000
+        assert stats["entries"] == len(items) == len(tier.key_snapshot())
+
+
+def test_a_small_object_asked_for_as_often_as_a_large_one_is_kept_instead() -> None:
+    """Per byte: one 4 KB object asked for twice earns more hits from the memory it takes
+    than a 16 KB one asked for twice."""
+    large = _entry(16_000)
+    tier = MemoryTier(max_bytes=4 * large.size, max_object_bytes=20_000)
+    for i in range(4):
+        tier.get(f"large{i}")
+        tier.get(f"large{i}")
+        assert tier.put(f"large{i}", large)
+    tier.get("small")
+    tier.get("small")
+    assert tier.put("small", _entry(4_000))
+    stats = tier.stats()
+    assert stats["entries"] == 4 and stats["evictions"] == 1 and tier.peek("small") is not None

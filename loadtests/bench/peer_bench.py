@@ -2,6 +2,8 @@
 across instances and workers, and what a peer hop adds to a hit.
 
     python loadtests/bench/peer_bench.py [--requests 500] [--keys 300] [--delay 0.2]
+    python loadtests/bench/peer_bench.py --zipf [--zipf-requests 12000]
+        [--zipf-objects 2000] [--zipf-memory-mib 16] [--connections 16] [--seed 13]
 
 1. Cold burst: `--requests` concurrent GETs for one cold object, spread evenly over 2
    edgeshield instances x 2 workers, each on its own connection; the origin answers
@@ -14,14 +16,28 @@ across instances and workers, and what a peer hop adds to a hit.
    Printed: time to the full answer, p50 and p99 of each, and their difference; one
    keep-alive connection, requests one after another.
 
+3. Zipf over workers (`--zipf`, only this section): one instance, a Zipf(1.0) trace of
+   `--zipf-requests` requests over `--zipf-objects` objects of 2-64 KiB (admission_bench's
+   `zipf_trace`, seeded), replayed on `--connections` keep-alive connections at once
+   (request i on connection i mod n, so the kernel spreads the connections over the
+   workers and the trace's order holds roughly), through three setups with the same
+   total memory, `--zipf-memory-mib`: 1 worker with all of it; 4 workers with a quarter
+   each and `[cluster] socket_dir` (each key owned by one worker, the others relay it
+   and keep no copy); 4 workers with a quarter each and no cluster (each worker caches
+   what it is asked for). Printed: the hit ratio (answers whose Cache-Status has a
+   `hit` member: a relay from the owning worker's hit counts), origin fetches and
+   bytes (counted by the test origin), and the difference from 1 worker in points.
+
 Latencies come from one run on a shared machine: compare the two columns of one run,
-not runs on different machines.
+not runs on different machines. The Zipf figures do not depend on timing, only on how
+the connections fell on the workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -36,12 +52,14 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from loadtests.bench.admission_bench import zipf_trace  # noqa: E402
 from proxy.cluster.owner import Member, Ring  # noqa: E402
 from tests.support.origin_server import OriginServer, running_origin  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.proxy_server import ProxyServer, proxy_config, running_proxy  # noqa: E402
 
 HOST = "media.bench"
+MiB = 1024 * 1024
 SECRET = "bench-cluster-secret"
 
 
@@ -153,13 +171,97 @@ def hop_latency(origin: OriginServer, keys: int) -> None:
     print(f"   origin fetches for the {len(paths)} objects: {fetched}")
 
 
+def zipf_config(origin: str, memory: int, sockets: Path | None) -> str:
+    text = proxy_config(origin, cache_settings={"memory_bytes": memory})
+    if sockets is None:
+        return text
+    return text + f'[cluster]\nsecret = "{SECRET}"\nsocket_dir = "{sockets}"\n'
+
+
+async def replay(url: str, targets: list[str], connections: int) -> int:
+    """Request i of `targets` on connection i mod `connections`; the number of answers
+    with a hit member in Cache-Status."""
+
+    async def one(lane: list[str]) -> int:
+        hits = 0
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers={"host": HOST}) as client:
+            for target in lane:
+                resp = await client.get(target)
+                resp.raise_for_status()
+                members = resp.headers.get("cache-status", "").split(",")
+                hits += any(m.strip().startswith("edgeshield; hit") for m in members)
+        return hits
+
+    lanes = [targets[i::connections] for i in range(connections)]
+    return sum(await asyncio.gather(*(one(lane) for lane in lanes)))
+
+
+def origin_bytes(origin: OriginServer) -> tuple[int, int]:
+    """(GET requests, body bytes) the origin answered: /gen/<n> is n bytes."""
+    fetches = size = 0
+    for name, count in origin.stats()["requests"].items():
+        method, _, path = name.partition(" ")
+        if method == "GET" and path.startswith("/gen/"):
+            fetches += count
+            size += count * int(path.removeprefix("/gen/"))
+    return fetches, size
+
+
+def zipf_workers(
+    origin: OriginServer, requests: int, objects: int, memory: int, connections: int, seed: int
+) -> None:
+    trace, _ = zipf_trace(random.Random(seed), requests, objects, 1.0, 0)
+    run = time.time_ns()
+    targets = [f"/gen/{size}?o={run}-{key}" for key, size in trace]
+    total = sum(size for _, size in trace)
+    print(
+        f"\n3. Zipf(1.0): {requests} requests, {objects} objects of 2-64 KiB, "
+        f"{memory / MiB:g} MiB of memory in all, {connections} connections"
+    )
+    print(
+        f"   {'setup':<34} {'hit ratio':>9} {'points':>7} {'origin fetches':>15} {'origin MiB':>11}"
+    )
+    setups = [
+        ("1 worker", 1, False),
+        ("4 workers, socket_dir (owners)", 4, True),
+        ("4 workers, no cluster", 4, False),
+    ]
+    reference: float | None = None
+    for name, workers, owned in setups:
+        origin.reset()
+        sockets = Path(tempfile.mkdtemp(prefix="es-zipf-")) if owned else None
+        text = zipf_config(origin.url, memory // workers, sockets)
+        with running_proxy(text, workers=workers) as proxy:
+            if owned:
+                wait_for(proxy, "edgeshield_peer_workers", workers)
+            hits = asyncio.run(replay(proxy.url, targets, connections))
+        fetches, fetched = origin_bytes(origin)
+        ratio = hits / len(targets)
+        reference = ratio if reference is None else reference
+        points = (ratio - reference) * 100
+        print(f"   {name:<34} {ratio:>9.3f} {points:>+7.1f} {fetches:>15} {fetched / MiB:>11.1f}")
+    print(f"   (the trace asks for {total / MiB:.1f} MiB in all)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--keys", type=int, default=300)
     parser.add_argument("--delay", type=float, default=0.2)
+    parser.add_argument("--zipf", action="store_true", help="only the Zipf section (3.)")
+    parser.add_argument("--zipf-requests", type=int, default=12_000)
+    parser.add_argument("--zipf-objects", type=int, default=2_000)
+    parser.add_argument("--zipf-memory-mib", type=float, default=16)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
     with running_origin() as origin:
+        if args.zipf:
+            memory = int(args.zipf_memory_mib * MiB)
+            zipf_workers(
+                origin, args.zipf_requests, args.zipf_objects, memory, args.connections, args.seed
+            )
+            return
         cold_burst(origin, args.requests, args.delay)
         hop_latency(origin, args.keys)
 

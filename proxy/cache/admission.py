@@ -130,6 +130,15 @@ class FrequencySketch:
 IN_WINDOW = -1  # a node's slot while in the window
 
 
+def size_class(size: int) -> int:
+    """`size` rounded down to 4 significant bits (steps of 6-12 %), as sizes are weighed:
+    near-equal sizes tie (to the residents), so entries asked for as often do not
+    displace each other over a few bytes of headers, and a size told before the body
+    (its Content-Length) weighs as the stored entry will."""
+    shift = max(0, size.bit_length() - 4)
+    return size >> shift << shift
+
+
 class _Node(Generic[V]):
     __slots__ = ("epoch", "hits", "size", "slot", "value")
 
@@ -202,14 +211,15 @@ class WTinyLFU(Generic[K, V]):
 
     # -- writes --------------------------------------------------------------------------
 
-    def admits(self, key: K, size: int) -> bool:
+    def admits(self, key: K, size: int, weight: int = 0) -> bool:
         """Would `put` keep a value of `size` bytes (0: not known yet) under `key` now?
-        A yes is binding: the next `put` of the key takes it without a contest."""
+        A yes is binding: the next `put` of the key takes it without a contest. `weight`:
+        the size its requests are weighed by, when it is known to be more than `size`."""
         if size > self.max_bytes:
             return False
         if key in self._nodes or key in self._promised or 0 < size <= self.window_max:
             return True
-        if size and self._contest(self.sketch.frequency(key), size) is None:
+        if size and self._contest(self.sketch.frequency(key), size, weight) is None:
             self.rejections += 1  # the response is not kept: nothing will be `put`
             return False
         self.promise(key)
@@ -320,7 +330,7 @@ class WTinyLFU(Generic[K, V]):
             key = main[(start + i) % n]
             if key in skip:
                 continue
-            count, size = self.frequency(key), self._nodes[key].size
+            count, size = self.frequency(key), size_class(self._nodes[key].size)
             if best is None or count * best_size < best_count * size:
                 best, best_count, best_size = key, count, size
             seen += 1
@@ -328,19 +338,20 @@ class WTinyLFU(Generic[K, V]):
                 break
         return best
 
-    def _contest(self, count: int, size: int) -> list[K] | None:
+    def _contest(self, count: int, size: int, weight: int = 0) -> list[K] | None:
         """The main-space entries a candidate of `size` bytes asked for `count` times would
         push out, or None when it loses: one of them was asked for as often per byte, or
         more than `MAX_VICTIMS` (or more than the main space holds) would have to go."""
         need = self.currsize + size - self.max_bytes
         victims: list[K] = []
         chosen: set[K] = set()
+        weight = size_class(max(size, weight))
         while need > 0:
             victim = None if len(victims) == MAX_VICTIMS else self._weakest(chosen)
             if victim is None:
                 return None
             victim_size = self._nodes[victim].size
-            if self.frequency(victim) * size >= count * victim_size:
+            if self.frequency(victim) * weight >= count * size_class(victim_size):
                 return None
             victims.append(victim)
             chosen.add(victim)

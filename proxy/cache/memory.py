@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from proxy.cache.admission import WTinyLFU
-from proxy.cache.entry import Entry, Uncacheable, VaryIndex
+from proxy.cache.entry import ENTRY_OVERHEAD, Entry, Uncacheable, VaryIndex
 
 if TYPE_CHECKING:
     from proxy.serve.metrics import Stats
@@ -36,8 +36,14 @@ class MemoryTier:
     def admits(self, key: str, nbytes: int) -> bool:
         """Would `put` keep an entry of this size under `key` now (`nbytes` 0 when not
         known yet)? A yes holds for the next `put` of the key, so a response that says
-        `stored` before its body arrived is not refused when it is complete."""
-        return self.fits(nbytes) and self._cache.admits(key, nbytes)
+        `stored` before its body arrived is not refused when it is complete.
+
+        Admission weighs requests per byte, and an entry carries `ENTRY_OVERHEAD` on top
+        of its body: a size told before the body arrives is its Content-Length, and a
+        cold object must not outweigh an as cold resident by the bytes its body lacks."""
+        if not self.fits(nbytes):
+            return False
+        return self._cache.admits(key, nbytes, nbytes + ENTRY_OVERHEAD)
 
     def promise(self, key: str) -> None:
         """Take the next entry stored under `key` whatever admission would say (an image

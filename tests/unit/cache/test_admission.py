@@ -14,6 +14,7 @@ from proxy.cache.admission import (
     SAMPLE,
     FrequencySketch,
     WTinyLFU,
+    size_class,
 )
 
 
@@ -263,3 +264,23 @@ def test_clear_forgets_entries_and_frequencies() -> None:
     cache.put("k", 100)
     cache.clear()
     assert len(cache) == 0 and cache.currsize == 0 and cache.sketch.frequency("k") == 0
+
+
+@given(st.integers(1, 1 << 40))
+def test_size_classes_round_down_by_at_most_an_eighth(size: int) -> None:
+    weight = size_class(size)
+    assert weight <= size and (size - weight) * 8 < size
+    assert size_class(weight) == weight
+
+
+def test_entries_asked_for_as_often_and_of_near_sizes_tie() -> None:
+    cache = _policy(8 * 1000)
+    for i in range(8):
+        for _ in range(2):
+            cache.get(f"old{i}")
+        assert cache.put(f"old{i}", 1000)
+    for _ in range(2):
+        cache.get("new")
+    assert not cache.put("new", 980)  # 2 % smaller: the same size class, residents win
+    assert not cache.admits("new", 900, weight=1000)  # weighed as the size it will be
+    assert cache.admits("new", 900)  # 10 % smaller: a class below, more per byte

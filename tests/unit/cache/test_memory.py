@@ -149,3 +149,20 @@ def test_a_small_object_asked_for_as_often_as_a_large_one_is_kept_instead() -> N
     assert tier.put("small", _entry(4_000))
     stats = tier.stats()
     assert stats["entries"] == 4 and stats["evictions"] == 1 and tier.peek("small") is not None
+
+
+def test_a_size_told_before_the_body_is_weighed_as_the_entry_will_be() -> None:
+    """Content-Length lacks the bytes every entry carries: a cold object asked for as
+    often as the residents does not outweigh them by those bytes."""
+    body = 8192
+    resident = _entry(body)
+    tier = MemoryTier(max_bytes=8 * resident.size, max_object_bytes=1 << 20)
+    for i in range(8):
+        for _ in range(2):
+            tier.get(f"hot{i}")
+        assert tier.put(f"hot{i}", resident)
+    for _ in range(2):
+        tier.get("cold")
+    assert not tier.admits("cold", body)  # as often, and the same size once stored
+    tier.get("cold")
+    assert tier.admits("cold", body) and tier.put("cold", _entry(body))

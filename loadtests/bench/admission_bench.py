@@ -45,6 +45,7 @@ Prints a table; exit status 0 whatever the figures (it is a measurement).
 from __future__ import annotations
 
 import argparse
+import functools
 import heapq
 import itertools
 import random
@@ -185,8 +186,8 @@ def replay_oracle(trace: Sequence[Request], budget: int, popularity: dict[int, f
             victims.append(heapq.heappop(heap))
             freed += held[victims[-1][1]]
         if used - freed + size > budget or any(weak >= rank for weak, _ in victims):
-            for victim in victims:
-                heapq.heappush(heap, victim)
+            for row in victims:
+                heapq.heappush(heap, row)
             continue
         for _, victim in victims:
             used -= held.pop(victim)
@@ -269,8 +270,9 @@ def hit_cost(rounds: int = 5, keys: int = 2_000, reps: int = 50) -> tuple[float,
         policy.put(name, KiB)
     assert all(name in policy for name in names)
     best = [float("inf"), float("inf")]
+    gets: tuple[Callable[[str], object], ...] = (lru.get, policy.get)
     for _ in range(rounds):
-        for i, get in enumerate((lru.get, policy.get)):
+        for i, get in enumerate(gets):
             t0 = time.perf_counter()
             for _ in range(reps):
                 for name in names:
@@ -294,7 +296,7 @@ def run(
             trace, popularity = zipf_trace(random.Random(seed), requests, objects, skew, scan_n)
             name = f"zipf {skew:g}" + (" +scan" if scan_n else "")
             policies = dict(POLICIES)
-            policies["Oracle/B"] = lambda t, b, p=popularity: replay_oracle(t, b, p)
+            policies["Oracle/B"] = functools.partial(replay_oracle, popularity=popularity)
             if through:
                 policies["edgeshield"] = lambda t, b: _through(t, b, through)
             for policy, replay in policies.items():
@@ -333,10 +335,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<16} {policy:<11} {score.object_ratio:>10.3f} {score.byte_ratio:>9.3f}"
             f" {seconds:>9.2f}"
         )
-    lru, policy = hit_cost()
+    lru_get, policy_get = hit_cost()
     print(
-        f"get on a hit: LRU {lru * 1e9:.0f} ns, W-TinyLFU {policy * 1e9:.0f} ns"
-        f" ({policy / lru:.2f} of LRU)"
+        f"get on a hit: LRU {lru_get * 1e9:.0f} ns, W-TinyLFU {policy_get * 1e9:.0f} ns"
+        f" ({policy_get / lru_get:.2f} of LRU)"
     )
     return 0
 

@@ -6,7 +6,10 @@ sent to; a hop signature on the main port counts for nothing."""
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -14,9 +17,10 @@ import httpx
 
 from proxy.auth.keys import Key
 from proxy.auth.native import sign_url
+from proxy.cache.keys import url_key
 from proxy.cluster import hop
 from proxy.cluster.owner import Member, Ring
-from tests.support.origin_server import OriginServer
+from tests.support.origin_server import OriginServer, gen_bytes
 from tests.support.ports import free_port
 from tests.support.proxy_server import ProxyServer, running_proxy
 
@@ -62,10 +66,12 @@ def two_instances(origin: OriginServer) -> Iterator[tuple[list[int], list[ProxyS
         yield ports, proxies
 
 
-def split(path: str, ports: list[int], proxies: list[ProxyServer]) -> tuple[ProxyServer, ...]:
-    """(owner, other) for `path`, and the owner's cluster port last."""
+def split(
+    path: str, ports: list[int], proxies: list[ProxyServer], query: str = ""
+) -> tuple[ProxyServer, ...]:
+    """(owner, other) for the key of `path` and `query`."""
     ring = Ring.of(Member(f"http://127.0.0.1:{p}") for p in ports)
-    owner = ring.owner(f"{HOST}{path}")
+    owner = ring.owner(url_key(HOST, path, query))
     assert owner is not None
     i = [f"http://127.0.0.1:{p}" for p in ports].index(owner.name)
     return proxies[i], proxies[1 - i]
@@ -145,3 +151,31 @@ def test_a_hop_signature_on_the_main_port_does_not_skip_the_token_check(
             timeout=30,
         )
         assert served.status_code == 200 and served.headers[hop.ANSWERED]
+
+
+def test_the_signed_archive_form_and_credentials_stay_on_the_instance_asked(
+    origin_server: OriginServer,
+) -> None:
+    """Not forwarded: `?archive=zip` (the token binding it is not on the hop, so the
+    owner would refuse it) and a request with Authorization (its answer's storing is
+    the asking instance's decision). Both are answered all the same."""
+    origin_server.reset()
+    sizes = [1000, 2000]
+    manifest = "".join(
+        f"{zlib.crc32(gen_bytes(0, n)):08x} {n} /gen/{n} set/{n}.bin\n" for n in sizes
+    )
+    origin_server.script("/private/set.txt", body=manifest, headers={"cache-control": "max-age=60"})
+    with two_instances(origin_server) as (ports, proxies):
+        owner, other = split("/private/set.txt", ports, proxies, "archive=zip")
+        signed = sign_url("/private/set.txt?archive=zip", KEY, ttl=300, bind=["archive"])
+        archive = get(other, signed)
+        assert archive.status_code == 200, archive.text
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as zf:
+            assert [zf.read(f"set/{n}.bin") for n in sizes] == [gen_bytes(0, n) for n in sizes]
+        # The members go to their owners like any miss; the manifest did not.
+        members = sum(split(f"/gen/{n}", ports, proxies)[0] is owner for n in sizes)
+        assert metric(owner, 'edgeshield_peer_hops_total{result="served"}') == members
+        asked = split("/gen/777", ports, proxies)[1]
+        before = metric(asked, "edgeshield_peer_fetches_total")
+        assert get(asked, "/gen/777", authorization="Bearer x").status_code == 200
+        assert metric(asked, "edgeshield_peer_fetches_total") == before

@@ -382,7 +382,20 @@ async def produce(
     state: AppState, fetch: Fetch, route: Route, req: Request, stale: Entry | None
 ) -> None:
     """Fill `fetch` from the origin; store the complete body when RFC 9111 allows.
-    Never raises: failures reach consumers through the fetch."""
+    Never raises: failures reach consumers through the fetch, a bug's too (logged with
+    its traceback, answered 502), so no request waits on a fetch that cannot end."""
+    try:
+        await _produce(state, fetch, route, req, stale)
+    except Exception:
+        state.log.exception("fetch failed: internal error")
+        state.inflight.remove(fetch)
+        if not fetch.done:
+            fetch.fail(OriginError("edgeshield", "internal error"))
+
+
+async def _produce(
+    state: AppState, fetch: Fetch, route: Route, req: Request, stale: Entry | None
+) -> None:
 
     def present(entry: Entry, detail: str, fwd_status: int | None, origin_ms: float) -> None:
         present_entry(

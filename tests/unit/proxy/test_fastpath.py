@@ -214,3 +214,30 @@ async def test_a_remembered_check_ends_with_the_token(signed_app: EdgeShield) ->
     other = {**scope, "client": ("198.51.100.1", 1)}
     assert fast._allowed(plan, other, now + 1)
     assert plan.verified[0] == "198.51.100.1"
+
+
+async def test_a_bug_while_storing_is_a_502_not_a_request_that_never_ends(
+    app: EdgeShield, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault injected into the real cache (its admission check raising, as a bug would):
+    the miss and a request that joined its fetch get a 502 at once, the bug is logged
+    with its traceback, and the next request fetches again rather than joining a dead
+    fetch."""
+    assert app.state is not None
+    cache = app.state.cache
+    real = cache.admits
+
+    def broken(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("injected")
+
+    cache.admits = broken  # type: ignore[method-assign]
+    scope = _scope(b"/a.txt", [(b"host", b"example.test")])
+    answers = await asyncio.wait_for(
+        asyncio.gather(_via_app(app, dict(scope)), _via_app(app, dict(scope))), timeout=30
+    )
+    assert [sink.status for sink, _ in answers] == [502, 502]
+    assert "internal error" in answers[0][0].body.decode()
+    assert any(r.exc_info and "injected" in str(r.exc_info[1]) for r in caplog.records)
+    cache.admits = real  # type: ignore[method-assign]
+    sink, _ = await asyncio.wait_for(_via_app(app, dict(scope)), timeout=30)
+    assert sink.status == 200 and sink.body == b"A" * 5000

@@ -47,6 +47,10 @@ class TlsSettings(BaseModel):
     # Seconds between checks of the two files for a change (granian reloads the
     # certificate without dropping connections, as on SIGHUP); 0: on SIGHUP only.
     watch_interval: float = Field(default=10.0, ge=0, le=86400)
+    # ALPN offers h2 as well as http/1.1 (granian). Off, the listener speaks HTTP/1.1
+    # only, where header_read_timeout also closes a connection that completes the
+    # handshake and then sends nothing (docs/deployment.md#connections-that-send-nothing).
+    http2: bool = True
 
 
 def read_pem(path: Path) -> bytes:

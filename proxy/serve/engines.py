@@ -30,6 +30,9 @@ RESERVED_FDS = 1024
 # TLS 1.2 suites for uvicorn's OpenSSL: forward secrecy and AEAD only (the TLS 1.3 ones
 # all are).
 UVICORN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# Seconds an HTTP/2 client has to answer a PING (hyper's default). Generous: the answer
+# comes after the client has read everything sent before the PING.
+H2_PING_ACK_SECONDS = 20
 
 
 def run_granian(settings: Settings) -> None:
@@ -66,7 +69,14 @@ def run_granian(settings: Settings) -> None:
             keep_alive=True,
             max_buffer_size=max(8192, server.max_header_bytes + server.max_url_bytes),
         ),
-        http2_settings=HTTP2Settings(max_headers_size=server.max_header_bytes),
+        http2_settings=HTTP2Settings(
+            max_headers_size=server.max_header_bytes,
+            # A PING after header_read_timeout with nothing read, and a close when it is
+            # not answered: a dead peer, or a client that sent the preface and went
+            # silent, no longer holds its connection (and a permit) forever.
+            keep_alive_interval=int(server.header_read_timeout * 1000),
+            keep_alive_timeout=H2_PING_ACK_SECONDS,
+        ),
         log_enabled=True,
         log_level=_granian_level(server.log_level),
         log_access=False,  # edgeshield writes its own JSON access log
@@ -81,14 +91,16 @@ def run_granian(settings: Settings) -> None:
 
 
 def _granian_http_mode(server: ServerSettings) -> Any:
-    """`auto` tells HTTP/2 from HTTP/1.1 by the first bytes and waits for them with no
-    timeout, so a client that sends nothing holds its connection until it leaves. A plain
-    listener speaks HTTP/1.1 only, where header_read_timeout closes such a connection,
-    unless HTTP/2 by prior knowledge is asked for; TLS needs `auto` for ALPN's h2."""
+    """`auto` tells HTTP/2 from HTTP/1.1 by the first bytes, TLS or not (whatever ALPN
+    chose), and waits for them with no timeout, so a client that sends nothing holds its
+    connection until it leaves. HTTP/1.1 alone, where header_read_timeout closes such a
+    connection, unless HTTP/2 is asked for: by prior knowledge on a plain listener, by
+    ALPN (the default) on TLS."""
     from granian.constants import HTTPModes
 
-    sniffing = server.tls is not None or server.http2_cleartext
-    return HTTPModes.auto if sniffing else HTTPModes.http1
+    tls = server.tls
+    http2 = tls.http2 if tls is not None else server.http2_cleartext
+    return HTTPModes.auto if http2 else HTTPModes.http1
 
 
 def _granian_level(level: str) -> Any:
@@ -100,7 +112,8 @@ def _granian_level(level: str) -> Any:
 def _granian_tls(stage: CertStage | None) -> dict[str, Any]:
     """HTTPS from the staged certificate (proxy/serve/tls.py), TLS 1.2 or later
     (granian's own minimum, 1.3, shuts out older clients); ALPN offers h2 and http/1.1
-    in the `auto` HTTP mode. rustls has no weak cipher suites to turn off."""
+    in the `auto` HTTP mode, http/1.1 alone in `http1`. rustls has no weak cipher suites
+    to turn off. The handshake has 10 s (tls-listener's default, not configurable)."""
     if stage is None:
         return {}
     from granian.constants import SSLProtocols

@@ -1,6 +1,8 @@
 """Connection-level limits on both engines: the header-read timeout (also the keep-alive
-idle timeout), HTTP/0.9 request lines, the header count and size, and the per-worker
-connection cap (docs/deployment.md#connection-limits).
+idle timeout), HTTP/0.9 request lines, the header count and size, the per-worker
+connection cap (docs/deployment.md#connection-limits), and which connections that send
+nothing each kind of listener closes: plain, HTTP/2 cleartext, TLS with and without
+HTTP/2 (docs/deployment.md#connections-that-send-nothing).
 
 Every wait here is a hang guard: a limit is shown by the server closing or answering,
 never by how fast it did. The one negative check (a connection past the cap is not
@@ -9,15 +11,24 @@ answered while the cap is held) cannot be made to pass by a slow machine."""
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.support.h2_raw import H2Connection
 from tests.support.origin_server import OriginServer
-from tests.support.proxy_server import ENGINES, ProxyServer, proxy_config, running_proxy
+from tests.support.proxy_server import (
+    ENGINES,
+    ProxyServer,
+    proxy_config,
+    running_proxy,
+    toml_value,
+)
 from tests.support.raw_http import RawResponse, exchange, read_response
+from tests.support.tls_certs import TestPki
 
 GUARD = 30.0  # seconds: a server that never closes fails here, a slow one does not
 HEAD_TIMEOUT = 2  # header_read_timeout of the proxies below
@@ -40,7 +51,7 @@ def closed_by_server(sock: socket.socket) -> bool:
             pass
     except TimeoutError:
         return False
-    except ConnectionResetError:
+    except (ConnectionResetError, ssl.SSLError):
         pass
     return True
 
@@ -52,11 +63,12 @@ def edge(request: pytest.FixtureRequest, origin_server: OriginServer) -> Iterato
         yield server
 
 
-def still_serves(edge: ProxyServer) -> None:
+def still_serves(edge: ProxyServer, verify: ssl.SSLContext | bool = True) -> None:
     """A clean client is answered; on uvicorn a connection just closed may still count
     against the cap for a moment, so a 503 is asked again until the guard runs out."""
     deadline = time.monotonic() + GUARD
-    while (status := httpx.get(f"{edge.url}/gen/10", timeout=GUARD).status_code) == 503:
+    url = f"{edge.url}/gen/10"
+    while (status := httpx.get(url, timeout=GUARD, verify=verify).status_code) == 503:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert status == 200
@@ -186,3 +198,106 @@ def test_connections_past_the_cap(capped: ProxyServer) -> None:
         for sock in held:
             sock.close()
     still_serves(capped)
+
+
+# Connections that send nothing, on the listeners that can tell HTTP/2 from HTTP/1.1.
+# The HTTP/2 ones run on granian only: uvicorn speaks HTTP/1.1 alone.
+PING_ACK_GUARD = GUARD + 20  # header_read_timeout, then hyper's 20 s for a PING's answer
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return TestPki(tmp_path_factory.mktemp("pki"))
+
+
+def tls_config(origin: OriginServer, pki: TestPki, name: str, **tls: object) -> str:
+    leaf = pki.leaf(name)
+    fields = {"cert": leaf.cert, "key": leaf.key, **tls}
+    lines = ["[server.tls]"] + [f"{k} = {toml_value(v)}" for k, v in fields.items()]
+    return proxy_config(origin.url, server={"header_read_timeout": HEAD_TIMEOUT}) + "\n".join(lines)
+
+
+def tls_connect(port: int, pki: TestPki, alpn: list[str] | None) -> ssl.SSLSocket:
+    """A completed TLS handshake offering `alpn` (None: no ALPN extension)."""
+    context = pki.ssl_context()
+    if alpn is not None:
+        context.set_alpn_protocols(alpn)
+    return context.wrap_socket(connect(port), server_hostname="127.0.0.1")
+
+
+def deaf_h2(port: int, context: ssl.SSLContext | None) -> socket.socket:
+    """Sends the HTTP/2 preface and SETTINGS, then reads nothing, so never answers a
+    PING (the h2 library would, were its bytes read)."""
+    return H2Connection.open(port, context, timeout=PING_ACK_GUARD).sock
+
+
+def still_open(sock: socket.socket) -> bool:
+    """True while the server has not closed `sock`; it was sent nothing to answer."""
+    sock.settimeout(1.0)
+    try:
+        return sock.recv(1) != b""
+    except TimeoutError:
+        return True
+    except (ConnectionResetError, ssl.SSLError):
+        return False
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def tls_http1(
+    request: pytest.FixtureRequest, origin_server: OriginServer, pki: TestPki
+) -> Iterator[ProxyServer]:
+    config = tls_config(origin_server, pki, f"limits-{request.param}", http2=False)
+    with running_proxy(config, scheme="https", engine=request.param) as server:
+        yield server
+
+
+@pytest.mark.parametrize("alpn", [["h2", "http/1.1"], ["http/1.1"], None])
+def test_silent_tls_connection_is_closed_on_http1(
+    tls_http1: ProxyServer, pki: TestPki, alpn: list[str] | None
+) -> None:
+    """With [server.tls] http2 = false (uvicorn: always) the header-read timeout runs from
+    the end of the handshake, whatever ALPN offered."""
+    with tls_connect(tls_http1.port, pki, alpn) as sock:
+        assert sock.selected_alpn_protocol() in ("http/1.1", None)
+        assert closed_by_server(sock)
+    still_serves(tls_http1, pki.ssl_context())
+
+
+def test_silent_connections_on_tls_with_http2(origin_server: OriginServer, pki: TestPki) -> None:
+    """granian, TLS offering h2 (the default): a connection that never sends its
+    ClientHello is closed by the handshake timeout (10 s), one that sends the HTTP/2
+    preface and then ignores the server is closed when its PING goes unanswered, and a
+    normal client is served meanwhile. A connection that completes the handshake and
+    sends nothing is held: granian waits for its first bytes with no timeout."""
+    config = tls_config(origin_server, pki, "limits-h2")
+    with (
+        running_proxy(config, scheme="https", engine="granian") as edge,
+        connect(edge.port) as no_hello,
+        deaf_h2(edge.port, pki.ssl_context()) as deaf,
+        tls_connect(edge.port, pki, ["h2", "http/1.1"]) as silent,
+    ):
+        assert closed_by_server(no_hello)
+        assert closed_by_server(deaf)
+        still_serves(edge, pki.ssl_context())
+        # Opened with the two above, and long past header_read_timeout: still held.
+        assert still_open(silent)
+
+
+def test_silent_connections_on_http2_cleartext(origin_server: OriginServer) -> None:
+    """granian with http2_cleartext: a deaf HTTP/2 connection is closed by the unanswered
+    PING, a half-sent HTTP/1.1 head by the header-read timeout; a connection that sends
+    nothing is held (no timeout before the first bytes tell HTTP/2 from HTTP/1.1)."""
+    config = proxy_config(
+        origin_server.url, server={"header_read_timeout": HEAD_TIMEOUT, "http2_cleartext": True}
+    )
+    with (
+        running_proxy(config, engine="granian") as edge,
+        deaf_h2(edge.port, None) as deaf,
+        connect(edge.port) as half,
+        connect(edge.port) as silent,
+    ):
+        half.sendall(b"GET /gen/10 HTTP/1.1\r\nHost: media.example\r\n")
+        assert closed_by_server(half)
+        assert closed_by_server(deaf)
+        still_serves(edge)
+        assert still_open(silent)

@@ -1,15 +1,20 @@
-"""The per-worker connection cap and the open-file limit (proxy/serve/engines.py)."""
+"""The per-worker connection cap, the open-file limit and granian's HTTP mode
+(proxy/serve/engines.py)."""
 
 from __future__ import annotations
 
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.serve.engines import RESERVED_FDS, connection_cap, fitting_cap
+from config.schema import ServerSettings
+from config.tls import TlsSettings
+from proxy.serve.engines import RESERVED_FDS, _granian_http_mode, connection_cap, fitting_cap
 from tests.support.proxy_server import REPO_ROOT
 
 
@@ -49,3 +54,21 @@ def test_the_serve_command_does_not_load_libvips() -> None:
     (proxy/serve/engines.py): the config checks must not load it."""
     code = "import sys, proxy.serve.cli; sys.exit('pyvips' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("tls_http2", "cleartext", "mode"),
+    [
+        (None, False, "1"),  # plain: HTTP/1.1, whose header timer closes a silent client
+        (None, True, "auto"),
+        (True, False, "auto"),  # TLS: h2 by ALPN needs granian's sniffing mode
+        (False, False, "1"),
+        (False, True, "1"),  # http2_cleartext is about plain listeners only
+    ],
+)
+def test_granian_sniffs_only_where_http2_is_on(
+    tls_http2: bool | None, cleartext: bool, mode: str
+) -> None:
+    tls = None if tls_http2 is None else TlsSettings(cert=Path("c"), key=Path("k"), http2=tls_http2)
+    server = ServerSettings(tls=tls, http2_cleartext=cleartext)
+    assert _granian_http_mode(server).value == mode

@@ -24,7 +24,7 @@ from proxy.auth.policy import strip_token
 from proxy.auth.step import Answer, Guard, check_inline
 from proxy.cache.entry import Entry
 from proxy.cache.keys import url_key, valid_query
-from proxy.cluster.peers import vouched
+from proxy.cluster.hop import vouched
 from proxy.deliver import SEND_SLICE, Send, fresh_hit_fields, send_sliced
 from proxy.disconnect import CLIENT_GONE, ClientGone, until_disconnect
 from proxy.exchange import Outcome, Receive

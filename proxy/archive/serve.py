@@ -31,6 +31,7 @@ from proxy.cache.codec import CorruptEntry
 from proxy.cache.collapse import Fetch, FetchAborted, Head
 from proxy.cache.disk import BodyStream
 from proxy.cache.entry import Entry
+from proxy.cluster.hop import vouched
 from proxy.deliver import deliver_entry, send_error
 from proxy.disconnect import ClientGone, until_disconnect
 from proxy.exchange import Answer, Exchange, Outcome
@@ -55,10 +56,13 @@ class EntryFailed(Exception):
 
 
 def wanted(ex: Exchange, status: int, headers: list[Header]) -> bool:
-    """Is this answer a manifest to turn into an archive for this request?"""
+    """Is this answer a manifest to turn into an archive for this request? Not on a
+    cluster hop: the owner answers with the manifest, and the peer the client asked
+    builds the archive, as it would from the origin's answer."""
     return (
         status == 200
         and not ex.archive_entry  # a member that is itself a manifest is sent as it is
+        and not vouched()
         and ex.route.policy.archives
         and ex.req.method in ("GET", "HEAD")
         and (is_manifest(headers) or signed_ask(ex))

@@ -41,7 +41,7 @@ from proxy.auth.policy import (
 )
 from proxy.auth.ratelimit import LocalRateLimiter, RateLimiter, too_many_requests
 from proxy.auth.redact import Redactor
-from proxy.cluster.peers import vouched
+from proxy.cluster.hop import vouched
 from proxy.deliver import send_response
 from proxy.http.dates import format_http_date
 from proxy.http.playlist_uris import playlist_kind

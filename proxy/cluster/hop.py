@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from contextvars import ContextVar
 
 HEADER = "edgeshield-peer-auth"
 # The owner's answer carries this field, so a non-owner can tell an owner's answer from
@@ -20,6 +21,19 @@ HEADER = "edgeshield-peer-auth"
 ANSWERED = "edgeshield-peer"
 MAX_FIELD = 200  # longer values are refused unread
 STAGES = (1, 2, 3)
+
+
+# The stage a request arrived at (0: from a client): set per request task by the
+# cluster listeners, inherited by the fetches it starts. A context variable, not state.
+HOP: ContextVar[int] = ContextVar("edgeshield_cluster_hop", default=0)
+
+
+def vouched() -> bool:
+    """Did this request arrive over a hop whose signature held? Only the cluster
+    listeners set `HOP`, after checking it; a client's request is always stage 0, so
+    no client can reach what this lets through (the route's auth checks, which the
+    asking peer ran on the client's own request)."""
+    return HOP.get() > 0
 
 
 class HopRefused(Exception):

@@ -23,8 +23,9 @@ from config.cluster import ClusterSettings
 from proxy.cache.disk import BUCKETS, DiskTier
 from proxy.cluster import hop
 from proxy.cluster.dns import watch_dns
+from proxy.cluster.hop import HOP
 from proxy.cluster.owner import Member, Ring
-from proxy.cluster.peers import HOP, INSTANCE, WORKER, Cluster
+from proxy.cluster.peers import INSTANCE, WORKER, Cluster
 from proxy.cluster.registry import watch_registry
 from proxy.deliver import send_error
 from proxy.pipeline import handle

@@ -31,7 +31,6 @@ import logging
 import time
 import weakref
 from collections.abc import Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -45,6 +44,7 @@ from proxy.archive import signed as signed_archive
 from proxy.cache.collapse import Fetch
 from proxy.cache.disk import bucket
 from proxy.cluster import hop
+from proxy.cluster.hop import HOP
 from proxy.cluster.owner import Member, Ring
 from proxy.request import Request
 from routing.origins.base import OriginError, OriginRequest, OriginResponse, OriginTimeout
@@ -57,18 +57,6 @@ if TYPE_CHECKING:
     from routing.groups import OriginGroup
 
 INSTANCE, WORKER = "instance", "worker"
-# The stage a request arrived at (0: from a client): set per request task by the
-# cluster listeners, inherited by the fetches it starts. A context variable, not state.
-HOP: ContextVar[int] = ContextVar("edgeshield_cluster_hop", default=0)
-
-
-def vouched() -> bool:
-    """Did this request arrive over a hop whose signature held? Only the cluster
-    listeners set `HOP`, after checking it; a client's request is always stage 0, so
-    no client can reach what this lets through (the route's auth checks, which the
-    asking peer ran on the client's own request)."""
-    return HOP.get() > 0
-
 
 # Stage -> the levels a request there may still be forwarded over, in order.
 NEXT: dict[int, tuple[str, ...]] = {0: (WORKER, INSTANCE), 1: (INSTANCE,), 2: (WORKER,), 3: ()}

@@ -131,7 +131,10 @@ class HitFastPath:
         if plan is None:
             return False
         state = self.state
-        found = state.cache.memory.get(plan.key)
+        memory = state.cache.memory
+        # Counted for admission only when answered here: a request this path declines is
+        # counted by the pipeline's lookup (counting both would double every miss).
+        found = memory.peek(plan.key)
         now = time.time()
         if type(found) is not Entry or not now < found.fresh_until:
             return False
@@ -149,6 +152,7 @@ class HitFastPath:
             return False  # the pipeline answers, and prefetches what follows (proxy/prefetch.py)
         if plan.guard is not None and not self._allowed(plan, scope, now):
             return False  # the full pipeline answers (and logs) the refusal
+        memory.get(plan.key)
         headers = _hit_headers(found, now)
         await send({"type": "http.response.start", "status": found.status, "headers": headers})
         sent = len(body)

@@ -65,6 +65,10 @@ class MemoryTier:
         """A snapshot of the keys, for a scan that awaits between slices (the lurker)."""
         return list(self._cache)
 
+    def frequency(self, key: str) -> int:
+        """How often `key` was asked for lately, as admission counts it."""
+        return self._cache.frequency(key)
+
     def peek(self, key: str) -> Stored | None:
         """`get` without counting a request or touching recency (scans and checks)."""
         return self._cache.peek(key)

@@ -241,3 +241,23 @@ async def test_a_bug_while_storing_is_a_502_not_a_request_that_never_ends(
     cache.admits = real  # type: ignore[method-assign]
     sink, _ = await asyncio.wait_for(_via_app(app, dict(scope)), timeout=30)
     assert sink.status == 200 and sink.body == b"A" * 5000
+
+
+async def test_each_request_is_counted_once_for_admission(app: EdgeShield) -> None:
+    """The miss (declined here, answered by the pipeline) and each fast hit count one
+    request each toward the memory tier's admission."""
+    assert app.state is not None
+    memory = app.state.cache.memory
+    scope = _scope(b"/a.txt", [(b"host", b"example.test")])
+    counts, served = [], []
+    for _ in range(3):
+        sink, fast = await _via_app(app, dict(scope))
+        assert sink.status == 200
+        for _ in range(200):  # the miss is stored in the background (a hang guard)
+            if memory.peek("example.test/a.txt") is not None:
+                break
+            await asyncio.sleep(0.01)
+        served.append(fast)
+        counts.append(memory.frequency("example.test/a.txt"))
+    assert served == [False, True, True]
+    assert counts == [1, 2, 3]

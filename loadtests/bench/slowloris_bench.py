@@ -2,12 +2,15 @@
 open, in the same run, on each engine:
 
     python loadtests/bench/slowloris_bench.py [--connections 10000] [--requests 1000]
-                                              [--engines granian,uvicorn]
+                                              [--engines granian,uvicorn] [--tls]
 
 One real `edgeshield serve` per engine (header_read_timeout 30 s so the attack is held
 while it is measured, max_connections above the attack) in front of the scripted test
-origin. A normal client asks for a cached 10 KiB object, sequentially, on a new
-connection each time and then on one kept-alive connection: first alone, then while
+origin. With --tls the listener serves HTTPS (a throwaway certificate, HTTP/2 on) and
+every connection, the attacker's and the normal client's, completes a TLS handshake
+first; header_read_timeout is 60 s then, as opening the attack takes longer. A normal
+client asks for a cached 10 KiB object, sequentially, on a new connection each time and
+then on one kept-alive connection: first alone, then while
 tests/support/slowloris.py (another process) holds the half-sent requests, a header byte
 a second each. Printed: p50/p99 of each, the ratio of p99 under attack to p99 alone, the
 connections the worker held (its descriptors), and how many of the attack's connections
@@ -19,8 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,11 +36,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.origin_server import running_origin  # noqa: E402
-from tests.support.proxy_server import ENGINES, proxy_config, running_proxy  # noqa: E402
-from tests.support.raw_http import exchange, read_response  # noqa: E402
-from tests.support.slowloris import fd_budget, raise_fd_limit  # noqa: E402
+from tests.support.proxy_server import (  # noqa: E402
+    ENGINES,
+    ProxyServer,
+    proxy_config,
+    running_proxy,
+)
+from tests.support.raw_http import RawResponse, read_response  # noqa: E402
+from tests.support.slowloris import fd_budget, raise_fd_limit, unchecked_tls  # noqa: E402
+from tests.support.tls_certs import TestPki  # noqa: E402
 
 HEAD_TIMEOUT = 30
+TLS_HEAD_TIMEOUT = 60
 PATH = "/gen/10240"
 CLOSE = f"GET {PATH} HTTP/1.1\r\nHost: media.example\r\nConnection: close\r\n\r\n".encode()
 KEEP = f"GET {PATH} HTTP/1.1\r\nHost: media.example\r\n\r\n".encode()
@@ -46,17 +58,31 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def timed(port: int, requests: int, deadline: float) -> tuple[list[float], list[float]]:
-    """Latencies (s) of new-connection requests, then of requests on one connection."""
+def connect(port: int, tls: ssl.SSLContext | None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    return tls.wrap_socket(sock) if tls is not None else sock
+
+
+def exchange(port: int, data: bytes, tls: ssl.SSLContext | None) -> RawResponse:
+    with connect(port, tls) as sock:
+        sock.sendall(data)
+        return read_response(sock)
+
+
+def timed(
+    port: int, requests: int, deadline: float, tls: ssl.SSLContext | None
+) -> tuple[list[float], list[float]]:
+    """Latencies (s) of new-connection requests (the TLS handshake included), then of
+    requests on one connection."""
     fresh: list[float] = []
     for _ in range(requests):
         if time.monotonic() > deadline:
             break
         start = time.perf_counter()
-        assert exchange(port, CLOSE, timeout=60).status == 200
+        assert exchange(port, CLOSE, tls).status == 200
         fresh.append(time.perf_counter() - start)
     kept: list[float] = []
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+    with connect(port, tls) as sock:
         for _ in range(requests):
             if time.monotonic() > deadline:
                 break
@@ -78,31 +104,52 @@ def line(label: str, samples: list[float]) -> str:
     return f"{label:<42} n={len(samples):>5}  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
 
 
-def run(engine: str, connections: int, requests: int) -> None:
-    server = {"header_read_timeout": HEAD_TIMEOUT, "max_connections": connections + 1000}
+def run(engine: str, connections: int, requests: int, tls: bool) -> None:
+    head_timeout = TLS_HEAD_TIMEOUT if tls else HEAD_TIMEOUT
+    server = {"header_read_timeout": head_timeout, "max_connections": connections + 1000}
+    client_tls = unchecked_tls() if tls else None
     with (
+        tempfile.TemporaryDirectory() as folder,
         running_origin() as origin,
-        running_proxy(proxy_config(origin.url, server=server), engine=engine) as proxy,
     ):
-        assert proxy.proc is not None
-        exchange(proxy.port, CLOSE)  # cached from here on
-        alone = timed(proxy.port, requests, time.monotonic() + 60)
-        args = ["--port", str(proxy.port), "--connections", str(connections)]
-        attacker = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.slowloris", *args, "--guard", "90"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert attacker.stdout is not None
-        opened = attacker.stdout.readline().split()  # "OPEN <n>" once all are open
-        start = time.monotonic()
-        worker = worker_of(proxy.proc.pid)
-        held = worker.num_fds()
-        # Measure only while the attack is held: its first connection closes at 30 s.
-        under = timed(proxy.port, requests, start + HEAD_TIMEOUT - 8)
-        held = max(held, worker.num_fds())
-        report = json.loads(attacker.communicate(timeout=120)[0].splitlines()[-1])
+        config = proxy_config(origin.url, server=server)
+        if tls:
+            leaf = TestPki(Path(folder)).leaf("slowloris")
+            config += f'[server.tls]\ncert = "{leaf.cert}"\nkey = "{leaf.key}"\n'
+        scheme = "https" if tls else "http"
+        with running_proxy(config, engine=engine, scheme=scheme) as proxy:
+            measure(proxy, engine, connections, requests, client_tls, head_timeout)
+
+
+def measure(
+    proxy: ProxyServer,
+    engine: str,
+    connections: int,
+    requests: int,
+    tls: ssl.SSLContext | None,
+    head_timeout: float,
+) -> None:
+    assert proxy.proc is not None
+    exchange(proxy.port, CLOSE, tls)  # cached from here on
+    alone = timed(proxy.port, requests, time.monotonic() + 60, tls)
+    args = ["--port", str(proxy.port), "--connections", str(connections)]
+    args += ["--tls"] if tls is not None else []
+    launched = time.monotonic()
+    attacker = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.slowloris", *args, "--guard", str(head_timeout + 60)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert attacker.stdout is not None
+    opened = attacker.stdout.readline().split()  # "OPEN <n>" once all are open
+    worker = worker_of(proxy.proc.pid)
+    held = worker.num_fds()
+    # Measure only while the attack is held: its first connection closes head_timeout
+    # after it opened.
+    under = timed(proxy.port, requests, launched + head_timeout - 8, tls)
+    held = max(held, worker.num_fds())
+    report = json.loads(attacker.communicate(timeout=120)[0].splitlines()[-1])
     print(f"{engine}: {opened[1]} half-sent requests held; worker descriptors at {held}")
     for label, base, attacked in (
         ("new connection per request", alone[0], under[0]),
@@ -115,7 +162,7 @@ def run(engine: str, connections: int, requests: int) -> None:
     print(
         f"  closed by the server: {report['closed_by_server']}/{report['opened']}"
         f" (opening took {report['open_seconds']} s, last close at"
-        f" {report['last_close_seconds']} s, header_read_timeout {HEAD_TIMEOUT} s)"
+        f" {report['last_close_seconds']} s, header_read_timeout {head_timeout} s)"
     )
 
 
@@ -124,6 +171,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=10_000)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--tls", action="store_true", help="HTTPS, every connection a TLS one")
     args = ap.parse_args()
     raise_fd_limit()
     budget, hard = fd_budget()
@@ -131,7 +179,7 @@ def main() -> None:
     if connections < args.connections:
         print(f"scaled down to {connections} connections: RLIMIT_NOFILE hard limit {hard}")
     for engine in args.engines.split(","):
-        run(engine, connections, args.requests)
+        run(engine, connections, args.requests, args.tls)
 
 
 if __name__ == "__main__":

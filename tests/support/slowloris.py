@@ -1,10 +1,11 @@
 """A slowloris client, run in its own process so the process under test is not the
 bottleneck:
 
-    python -m tests.support.slowloris --port N --connections 10000 --guard 40
+    python -m tests.support.slowloris --port N --connections 10000 --guard 40 [--tls]
 
-opens the connections (asyncio, a few hundred at a time), sends each a request head
-without its end, then one more header byte per connection every second, so any timeout
+opens the connections (asyncio, a few hundred at a time; with --tls each completes a
+TLS handshake first, the certificate unchecked), sends each a request head without its
+end, then one more header byte per connection every second, so any timeout
 that restarts on data never fires. It prints "OPEN <n>" once every connection is open
 (or failed to), and a JSON report when every connection was closed by the server or the
 guard ran out:
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import json
 import resource
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ def raise_fd_limit() -> None:
 @dataclass
 class Attack:
     port: int
+    tls: ssl.SSLContext | None = None
     host: str = "127.0.0.1"
     start: float = field(default_factory=time.monotonic)
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
@@ -65,10 +68,10 @@ class Attack:
     async def one(self, ready: asyncio.Queue[None]) -> None:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), timeout=30
+                asyncio.open_connection(self.host, self.port, ssl=self.tls), timeout=30
             )
             writer.write(HEAD)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError):  # ssl.SSLError is an OSError
             self.failed += 1
             ready.put_nowait(None)
             return
@@ -94,8 +97,15 @@ class Attack:
                     writer.write(b"a")
 
 
-async def attack(port: int, connections: int, guard: float) -> dict[str, object]:
-    run = Attack(port)
+def unchecked_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def attack(port: int, connections: int, guard: float, tls: bool) -> dict[str, object]:
+    run = Attack(port, unchecked_tls() if tls else None)
     ready: asyncio.Queue[None] = asyncio.Queue()
     tasks = []
     for first in range(0, connections, BATCH):
@@ -126,9 +136,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--guard", type=float, default=40.0)
+    parser.add_argument("--tls", action="store_true")
     args = parser.parse_args()
     raise_fd_limit()
-    report = asyncio.run(attack(args.port, args.connections, args.guard))
+    report = asyncio.run(attack(args.port, args.connections, args.guard, args.tls))
     print(json.dumps(report), flush=True)
     sys.exit(0)
 

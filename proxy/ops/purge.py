@@ -39,6 +39,10 @@ async def purge(state: AppState, request: Request) -> Response:
     report = await apply_purge(state.cache, parsed, now=now, shared=True)
     if state.bus is not None and not await state.bus.publish(parsed, now):
         report.errors.append("bus: other instances were not told (Redis unavailable)")
+    if state.siblings is not None:
+        told, others = await state.siblings.tell(parsed, now)
+        if told < others:
+            report.errors.append(f"workers: {others - told} of {others} others were not told")
     if state.cdn is not None:
         state.cdn.submit(**parsed.cdn_targets())
         report.cdn = [{"name": a.name, "state": "queued"} for a in state.cdn.adapters]
@@ -89,7 +93,8 @@ async def _parse(request: Request) -> PurgeRequest | PurgeError:
 
 
 async def apply_remote(state: AppState, req: PurgeRequest, when: float) -> None:
-    """A purge another instance accepted: this instance's memory and disk copies."""
+    """A purge another instance (or worker) accepted: this worker's memory and disk
+    copies."""
     report = await apply_purge(state.cache, req, now=when, shared=False)
     state.stats.inc("edgeshield_purges", ("bus",))
     state.log.debug("purge from the bus: %s", report.to_json())

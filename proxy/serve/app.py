@@ -30,6 +30,7 @@ from proxy.ops.access import is_admin_request, on_admin_listener
 from proxy.ops.purge import apply_remote
 from proxy.pipeline import Receive, handle
 from proxy.purge.bus import PurgeBus
+from proxy.purge.siblings import Siblings
 from proxy.serve.access_log import AccessLog
 from proxy.serve.admin_listener import AdminListener, open_admin_listener
 from proxy.serve.granian_signals import on_worker_stop
@@ -119,6 +120,15 @@ async def start_state(settings: Settings) -> AppState:
             cache.memory.clear,
         )
         state.spawn(state.bus.run())
+    elif settings.server.workers > 1 and settings.server.metrics_dir is not None:
+        siblings = Siblings(
+            settings.server.metrics_dir, lambda req, when: apply_remote(state, req, when)
+        )
+        try:
+            await siblings.start()
+            state.siblings = siblings
+        except OSError as exc:  # e.g. a metrics_dir path too long for a unix socket
+            state.log.warning("purge: the other workers will not hear purges: %s", exc)
     if settings.purge.cdn:
         state.cdn = CdnPurger.from_settings(settings.purge.cdn)
     state.spawn(_lurker(state))
@@ -297,6 +307,8 @@ async def shutdown(state: AppState) -> None:
         state.images.close()
     if state.cdn is not None:
         await state.cdn.aclose()
+    if state.siblings is not None:
+        await state.siblings.close()
     if state.disk is not None:
         await state.disk.close()
     if state.redis is not None:

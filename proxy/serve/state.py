@@ -20,6 +20,7 @@ from proxy.cache.store import Cache
 from proxy.cdn_purge import CdnPurger
 from proxy.ops.top_objects import TopObjects
 from proxy.purge.bus import PurgeBus
+from proxy.purge.siblings import Siblings
 from proxy.serve.access_log import AccessLog
 from proxy.serve.metrics import Stats, StatsCollector
 from proxy.serve.request_ids import RequestIds
@@ -57,6 +58,8 @@ class AppState:
     disk: DiskTier | None = None
     # Every instance hears every purge (proxy/purge/bus.py); needs [redis].
     bus: PurgeBus | None = None
+    # Without [redis], the other workers of this instance (proxy/purge/siblings.py).
+    siblings: Siblings | None = None
     # Downstream CDNs told of purges ([[purge.cdn]]).
     cdn: CdnPurger | None = None
     # Key ownership among peers ([cluster]; proxy/cluster/).

@@ -494,7 +494,7 @@ async def pump(
             if on_chunk is not None:
                 on_chunk(chunk)
             await fetch.append(chunk)
-            if fetch.keep_all and not cache.fits(fetch.received):
+            if fetch.keep_all and not cache.fits(fetch.key, fetch.received):
                 state.inflight.remove(fetch)
                 fetch.stop_keeping()
             if fetch.abandoned:

@@ -139,6 +139,72 @@ def size_class(size: int) -> int:
     return size >> shift << shift
 
 
+def outweighs(count: int, size: int, resident_count: int, resident_size: int) -> bool:
+    """The admission rule both tiers apply: a candidate asked for `count` times, of `size`
+    bytes, takes the place of a resident asked for `resident_count` times, of
+    `resident_size` bytes, only when it was asked for more often per byte (sizes by
+    `size_class`; a tie goes to the resident)."""
+    return count * size_class(resident_size) > resident_count * size_class(size)
+
+
+def contest(
+    count: int,
+    size: int,
+    need: int,
+    residents: Iterator[tuple[K, int]],
+    frequency: Callable[[K], int],
+) -> list[K] | None:
+    """The residents (key, size) a candidate (`count` requests, weighed at `size` bytes)
+    pushes out to free `need` bytes, taken in the order `residents` offers them; None when
+    it loses to one of them (`outweighs`), or more than `MAX_VICTIMS` (or more than there
+    are) would have to go."""
+    victims: list[K] = []
+    while need > 0:
+        # Checked before asking: a resident may cost a draw (memory samples them).
+        if len(victims) == MAX_VICTIMS:
+            return None
+        resident = next(residents, None)
+        if resident is None:
+            return None
+        key, resident_size = resident
+        if not outweighs(count, size, frequency(key), resident_size):
+            return None
+        victims.append(key)
+        need -= resident_size
+    return victims
+
+
+class Promises(Generic[K]):
+    """Keys whose next store was said yes to before its value existed (an answer's head
+    went out claiming `stored`): that store takes them without a contest. Bounded to
+    `MAX_PROMISED` (responses streaming at once, at most), the oldest forgotten first."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self) -> None:
+        self._keys: OrderedDict[K, None] = OrderedDict()
+
+    def add(self, key: K) -> None:
+        keys = self._keys
+        keys[key] = None
+        if len(keys) > MAX_PROMISED:
+            keys.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def take(self, key: K) -> bool:
+        """Whether `key` was promised; the promise is used up."""
+        keys = self._keys
+        if key not in keys:
+            return False
+        del keys[key]
+        return True
+
+    def clear(self) -> None:
+        self._keys.clear()
+
+
 class _Node(Generic[V]):
     __slots__ = ("epoch", "hits", "size", "slot", "value")
 
@@ -170,8 +236,8 @@ class WTinyLFU(Generic[K, V]):
         self._main: list[K] = []  # any order: victims are sampled from it
         self._window_bytes = 0
         self._main_bytes = 0
-        # Keys `admits` said yes to, honoured by `put` (bounded, oldest dropped first).
-        self._promised: OrderedDict[K, None] = OrderedDict()
+        # Keys `admits` said yes to, honoured by `put`.
+        self._promised: Promises[K] = Promises()
         # Where victims are sampled (seeded: the same requests make the same choices).
         self._random = random.Random(0).randrange
         self.evictions = 0
@@ -228,17 +294,12 @@ class WTinyLFU(Generic[K, V]):
     def promise(self, key: K) -> None:
         """The next `put` of `key` takes it without a contest (bounded: the oldest
         promises are forgotten first)."""
-        promised = self._promised
-        promised[key] = None
-        if len(promised) > MAX_PROMISED:
-            promised.popitem(last=False)
+        self._promised.add(key)
 
     def put(self, key: K, value: V) -> bool:
         """Keep `value` under `key`; False when it is not kept (too large, or refused)."""
         size = self._sizeof(value)
-        promised = key in self._promised
-        if promised:
-            del self._promised[key]
+        promised = self._promised.take(key)
         if size > self.max_bytes:
             self.pop(key)
             return False
@@ -343,20 +404,14 @@ class WTinyLFU(Generic[K, V]):
         push out, or None when it loses: one of them was asked for as often per byte, or
         more than `MAX_VICTIMS` (or more than the main space holds) would have to go."""
         need = self.currsize + size - self.max_bytes
-        victims: list[K] = []
+        return contest(count, max(size, weight), need, self._sampled(), self.frequency)
+
+    def _sampled(self) -> Iterator[tuple[K, int]]:
+        """Main-space entries, the weakest of a fresh sample each (none twice), and sizes."""
         chosen: set[K] = set()
-        weight = size_class(max(size, weight))
-        while need > 0:
-            victim = None if len(victims) == MAX_VICTIMS else self._weakest(chosen)
-            if victim is None:
-                return None
-            victim_size = self._nodes[victim].size
-            if self.frequency(victim) * weight >= count * size_class(victim_size):
-                return None
-            victims.append(victim)
+        while (victim := self._weakest(chosen)) is not None:
             chosen.add(victim)
-            need -= victim_size
-        return victims
+            yield victim, self._nodes[victim].size
 
     def _make_room(self, size: int, keep: K) -> list[K]:
         """The weakest main-space entries whose bytes make room for `size`, no contest

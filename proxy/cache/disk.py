@@ -34,6 +34,20 @@ mtime: each write and each hit stamps the file with a per-tier monotonic nanosec
 (``os.utime`` on the open descriptor), and the restart scan orders files by it. atime is
 not used: most mounts are relatime/noatime.
 
+Admission: given a frequency function (``admit_by``: the memory tier's, which counts every
+request, found or not, so it knows how often disk-resident keys are asked for too), a
+new key that needs room is written only when it was asked for more often per byte than
+each of the least recently used entries it would push out (the same rule as the memory
+tier's, ``admission.contest``; ties go to the residents, at most ``MAX_VICTIMS``
+victims; the bytes of writes under way count as taken, so a burst of newcomers cannot
+each see the same free room). So a one-time scan of large objects passes by instead of
+flushing the tier.
+A key already indexed is always rewritten. ``accepts`` (asked before the body arrives,
+it decides Cache-Status ``stored``) runs the same contest with the size it is told and
+promises a yes to the key's next ``put`` (bounded: ``admission.Promises``); ``put`` of a
+key without a promise runs the contest itself. A refusal writes nothing and is counted
+(``admission_rejections``). Without a frequency function every entry is taken, as LRU.
+
 Threads: every disk operation runs on a small executor owned by the tier, so neither a
 slow disk nor CRC-32 of a large body (zlib releases the GIL) stalls the event loop. The
 event loop owns the index; threads only touch files.
@@ -69,7 +83,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -80,6 +94,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 import orjson
 
 from config.disk import DiskSettings
+from proxy.cache.admission import Promises, contest
 from proxy.cache.codec import (
     HEAD_SIZE,
     MAGIC,
@@ -499,10 +514,12 @@ class DiskTier:
         fsync: bool = False,
         io_threads: int = 4,
         shared: bool = False,
+        frequency: Callable[[str], int] | None = None,
     ) -> None:
         """``shared``: one of the workers sharing ``path`` (module doc); it owns no
         bucket, so stores and finds nothing, until ``own`` gives it some, and
-        ``max_bytes`` is the whole directory's budget, of which it keeps its share."""
+        ``max_bytes`` is the whole directory's budget, of which it keeps its share.
+        ``frequency``: see ``admit_by``."""
         self.root = str(Path(path))
         self.shared = shared
         self.total_bytes = max_bytes
@@ -546,6 +563,17 @@ class DiskTier:
         self._free: int | None = None
         self._space_checked = -SPACE_CHECK_INTERVAL
         self._full_until = 0.0
+        # Admission (module doc): how often a key was asked for, and the keys `accepts`
+        # said yes to, which their next put takes without a contest.
+        self._frequency = frequency
+        self._promised: Promises[str] = Promises()
+        self._writing = 0  # Entry.size of the puts under way
+        self.rejections = 0
+
+    def admit_by(self, frequency: Callable[[str], int]) -> None:
+        """Admit new keys by ``frequency`` (requests per key, recent: the memory tier's
+        sketch) against the entries they would push out, instead of taking every one."""
+        self._frequency = frequency
 
     @classmethod
     async def from_settings(
@@ -668,14 +696,42 @@ class DiskTier:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
-    def accepts(self, size: int) -> bool:
-        """Placement (the store's LowerTier protocol): entries of ``size`` (Entry.size,
-        headers included) from min_object_bytes up to max_object_bytes, while the file
-        system has room for them. put() itself checks only the upper bound. What this
-        says decides Cache-Status `stored` before the body arrives, so a full disk must
-        say no here, not fail the write later."""
+    def accepts(self, key: str, size: int) -> bool:
+        """Placement and admission (the store's LowerTier protocol): entries of ``size``
+        (Entry.size, headers included; 0: not known yet) from min_object_bytes up to
+        max_object_bytes, while the file system has room for them, and, for a new key,
+        when admission takes it (module doc). put() itself checks only the upper bound
+        and admission. What this says decides Cache-Status `stored` before the body
+        arrives, so a full disk must say no here, not fail the write later, and a yes
+        holds for the key's next put."""
         largest = min(self.max_object_bytes, self.max_bytes)  # a shared tier: its share
-        return self.min_object_bytes <= size <= largest and self._has_room(size)
+        if not (self.min_object_bytes <= size <= largest and self._has_room(size)):
+            return False
+        if self._frequency is None or key in self._promised:
+            return True
+        if size and not self._admitted(key, size):
+            return False
+        self._promised.add(key)
+        return True
+
+    def _admitted(self, key: str, size: int) -> bool:
+        """Whether ``key``, of ``size`` bytes, may take its place now: kept keys (and
+        keys being written) stay; a new one must win the contest against the least
+        recently used entries it would push out. A loss is counted."""
+        frequency = self._frequency
+        if frequency is None or key in self._index or key in self._locks:
+            return True
+        need = self._bytes + self._writing + size - self.max_bytes
+        if contest(frequency(key), size, need, self._lru(key), frequency) is not None:
+            return True
+        self.rejections += 1
+        return False
+
+    def _lru(self, keep: str) -> Iterator[tuple[str, int]]:
+        """The entries eviction would take, least recently used first (as ``_evict``)."""
+        for key, slot in self._index.items():
+            if key != keep and key not in self._locks:
+                yield key, slot.size
 
     def _has_room(self, size: int) -> bool:
         now = time.monotonic()
@@ -824,6 +880,7 @@ class DiskTier:
         older version of the key goes: the tier never answers with an older version than
         the last one offered. The old version stays readable while the new one is written.
         """
+        promised = self._promised.take(key)
         if not self._ready.is_set() or self._clearing or self._closed:
             return False
         ttl = ttl_for(entry, now)
@@ -834,10 +891,21 @@ class DiskTier:
         if not self._owns(path):
             return False  # another worker's bucket: its owner stores it
         fits = ttl > 0 and len(entry.body) <= self.max_object_bytes
+        if fits and not promised and not self._admitted(key, entry.size):
+            return False  # nothing written; a kept key is never refused, so none is old
         # Shielded: a cancelled caller must not leave a written file the index never saw.
         return await self._shielded(self._put(key, path, entry if fits else None, now + ttl))
 
     async def _put(self, key: str, path: str, entry: Entry | None, expires: float) -> bool:
+        # Bytes on their way in: admission counts them as taken (module doc).
+        writing = 0 if entry is None else entry.size
+        self._writing += writing
+        try:
+            return await self._put_locked(key, path, entry, expires)
+        finally:
+            self._writing -= writing
+
+    async def _put_locked(self, key: str, path: str, entry: Entry | None, expires: float) -> bool:
         async with self._key_lock(key):
             stored = handed = False
             size = 0
@@ -1119,12 +1187,18 @@ class DiskTier:
             "write_errors": self.write_errors,
             "read_errors": self.read_errors,
             "temps_removed": self.temps_removed,
+            "admission_rejections": self.rejections,
             "max_bytes": self.max_bytes,
         }
 
     def register_metrics(self, stats: Stats) -> None:
         stats.sample_sizes(self.name, self.stats)
         stats.sample_lower_tier(self.name, self.stats)
+        stats.sample(
+            "edgeshield_cache_admission_rejections",
+            self.name,
+            lambda: {(self.name,): self.rejections},
+        )
 
 
 def _pread_exact(fd: int, n: int, offset: int) -> bytes:

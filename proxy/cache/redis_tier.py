@@ -132,8 +132,9 @@ class RedisTier:
         """The Redis key of a cache key (surrogateescape: any str maps, none raises)."""
         return (self._prefix + key).encode("utf-8", "surrogateescape")
 
-    def accepts(self, size: int) -> bool:
-        """Placement: entries up to max_object_bytes (Entry.size, headers included)."""
+    def accepts(self, key: str, size: int) -> bool:
+        """Placement: entries up to max_object_bytes (Entry.size, headers included), of
+        any key (Redis evicts by its own policy)."""
         return size <= self.max_object_bytes
 
     async def get(self, key: str) -> Entry | None:

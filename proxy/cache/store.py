@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 class LowerTier(Protocol):
     name: str
 
-    def accepts(self, size: int) -> bool: ...
+    def accepts(self, key: str, size: int) -> bool: ...
     def stats(self) -> dict[str, Any]: ...
     async def get(self, key: str) -> Entry | None: ...
     async def put(self, key: str, entry: Entry, now: float) -> bool: ...
@@ -146,7 +146,7 @@ class Cache:
             return None
         size = body.entry.size
         try:
-            if not stream or self.memory.fits(size) or any(u.accepts(size) for u in uppers):
+            if not stream or self.memory.fits(size) or any(u.accepts(key, size) for u in uppers):
                 return await body.read_entry(), None
             await body.verify()  # damage found now is a miss, not a broken response
         except CorruptEntry:
@@ -159,7 +159,7 @@ class Cache:
             self._index_tags(key, entry)
             self.memory.put(key, entry)
         for upper in uppers:
-            if upper.accepts(entry.size):
+            if upper.accepts(key, entry.size):
                 self._background(upper.put(key, entry, now))
 
     def _admit_lower(self, key: str, entry: Entry, now: float) -> bool:
@@ -178,9 +178,10 @@ class Cache:
 
     # -- store -------------------------------------------------------------------------
 
-    def fits(self, nbytes: int) -> bool:
-        """Some tier would store an entry of this size (so a fetch keeps its body)."""
-        return self.memory.fits(nbytes) or any(tier.accepts(nbytes) for tier in self.lower)
+    def fits(self, key: str, nbytes: int) -> bool:
+        """Some tier would store an entry of this size under `key` (so a fetch keeps its
+        body; a lower tier's yes holds for the key's store)."""
+        return self.memory.fits(nbytes) or any(tier.accepts(key, nbytes) for tier in self.lower)
 
     def admits(
         self,
@@ -201,7 +202,7 @@ class Cache:
             return False
         memory = self.memory
         if not vary:
-            return memory.admits(key, size) or any(tier.accepts(size) for tier in self.lower)
+            return memory.admits(key, size) or any(tier.accepts(key, size) for tier in self.lower)
         if not memory.fits(size):
             return False
         vkey = variant_key(vary, request_headers)
@@ -224,7 +225,7 @@ class Cache:
         if not entry.vary and self.lower:
             now = time.time()
             for tier in self.lower:
-                if tier.accepts(entry.size):
+                if tier.accepts(key, entry.size):
                     self._background(tier.put(key, entry, now))
                     stored = True
         if not self.memory.fits(entry.size):

@@ -110,6 +110,7 @@ async def start_state(settings: Settings) -> AppState:
     if disk is not None:
         state.disk = disk
         cache.lower = (*cache.lower, disk)
+        disk.admit_by(cache.memory.frequency)  # memory counts every request, disk's too
         disk.register_metrics(state.stats)
     if state.redis is not None:
         await state.redis.ping()  # warms a connection; a Redis that is down is logged

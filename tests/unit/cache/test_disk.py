@@ -197,7 +197,7 @@ async def test_limits_refuse_and_drop_the_older_version(tmp_path: Path) -> None:
 
 async def test_placement_band(tmp_path: Path) -> None:
     t = DiskTier(tmp_path, max_bytes=10_000, max_object_bytes=5000, min_object_bytes=1000)
-    assert [t.accepts(n) for n in (999, 1000, 5000, 5001)] == [False, True, True, False]
+    assert [t.accepts("k", n) for n in (999, 1000, 5000, 5001)] == [False, True, True, False]
     # max_object_bytes never exceeds the whole budget.
     assert DiskTier(tmp_path, max_bytes=10, max_object_bytes=5000).max_object_bytes == 10
 

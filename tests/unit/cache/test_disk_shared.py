@@ -66,7 +66,7 @@ def test_bucket_is_the_file_name_prefix(key: str) -> None:
 async def test_owns_nothing_until_told(tmp_path: Path) -> None:
     tier = await shared(tmp_path)
     try:
-        assert not tier.accepts(10 * KiB)  # no share of the budget yet
+        assert not tier.accepts("k", 10 * KiB)  # no share of the budget yet
         assert not await tier.put(KEYS[0], make_entry(b"x" * KiB), NOW)
         assert files_on_disk(tmp_path) == {}
     finally:

@@ -40,7 +40,7 @@ class TakesAll:
 
     name = "lower"
 
-    def accepts(self, size: int) -> bool:
+    def accepts(self, key: str, size: int) -> bool:
         return True
 
     def stats(self) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def test_the_variant_cap_is_known_before_the_body() -> None:
 
 def test_size_over_every_tier() -> None:
     c = cache()
-    assert c.admits("h/big", (), {}, 1 << 16, 100.0) is c.fits(1 << 16)
+    assert c.admits("h/big", (), {}, 1 << 16, 100.0) is c.fits("h/big", 1 << 16)
     assert not c.admits("h/big", (), {}, (1 << 16) + 1, 100.0)
     assert not c.admits("h/big", ("accept",), {}, (1 << 16) + 1, 100.0)
 

@@ -39,17 +39,32 @@ a hit is an answer whose Cache-Status says `hit`. Entries carry their headers (a
 1 KiB each) in the same budget, so the proxy holds a few per cent fewer objects than
 the simulated policies. It takes minutes: a few ms per request on a busy 2-core machine.
 
-Prints a table; exit status 0 whatever the figures (it is a measurement).
+Disk section (`--section disk`, or `all`): the disk tier's admission. A trace of
+`--disk-requests` requests over `--disk-objects` objects of 1-16 MiB, Zipf 1.0, with and
+without `--disk-scan` one-time requests mid-trace, replayed through a real
+`proxy.cache.disk.DiskTier` on a temporary directory with a `--disk-mib` budget (256),
+every size and the budget divided by `--disk-scale` (128: 8-128 KiB objects, 2 MiB) so
+a replay takes seconds; the ratios depend on sizes relative to the budget only, but the
+few hundred bytes of each file's header weigh a little more at that scale. Each request
+is counted by a real `MemoryTier` (too small an object limit to keep any: the requests
+the server counts for disk-resident keys), looked up (`open_body`), and a miss stored
+the way the store does it (`accepts`, then `put`). Rows: LRU is the tier without a
+frequency function (as it was), Admission the tier given the memory tier's counts
+(`admit_by`), Belady the offline bound on body sizes.
+
+Prints tables; exit status 0 whatever the figures (it is a measurement).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import heapq
 import itertools
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -63,6 +78,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from proxy.cache.admission import WTinyLFU  # noqa: E402
+from proxy.cache.disk import DiskTier  # noqa: E402
+from proxy.cache.entry import Entry  # noqa: E402
+from proxy.cache.memory import MemoryTier  # noqa: E402
+from proxy.http.freshness import Freshness  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -311,6 +330,112 @@ def _through(trace: Sequence[Request], budget: int, through: str) -> Score:
         return replay_through(trace, url)
 
 
+def disk_trace(
+    rng: random.Random, requests: int, objects: int, scale: int, scan: int
+) -> list[Request]:
+    """Zipf 1.0 over objects of 1-16 MiB (divided by `scale`), popularity independent of
+    size, `scan` one-time requests inserted mid-trace."""
+    low, high = MiB // scale, 16 * MiB // scale
+    sizes = [rng.randint(low, high) for _ in range(objects)]
+    ids = list(range(objects))
+    rng.shuffle(ids)
+    weights = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(objects)))
+    trace = [
+        (ids[r], sizes[ids[r]])
+        for r in rng.choices(range(objects), cum_weights=weights, k=requests)
+    ]
+    middle = len(trace) // 2
+    trace[middle:middle] = [(objects + i, rng.randint(low, high)) for i in range(scan)]
+    return trace
+
+
+def _disk_entry(body: bytes, now: float) -> Entry:
+    return Entry(
+        status=200,
+        headers=[(b"content-type", b"video/mp4")],
+        origin_headers=[("content-type", "video/mp4")],
+        body=body,
+        etag=None,
+        last_modified=None,
+        content_type="video/mp4",
+        response_time=now,
+        freshness=Freshness(True, "", 86400.0, 0.0, 0.0, 0.0, False, False),
+    )
+
+
+async def replay_disk(trace: Sequence[Request], budget: int, *, admission: bool) -> Score:
+    """Through a real DiskTier on a temporary directory, as the server asks it."""
+    blob = bytes(range(256)) * (max(size for _, size in trace) // 256 + 1)
+    memory = MemoryTier(256 * MiB, 0)  # the server's default budget; it keeps nothing here
+    score = Score()
+    with tempfile.TemporaryDirectory(prefix="admission-bench-") as root:
+        tier = DiskTier(
+            root,
+            max_bytes=budget,
+            max_object_bytes=budget,
+            frequency=memory.frequency if admission else None,
+        )
+        await tier.open()
+        try:
+            for obj, size in trace:
+                key = f"GET|bench.test|/video/{obj}.mp4"
+                memory.get(key)  # counted, as every request is
+                body = await tier.open_body(key)
+                score.add(body is not None, size)
+                if body is not None:
+                    await body.aclose()
+                    continue
+                entry = _disk_entry(blob[:size], time.time())
+                if tier.accepts(key, entry.size):
+                    await tier.put(key, entry, time.time())
+        finally:
+            await tier.close()
+    return score
+
+
+DISK_POLICIES: dict[str, Callable[[Sequence[Request], int], Score]] = {
+    "LRU": lambda trace, budget: asyncio.run(replay_disk(trace, budget, admission=False)),
+    "Admission": lambda trace, budget: asyncio.run(replay_disk(trace, budget, admission=True)),
+    "Belady": replay_belady,
+}
+
+
+def run_disk(
+    requests: int, objects: int, budget: int, scale: int, scan: int, seed: int
+) -> list[tuple[str, str, Score, float]]:
+    rows = []
+    for scan_n in (0, scan) if scan else (0,):
+        trace = disk_trace(random.Random(seed), requests, objects, scale, scan_n)
+        name = "zipf 1" + (" +scan" if scan_n else "")
+        for policy, replay in DISK_POLICIES.items():
+            t0 = time.perf_counter()
+            score = replay(trace, budget // scale)
+            rows.append((name, policy, score, time.perf_counter() - t0))
+    return rows
+
+
+def print_rows(rows: Sequence[tuple[str, str, Score, float]]) -> None:
+    print(f"{'trace':<16} {'policy':<11} {'object hit':>10} {'byte hit':>9} {'replay s':>9}")
+    for name, policy, score, seconds in rows:
+        print(
+            f"{name:<16} {policy:<11} {score.object_ratio:>10.3f} {score.byte_ratio:>9.3f}"
+            f" {seconds:>9.2f}"
+        )
+
+
+def main_disk(args: argparse.Namespace) -> None:
+    budget = int(args.disk_mib * MiB)
+    rows = run_disk(
+        args.disk_requests, args.disk_objects, budget, args.disk_scale, args.disk_scan, args.seed
+    )
+    print(
+        f"disk: {args.disk_requests} requests over {args.disk_objects} objects of 1-16 MiB,"
+        f" {args.disk_mib:g} MiB, all divided by {args.disk_scale}, seed {args.seed}"
+        + (f", +scan: {args.disk_scan} one-time requests mid-trace" if args.disk_scan else "")
+    )
+    print_rows(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60_000)
@@ -320,7 +445,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skews", default="0.8,1.0,1.2")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--through", default=None, help="auto, or an edgeshield URL")
+    parser.add_argument("--section", choices=("memory", "disk", "all"), default="all")
+    parser.add_argument("--disk-requests", type=int, default=6_000)
+    parser.add_argument("--disk-objects", type=int, default=1_000)
+    parser.add_argument("--disk-mib", type=float, default=256)
+    parser.add_argument("--disk-scan", type=int, default=1_000)
+    parser.add_argument("--disk-scale", type=int, default=128)
     args = parser.parse_args(argv)
+    if args.section != "memory":
+        main_disk(args)
+        if args.section == "disk":
+            return 0
     skews = [float(s) for s in args.skews.split(",")]
     budget = int(args.memory_mib * MiB)
     rows = run(skews, args.requests, args.objects, budget, args.scan, args.seed, args.through)
@@ -329,12 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.memory_mib:g} MiB, seed {args.seed}"
         + (f", +scan: {args.scan} one-time requests mid-trace" if args.scan else "")
     )
-    print(f"{'trace':<16} {'policy':<11} {'object hit':>10} {'byte hit':>9} {'replay s':>9}")
-    for name, policy, score, seconds in rows:
-        print(
-            f"{name:<16} {policy:<11} {score.object_ratio:>10.3f} {score.byte_ratio:>9.3f}"
-            f" {seconds:>9.2f}"
-        )
+    print_rows(rows)
     lru_get, policy_get = hit_cost()
     print(
         f"get on a hit: LRU {lru_get * 1e9:.0f} ns, W-TinyLFU {policy_get * 1e9:.0f} ns"

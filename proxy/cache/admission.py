@@ -22,6 +22,10 @@ sketch's count when it was stored and halved with the sketch (an epoch number), 
 gives the count back to the sketch when it is evicted. Nothing here locks, sleeps or
 does I/O: one event loop owns it.
 
+The rule (`outweighs`) and the contest over a run of victims (`contest`) are the disk
+tier's too (proxy/cache/disk.py): its victims are its least recently used files, and the
+counts are this sketch's, since the memory tier is asked first for every request.
+
 References: Einziger, Friedman, Manes, "TinyLFU: A Highly Efficient Cache Admission
 Policy" (2017); Einziger, Eytan, Friedman, Manes, "Lightweight Robust Size Aware Cache
 Management" (2022); Caffeine's weighted W-TinyLFU; Redis's sampled eviction.

@@ -87,7 +87,18 @@ def run_granian(settings: Settings) -> None:
     )
     if stage is not None:
         stage.attach(engine)  # the certificate reloads on SIGHUP or a change of its files
+        _watch_descriptors()
     engine.serve()
+
+
+def _watch_descriptors() -> None:
+    """A TLS listener's handshakes can use up a worker's descriptors for good: reload it
+    then (fd_watch.py). The limit is the one connection_cap set, which workers inherit."""
+    from proxy.serve import fd_watch
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY:
+        fd_watch.start(soft)
 
 
 def _granian_http_mode(server: ServerSettings) -> Any:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -89,18 +91,21 @@ class ProxyServer:
         cwd: Path | None = None,
         engine: str | None = None,
         scheme: str = "http",
+        nofile: int | None = None,
     ) -> None:
         """`config_text` is written to a file for --config; None runs without one
         (`args` then carries e.g. --origin). `cwd` matters for the embedded default.
         `engine` ("granian", "uvicorn") is passed as --server; None: the default.
         `scheme` "https": the main listener serves TLS (its certificate is not checked
-        while waiting for readiness)."""
+        while waiting for readiness). `nofile`: the open-file limit, soft and hard, the
+        server starts with (None: this process's)."""
         self.config_text = config_text
         self.args = list(args or [])
         self.cwd = cwd
         self.workers = workers
         self.engine = engine
         self.scheme = scheme
+        self.nofile = nofile
         self.env = dict(env or {})
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -134,8 +139,15 @@ class ProxyServer:
         if self.engine is not None:
             cmd += ["--server", self.engine]
         log = self.log_path.open("ab")
+        limit = None if self.nofile is None else functools.partial(_limit_files, self.nofile)
         self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd, start_new_session=True
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.cwd,
+            start_new_session=True,
+            preexec_fn=limit,
         )
         try:
             wait_for_port(self.port, timeout)
@@ -174,6 +186,10 @@ def serve_until_exit(config: Path, *args: str) -> subprocess.CompletedProcess[st
         cwd=REPO_ROOT,
         timeout=60,
     )
+
+
+def _limit_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 @contextmanager

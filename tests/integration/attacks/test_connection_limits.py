@@ -301,3 +301,36 @@ def test_silent_connections_on_http2_cleartext(origin_server: OriginServer) -> N
         assert closed_by_server(deaf)
         still_serves(edge)
         assert still_open(silent)
+
+
+def answered(edge: ProxyServer, verify: ssl.SSLContext) -> bool:
+    try:
+        return httpx.get(f"{edge.url}/gen/10", timeout=GUARD, verify=verify).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_a_worker_out_of_descriptors_in_tls_handshakes_is_replaced(
+    origin_server: OriginServer, pki: TestPki
+) -> None:
+    """granian holds TLS connections in their handshake beyond max_connections; enough
+    that never send a ClientHello fill the worker's open-file limit (512 here), and it
+    stops for good: every accept fails, and the held handshakes no longer time out
+    (docs/deployment.md#connections-in-the-tls-handshake). proxy/serve/fd_watch.py sees
+    it full past the handshake timeout and reloads the workers; a new client is served."""
+    config = tls_config(origin_server, pki, "limits-fds")
+    with running_proxy(config, scheme="https", engine="granian", nofile=512) as edge:
+        flood = [connect(edge.port) for _ in range(600)]
+        try:
+            deadline = time.monotonic() + GUARD + 30  # 15 s stuck, then a reload
+            while "out of file descriptors" not in edge.log():
+                assert time.monotonic() < deadline, "the stuck worker was not replaced"
+                time.sleep(0.5)
+            # A connection caught by the stuck worker as it is killed is reset: ask again.
+            while not answered(edge, pki.ssl_context()):
+                assert time.monotonic() < deadline, "the new worker does not serve"
+                time.sleep(0.5)
+        finally:
+            for sock in flood:
+                sock.close()
+        assert "Traceback" not in edge.log()

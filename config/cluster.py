@@ -94,6 +94,11 @@ class ClusterSettings(BaseModel):
     socket_dir: Path | None = None
     # How often a worker looks at that folder for workers that came or went.
     membership_interval: Positive = 1.0
+    # A worker relaying from the worker that owns a key keeps its own memory copy once
+    # it was asked for the key this many times lately (admission's count, 1-15): hot
+    # objects are then hits on every worker, without a hop, at the cost of memory the
+    # cold tail had (docs/benchmarks.md). 0: one copy per instance.
+    hot_copy_requests: int = Field(default=0, ge=0, le=15)
 
     @field_validator("peers", mode="before")
     @classmethod

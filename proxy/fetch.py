@@ -84,6 +84,7 @@ def start_fetch(ex: Exchange, stale: Entry | None, register: bool) -> Fetch:
     """The origin fetch of the exchange's object (`produce`), registered for others to
     join."""
     fetch = new_fetch(ex.key)
+    fetch.asked = ex.state.cache.memory.frequency(ex.key)
     if register:
         ex.state.inflight.add(fetch)
     ex.state.spawn(produce(ex.state, fetch, ex.route, ex.req, stale))
@@ -421,8 +422,9 @@ async def _produce(
         if head.vary:
             fetch.variant = variant_key(head.vary, req.headers)
         cache = state.cache
-        relay_only = state.cluster is not None and state.cluster.relays_only(route)
-        fetch.relayed = relay_only
+        cluster = state.cluster
+        fetch.relayed = cluster is not None and cluster.via_worker(route)
+        relay_only = fetch.relayed and cluster is not None and not cluster.hot(fetch.asked)
         if not head.shareable:
             # Waiters that joined before the head must fetch for themselves.
             cache.mark_uncacheable(fetch.key, t.response_time + HIT_FOR_MISS_SECONDS)

@@ -23,9 +23,10 @@ across instances and workers, and what a peer hop adds to a hit.
    workers and the trace's order holds roughly), through three setups with the same
    total memory, `--zipf-memory-mib`: 1 worker with all of it; 4 workers with a quarter
    each and `[cluster] socket_dir` (each key owned by one worker, the others relay it
-   and keep no copy); 4 workers with a quarter each and no cluster (each worker caches
-   what it is asked for). Printed: the hit ratio (answers whose Cache-Status has a
-   `hit` member: a relay from the owning worker's hit counts), origin fetches and
+   and keep no copy); the same with `hot_copy_requests = 8` (a relay keeps its own copy
+   of what it was asked for 8 times); 4 workers with a quarter each and no cluster
+   (each worker caches what it is asked for). Printed: the hit ratio (answers whose
+   Cache-Status has a `hit` member: a relay from the owning worker's hit counts), origin fetches and
    bytes (counted by the test origin), and the difference from 1 worker in points.
 
 Latencies come from one run on a shared machine: compare the two columns of one run,
@@ -171,11 +172,13 @@ def hop_latency(origin: OriginServer, keys: int) -> None:
     print(f"   origin fetches for the {len(paths)} objects: {fetched}")
 
 
-def zipf_config(origin: str, memory: int, sockets: Path | None) -> str:
+def zipf_config(origin: str, memory: int, sockets: Path | None, hot: int = 0) -> str:
     text = proxy_config(origin, cache_settings={"memory_bytes": memory})
     if sockets is None:
         return text
-    return text + f'[cluster]\nsecret = "{SECRET}"\nsocket_dir = "{sockets}"\n'
+    return text + (
+        f'[cluster]\nsecret = "{SECRET}"\nsocket_dir = "{sockets}"\nhot_copy_requests = {hot}\n'
+    )
 
 
 async def replay(url: str, targets: list[str], connections: int) -> int:
@@ -222,15 +225,16 @@ def zipf_workers(
         f"   {'setup':<34} {'hit ratio':>9} {'points':>7} {'origin fetches':>15} {'origin MiB':>11}"
     )
     setups = [
-        ("1 worker", 1, False),
-        ("4 workers, socket_dir (owners)", 4, True),
-        ("4 workers, no cluster", 4, False),
+        ("1 worker", 1, False, 0),
+        ("4 workers, socket_dir (owners)", 4, True, 0),
+        ("4 workers, owners + hot copies (8)", 4, True, 8),
+        ("4 workers, no cluster", 4, False, 0),
     ]
     reference: float | None = None
-    for name, workers, owned in setups:
+    for name, workers, owned, hot in setups:
         origin.reset()
         sockets = Path(tempfile.mkdtemp(prefix="es-zipf-")) if owned else None
-        text = zipf_config(origin.url, memory // workers, sockets)
+        text = zipf_config(origin.url, memory // workers, sockets, hot)
         with running_proxy(text, workers=workers) as proxy:
             if owned:
                 wait_for(proxy, "edgeshield_peer_workers", workers)

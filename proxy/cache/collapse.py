@@ -63,6 +63,9 @@ class Fetch:
         # Relayed from the worker that owns the key and keeps it (proxy/cluster/peers.py):
         # what to keep, and whether to slice, was that worker's decision.
         self.relayed = False
+        # Requests for the key counted before this fetch started (a burst that joins it
+        # does not make the object hot for a relay: proxy/cluster/peers.py `hot`).
+        self.asked = 0
         self._cursors: dict[int, int] = {}
         self._next_id = 0
         self._more: asyncio.Future[None] = self.head.get_loop().create_future()

@@ -10,7 +10,8 @@ and if it fails, times out or answers something that is not an owner's answer, t
 route's own group asks the origin, and the peer is skipped for a while (doubling, up to
 `max_down_seconds`). Everything after the head (collapsing, delivery, storing a copy per
 normal freshness on another instance) is the ordinary miss path's; a worker relaying
-from the worker that owns the key keeps no copy, so one machine holds one.
+from the worker that owns the key keeps no copy, so one machine holds one, unless the
+object is hot on that worker (`hot_copy_requests`): then every worker answers it itself.
 
 A request moves through stages, and only forward (`HOP`: the stage it arrived at, set
 by proxy/cluster/listener.py for the request's task and the fetches it starts):
@@ -263,10 +264,18 @@ class Cluster:
             return replace(route, group=cast("OriginGroup", via))
         return route
 
-    def relays_only(self, route: Route) -> bool:
-        """A worker relaying from the worker that owns the key keeps no copy of it."""
+    def via_worker(self, route: Route) -> bool:
+        """Is `route` the relay from the worker of this instance that owns the key? That
+        worker decides how the object is kept (whole, or in slices); the relay keeps
+        no copy of it, unless `hot`."""
         group: Any = route.group
         return isinstance(group, ViaPeer) and group.level.kind == WORKER
+
+    def hot(self, asked: int) -> bool:
+        """Was a key `asked` for often enough lately, before its fetch started, for a
+        relay to keep its own copy? (Not counting the requests that join the fetch: a
+        burst for a cold object leaves one copy.)"""
+        return 0 < self.settings.hot_copy_requests <= asked
 
     def may_join(self, found: object) -> bool:
         """A request joins a relay only from an earlier stage than the relay's hop."""

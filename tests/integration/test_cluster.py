@@ -255,7 +255,7 @@ def test_the_workers_of_one_instance_fetch_a_cold_object_once_and_keep_one_copy(
     origin_server.reset()
     origin_server.script("/w", size=100_000, headers={"cache-control": "max-age=60"})
     config = proxy_config(origin_server.url) + (
-        f'[cluster]\nsocket_dir = "{tmp_path}"\nsecret = "{SECRET}"\n'
+        f'[cluster]\nsocket_dir = "{tmp_path}"\nsecret = "{SECRET}"\nhot_copy_requests = 0\n'
     )
     with running_proxy(config, workers=2) as proxy:
         wait_for_workers(proxy, 2)
@@ -298,7 +298,7 @@ def test_two_instances_of_two_workers_fetch_a_cold_object_once(
     origin_server: OriginServer, tmp_path: Path
 ) -> None:
     """Over both levels: the asking instance's owning worker asks the owning instance,
-    whose owning worker fetches; one copy per instance."""
+    whose owning worker fetches; one copy per instance (relays keep no hot copies)."""
     origin_server.reset()
     origin_server.script("/both", size=100_000, delay=0.2, headers={"cache-control": "max-age=60"})
     ports = [free_port(), free_port()]
@@ -306,7 +306,7 @@ def test_two_instances_of_two_workers_fetch_a_cold_object_once(
         proxies = []
         for i, port in enumerate(ports):
             config = cluster_config(origin_server.url, port, ports) + (
-                f'socket_dir = "{tmp_path / str(i)}"\n'
+                f'socket_dir = "{tmp_path / str(i)}"\nhot_copy_requests = 0\n'
             )
             proxies.append(stack.enter_context(running_proxy(config, workers=2)))
         for proxy in proxies:
@@ -380,3 +380,31 @@ def test_an_unreachable_registry_is_a_warning_and_the_instance_serves(
         while "cluster registry unreachable" not in proxy.log():
             assert time.monotonic() < deadline, proxy.log()
             time.sleep(0.2)
+
+
+@pytest.mark.parametrize("hot_copy_requests", [3, 0])
+def test_a_relaying_worker_keeps_its_own_copy_of_a_hot_object(
+    origin_server: OriginServer, tmp_path: Path, hot_copy_requests: int
+) -> None:
+    """Once a worker was asked for an object `hot_copy_requests` times, it keeps its own
+    copy instead of relaying each request to the owning worker: every worker then
+    answers it as a hit of its own. 0: the relay never keeps one."""
+    path = f"/hot-{hot_copy_requests}"
+    origin_server.script(path, size=5_000, headers={"cache-control": "max-age=300"})
+    config = proxy_config(origin_server.url) + (
+        f'[cluster]\nsocket_dir = "{tmp_path}"\nsecret = "{SECRET}"\n'
+        f"hot_copy_requests = {hot_copy_requests}\n"
+    )
+    with running_proxy(config, workers=2) as proxy:
+        wait_for_workers(proxy, 2)
+        for _ in range(4):  # sequential rounds: each worker asked several times
+            asyncio.run(fresh_connections([proxy.url + path] * 12))
+        answers = asyncio.run(fresh_connections([proxy.url + path] * 24))
+    assert all(r.status_code == 200 and len(r.content) == 5_000 for r in answers)
+    last = [r.headers["cache-status"].split(",")[-1].strip() for r in answers]
+    local_hits = [s.startswith("edgeshield; hit") for s in last]
+    if hot_copy_requests:
+        assert all(local_hits), last
+    else:
+        assert not all(local_hits), last  # the relay's answers are the owner's
+    assert origin_server.stats()["requests"].get(f"GET {path}") == 1

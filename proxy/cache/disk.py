@@ -707,6 +707,8 @@ class DiskTier:
         largest = min(self.max_object_bytes, self.max_bytes)  # a shared tier: its share
         if not (self.min_object_bytes <= size <= largest and self._has_room(size)):
             return False
+        if self._owned is not None and bucket(key) not in self._owned:
+            return False  # another worker's bucket: it stores the key (put refuses too)
         if self._frequency is None or key in self._promised:
             return True
         if size and not self._admitted(key, size):

@@ -82,6 +82,7 @@ async def test_two_workers_store_each_key_once(tmp_path: Path) -> None:
         assert a.max_bytes + b.max_bytes <= 64 * 1024 * KiB
         for key in KEYS:
             owner, other = (a, b) if bucket(key) in mine else (b, a)
+            assert owner.accepts(key, 10 * KiB) and not other.accepts(key, 10 * KiB)
             assert not await other.put(key, make_entry(key.encode() * 100), NOW)
             assert await owner.put(key, make_entry(key.encode() * 100), NOW)
         on_disk = files_on_disk(tmp_path)

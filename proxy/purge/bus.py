@@ -43,7 +43,24 @@ def encode(req: PurgeRequest, now: float, source: str) -> bytes:
 
 
 def decode(raw: bytes) -> tuple[PurgeRequest, float, str]:
+    """What `encode` made; ValueError (or KeyError) for anything else, whatever its JSON
+    shape, so no odd value reaches the purge (a string of keys purged each letter)."""
     data = orjson.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a purge")
+    pairs, when = data["p"], data["t"]
+    if not (
+        _strings(data["k"])
+        and _strings(data["g"])
+        and isinstance(pairs, list)
+        and all(_prefix(p) for p in pairs)
+        and isinstance(data["s"], bool)
+        and isinstance(data["e"], bool)
+        and isinstance(when, int | float)
+        and not isinstance(when, bool)
+        and isinstance(data["src"], str)
+    ):
+        raise ValueError("not a purge")
     req = PurgeRequest(
         keys=tuple(data["k"]),
         prefixes=tuple(PrefixPurge(host, prefix) for host, prefix in data["p"]),
@@ -52,6 +69,20 @@ def decode(raw: bytes) -> tuple[PurgeRequest, float, str]:
         everything=bool(data["e"]),
     )
     return req, float(data["t"]), str(data["src"])
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _prefix(value: Any) -> bool:
+    """[host or null (every host), path]"""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and (value[0] is None or isinstance(value[0], str))
+        and isinstance(value[1], str)
+    )
 
 
 class PurgeBus:

@@ -11,7 +11,8 @@ object any more.
 
 Frame: a 4-byte big-endian length, then the bus's JSON encoding of the purge; the
 receiver answers one byte once it applied it. A frame larger than MAX_FRAME, or one that
-does not decode, closes the connection unanswered (logged)."""
+does not decode to a purge, closes the connection unanswered (logged). A name in the
+folder that is not a socket, or a socket nobody listens on, is no worker."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -66,6 +68,7 @@ class Siblings:
                 name = entry.name
                 pid = name[len(PREFIX) : -len(SUFFIX)]
                 ours = name.startswith(PREFIX) and name.endswith(SUFFIX) and pid.isdigit()
+                ours = ours and _is_socket(entry)  # not a file or folder of that name
                 if ours and int(pid) != self.pid and _alive(int(pid)):
                     found.append(Path(entry.path))
         return found
@@ -73,15 +76,20 @@ class Siblings:
     async def tell(self, req: PurgeRequest, now: float) -> tuple[int, int]:
         """Apply `req` on every other worker: (workers that did, workers there were)."""
         frame = encode(req, now, str(self.pid))
-        targets = self.others()
-        done = await asyncio.gather(*(self._tell(t, frame) for t in targets))
-        return sum(done), len(targets)
+        done = await asyncio.gather(*(self._tell(t, frame) for t in self.others()))
+        told = [d for d in done if d is not None]
+        return sum(told), len(told)
 
-    async def _tell(self, socket: Path, frame: bytes) -> bool:
+    async def _tell(self, socket: Path, frame: bytes) -> bool | None:
+        """Whether the worker at `socket` applied the frame; None when nothing listens
+        there (a socket left by a killed worker whose pid is in use again)."""
         writer = None
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_unix_connection(str(socket))
+                try:
+                    reader, writer = await asyncio.open_unix_connection(str(socket))
+                except (ConnectionRefusedError, FileNotFoundError):
+                    return None
                 writer.write(_LEN.pack(len(frame)) + frame)
                 await writer.drain()
                 return await reader.readexactly(1) == DONE
@@ -108,6 +116,13 @@ class Siblings:
             log.warning("purge: a worker's purge was cut off")
         finally:
             writer.close()
+
+
+def _is_socket(entry: os.DirEntry[str]) -> bool:
+    try:
+        return stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

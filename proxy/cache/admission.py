@@ -186,16 +186,22 @@ class Promises(Generic[K]):
     __slots__ = ("_keys",)
 
     def __init__(self) -> None:
-        self._keys: OrderedDict[K, None] = OrderedDict()
+        self._keys: OrderedDict[K, int] = OrderedDict()
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, size: int = 0) -> None:
+        """Promise `key` a place; `size`: the size that yes was weighed at (0: none)."""
         keys = self._keys
-        keys[key] = None
+        keys[key] = size
+        keys.move_to_end(key)
         if len(keys) > MAX_PROMISED:
             keys.popitem(last=False)
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys
+
+    def size(self, key: K) -> int | None:
+        """The size `key`'s promise was weighed at, None without one."""
+        return self._keys.get(key)
 
     def take(self, key: K) -> bool:
         """Whether `key` was promised; the promise is used up."""

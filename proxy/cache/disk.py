@@ -44,9 +44,11 @@ each see the same free room). So a one-time scan of large objects passes by inst
 flushing the tier.
 A key already indexed is always rewritten. ``accepts`` (asked before the body arrives,
 it decides Cache-Status ``stored``) runs the same contest with the size it is told and
-promises a yes to the key's next ``put`` (bounded: ``admission.Promises``); ``put`` of a
-key without a promise runs the contest itself. A refusal writes nothing and is counted
-(``admission_rejections``). Without a frequency function every entry is taken, as LRU.
+promises a yes to the key's next ``put`` of up to twice that size (bounded:
+``admission.Promises``); ``put`` of a key without such a promise runs the contest
+itself, so a body told as it grows is never kept on a yes to its first chunks. A
+refusal writes nothing and is counted (``admission_rejections``). Without a frequency
+function every entry is taken, as LRU.
 
 Threads: every disk operation runs on a small executor owned by the tier, so neither a
 slow disk nor CRC-32 of a large body (zlib releases the GIL) stalls the event loop. The
@@ -223,6 +225,14 @@ def _open_entry(path: str) -> IO[bytes]:
         f.close()
         raise CorruptEntry("not a regular file")
     return f
+
+
+def _covers(promised: int | None, size: int) -> bool:
+    """Does a promise weighed at ``promised`` bytes hold for an entry of ``size``? Up to
+    twice that: a length told before the body, plus its headers. A body that came
+    without one is told as it grows (store.fits), so its yes is weighed again each time
+    it doubles, never left at the size of its first chunks."""
+    return promised is not None and size <= 2 * promised
 
 
 def _read_exact(f: IO[bytes], n: int) -> bytes:
@@ -722,11 +732,11 @@ class DiskTier:
             return False
         if self._owned is not None and bucket(key) not in self._owned:
             return False  # another worker's bucket: it stores the key (put refuses too)
-        if self._frequency is None or key in self._promised:
+        if self._frequency is None or _covers(self._promised.size(key), size):
             return True
         if size and not self._admitted(key, size):
             return False
-        self._promised.add(key)
+        self._promised.add(key, size)
         return True
 
     def _admitted(self, key: str, size: int) -> bool:
@@ -895,7 +905,8 @@ class DiskTier:
         older version of the key goes: the tier never answers with an older version than
         the last one offered. The old version stays readable while the new one is written.
         """
-        promised = self._promised.take(key)
+        promised = _covers(self._promised.size(key), entry.size)
+        self._promised.take(key)
         if not self._ready.is_set() or self._clearing or self._closed:
             return False
         ttl = ttl_for(entry, now)

@@ -154,24 +154,29 @@ async def test_accepts_and_put_agree(
         assert (key in files_on_disk(tmp_path)) is said
 
 
-async def test_a_yes_holds_for_the_next_put(
+async def test_a_yes_holds_for_the_next_put_of_its_size(
     memory_and_tier: tuple[MemoryTier, DiskTier],
 ) -> None:
-    """A yes told before the body (here: the size not known yet) takes the put as is,
-    even when the contest would refuse it now; only that one put."""
+    """A yes told before the body takes the put of up to twice the size it was weighed
+    at, even when the contest would refuse it by then; only that one put. A yes weighed
+    at no size (not known yet), or at a body's first chunks, is weighed again at the
+    whole: a scan of objects sent without a length cannot pass by the contest."""
     memory, tier = memory_and_tier
+    key, other = "GET|media.test|/told.mp4", "GET|media.test|/other.mp4"
+    for k in (key, other):
+        ask(memory, k)
+        assert tier.accepts(k, make_entry(BODY).size)  # room left: a yes
     await fill_hot(memory, tier)
     await scan(memory, tier)
-    key = "GET|media.test|/chunked.mp4"
-    ask(memory, key)
-    assert not tier.accepts(key, make_entry(BODY).size)
-    assert tier.accepts(key, 0)
+    assert not tier.accepts("GET|media.test|/new.mp4", make_entry(BODY).size)
     assert await tier.put(key, make_entry(BODY), NOW)
-    other = "GET|media.test|/other.mp4"
-    ask(memory, other)
-    assert tier.accepts(other, 0)
     assert not await tier.put(other, make_entry(BODY, at=NOW - 7200, lifetime=1), NOW)
     assert not await tier.put(other, make_entry(BODY), NOW)  # that put used the promise
+    chunked = "GET|media.test|/chunked.mp4"
+    ask(memory, chunked)
+    assert tier.accepts(chunked, 0)
+    assert not tier.accepts(chunked, make_entry(BODY).size)
+    assert not await tier.put(chunked, make_entry(BODY), NOW)
 
 
 async def test_size_bounds_come_before_admission(

@@ -20,13 +20,17 @@ DISK_BYTES = 4 * SIZE + 64 * 1024
 FLOOD = 24
 
 
-def _rejections(client: httpx.Client) -> float:
+def _disk_metric(client: httpx.Client, name: str) -> float:
     for family in text_string_to_metric_families(client.get("/metrics").text):
-        if family.name == "edgeshield_cache_admission_rejections":
+        if family.name == name:
             for sample in family.samples:
                 if sample.labels == {"tier": "disk"}:
                     return sample.value
-    raise AssertionError("no admission rejection series for the disk tier")
+    raise AssertionError(f"no {name} series for the disk tier")
+
+
+def _rejections(client: httpx.Client) -> float:
+    return _disk_metric(client, "edgeshield_cache_admission_rejections")
 
 
 def _status(resp: httpx.Response) -> str:
@@ -35,14 +39,14 @@ def _status(resp: httpx.Response) -> str:
 
 
 def _on_disk(client: httpx.Client, path: str, timeout: float = 30.0) -> str:
-    """The Cache-Status of `path` once the disk serves it (its write runs after the
-    response): a generous hang guard, not a timing assertion."""
+    """The Cache-Status of `path` once the disk tier holds it (the write runs after the
+    response; asking before it lands would fetch again): a hang guard, not a timing
+    assertion."""
     deadline = time.monotonic() + timeout
-    while True:
-        status = _status(client.get(path))
-        if "detail=disk" in status or time.monotonic() > deadline:
-            return status
+    while _disk_metric(client, "edgeshield_cache_entries") < 1:
+        assert time.monotonic() < deadline, "the entry never reached the disk tier"
         time.sleep(0.05)
+    return _status(client.get(path))
 
 
 def test_a_flood_of_one_time_objects_leaves_the_hot_one_on_disk(

@@ -15,43 +15,21 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from proxy.auth.keys import Key
 from proxy.auth.native import sign_url
 from proxy.cluster import hop
 from proxy.cluster.owner import Member, Ring
+from tests.integration.test_cluster_auth import CLUSTER_SECRET as SECRET
+from tests.integration.test_cluster_auth import KEY, config
 from tests.support.origin_server import OriginServer, gen_bytes
 from tests.support.ports import free_port
 from tests.support.proxy_server import ProxyServer, running_proxy
 
-CLUSTER_SECRET = b"attack-cluster-hop-secret"
-TOKEN_KEY = Key("k1", b"attack-cluster-hop-token-key-0123456789")
+# Two instances with a signed-URL route under /private (test_cluster_auth's config).
+CLUSTER_SECRET = SECRET.encode()
+TOKEN_KEY = KEY
 HOST = "media.test"
 PATH = "/private/target.mp4"
 SIZE = 4096
-
-
-def _config(origin_url: str, self_port: int, ports: list[int]) -> str:
-    peers = ", ".join(f'"http://127.0.0.1:{p}"' for p in ports)
-    return f"""
-[server]
-access_log = "off"
-[auth]
-signing_kid = "k1"
-[auth.keys.k1]
-secret = "{TOKEN_KEY.secret.decode()}"
-[origins.main]
-kind = "http"
-url = "{origin_url}"
-[[routes]]
-path_prefix = "/private"
-origin = "main"
-[routes.auth]
-schemes = ["native"]
-[cluster]
-self = "http://127.0.0.1:{self_port}"
-peers = [{peers}]
-secret = "{CLUSTER_SECRET.decode()}"
-"""
 
 
 class Cluster:
@@ -69,7 +47,7 @@ def cluster(origin_server: OriginServer) -> Iterator[Cluster]:
     ports = [free_port(), free_port()]
     with ExitStack() as stack:
         proxies = [
-            stack.enter_context(running_proxy(_config(origin_server.url, p, ports))) for p in ports
+            stack.enter_context(running_proxy(config(origin_server.url, p, ports))) for p in ports
         ]
         yield Cluster(ports, proxies)
 

@@ -16,6 +16,7 @@ bans on the way up, since they may have been stored by another instance."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -77,6 +78,10 @@ class Cache:
         self.max_variants = max_variants
         self.lower = tuple(lower)
         self.spawn = spawn
+        # Entries on their way to the lower tiers: found here until written, so a
+        # request in between (for an object memory does not keep) is not a second origin
+        # fetch. Held by the writes anyway; bounded by the writes in flight.
+        self.writing: dict[str, Entry] = {}
         self.bans = BanList(max_bans)
         self.tag_bans = TagBans()
         self.tags = TagIndex(max_tag_links)
@@ -109,6 +114,9 @@ class Cache:
         copy promoted to the tiers above it (lookup.classify says what it is worth)."""
         found = self.lookup(key, request_headers)
         if found is None and self.lower:
+            pending = self.writing.get(key)
+            if pending is not None and self._admit_lower(key, pending, time.time()):
+                return Found(pending)  # in memory until its write lands
             lower = await self._find_lower(key, stream)
             if lower is not None:
                 return lower
@@ -223,11 +231,12 @@ class Cache:
             entry.make_stale(ban.created)
         stored = False
         if not entry.vary and self.lower:
-            now = time.time()
-            for tier in self.lower:
-                if tier.accepts(key, entry.size):
-                    self._background(tier.put(key, entry, now))
-                    stored = True
+            tiers = [tier for tier in self.lower if tier.accepts(key, entry.size)]
+            if tiers:
+                if self.spawn is not None:  # else nothing is written (_background)
+                    self.writing[key] = entry
+                self._background(self._write_lower(key, entry, tiers))
+                stored = True
         if not self.memory.fits(entry.size):
             return stored
         entry.ban_gen = self.bans.generation
@@ -248,6 +257,14 @@ class Cache:
         index.variants.add(vkey)
         self.memory.put(key, index)
         return True
+
+    async def _write_lower(self, key: str, entry: Entry, tiers: Sequence[LowerTier]) -> None:
+        now = time.time()
+        try:
+            await asyncio.gather(*(tier.put(key, entry, now) for tier in tiers))
+        finally:
+            if self.writing.get(key) is entry:
+                del self.writing[key]
 
     def _index_tags(self, key: str, entry: Entry) -> bool:
         """Link a memory entry to its surrogate keys; False when it must not be stored
@@ -329,6 +346,9 @@ class Cache:
     def _make_stale(self, key: str, now: float) -> int:
         found = self.memory.peek(key)
         entries = [found]
+        pending = self.writing.get(key)
+        if pending is not None and pending is not found:
+            entries.append(pending)
         if type(found) is VaryIndex:
             entries = [self.memory.peek(vary_key(key, v)) for v in found.variants]
         n = 0
@@ -370,6 +390,7 @@ class Cache:
         return self._drop_memory(key)
 
     def _drop_memory(self, key: str) -> int:
+        self.writing.pop(key, None)
         found = self.memory.peek(key)
         removed = 0
         if type(found) is VaryIndex:

@@ -316,7 +316,12 @@ async def _deliver_miss(ex: Exchange, fetch: Fetch, cid: int, collapsed: bool) -
     # RFC 9211 2.6 `stored`: what a tier did with it when the body is already in, else
     # what is known before it (the producer stops keeping what the cache will refuse).
     # A body that breaks off later cuts this response off, so no complete one claims it.
-    stored = fetch.stored if fetch.done else head.shareable and fetch.keep_all
+    # One of unknown length is weighed by admission when it is in: not claimed before.
+    stored = (
+        fetch.stored
+        if fetch.done
+        else head.shareable and fetch.keep_all and head.content_length is not None
+    )
     status_value = cache_status.forward(
         head.fwd,
         fwd_status=head.fwd_status,

@@ -298,18 +298,23 @@ class WTinyLFU(Generic[K, V]):
         if size and self._contest(self.sketch.frequency(key), size, weight) is None:
             self.rejections += 1  # the response is not kept: nothing will be `put`
             return False
-        self.promise(key)
+        self._promised.add(key, size)
         return True
 
     def promise(self, key: K) -> None:
-        """The next `put` of `key` takes it without a contest (bounded: the oldest
-        promises are forgotten first)."""
-        self._promised.add(key)
+        """The next `put` of `key` takes it without a contest, whatever its size
+        (bounded: the oldest promises are forgotten first)."""
+        self._promised.add(key, self.max_bytes)
 
     def put(self, key: K, value: V) -> bool:
         """Keep `value` under `key`; False when it is not kept (too large, or refused)."""
         size = self._sizeof(value)
-        promised = self._promised.take(key)
+        # A yes covers at most twice the size it was weighed at: one told no size (a
+        # chunked body) or less than it turned out to be still has to win its place, so
+        # a crawl of large objects of unknown length cannot push the hot set out.
+        judged = self._promised.size(key)
+        self._promised.take(key)
+        covered = judged is not None and size <= 2 * judged
         if size > self.max_bytes:
             self.pop(key)
             return False
@@ -326,7 +331,7 @@ class WTinyLFU(Generic[K, V]):
         sketch = self.sketch
         node = _Node(value, size, sketch.frequency(key), sketch.epoch)
         if size > self.window_max:
-            victims = self._make_room(size, key) if promised else self._contest(node.hits, size)
+            victims = self._make_room(size, key) if covered else self._contest(node.hits, size)
             if victims is None:
                 self.rejections += 1
                 return False

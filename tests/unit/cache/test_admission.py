@@ -224,15 +224,38 @@ def test_admits_is_binding_even_if_the_victims_got_hot_meanwhile() -> None:
     assert cache.peek("new") == 1000
 
 
-def test_size_not_known_at_admits_is_taken_at_put() -> None:
+def test_a_size_not_known_at_admits_is_weighed_at_put() -> None:
+    """A yes given without a size (a chunked body) does not let a value larger than the
+    window skip its contest: a crawl of cold chunked objects cannot push the hot set
+    out, and a hot one still gets in."""
     cache = _policy(10 * 1000)
     for i in range(10):
         for _ in range(3):
             cache.get(f"old{i}")
         cache.put(f"old{i}", 1000)
-    assert cache.admits("chunked", 0)  # no Content-Length: what the window would take
-    assert cache.put("chunked", 2000)
+    for i in range(20):
+        assert cache.admits(f"crawl{i}", 0)  # no Content-Length: nothing to weigh yet
+        assert not cache.put(f"crawl{i}", 2000)
+    assert all(f"old{i}" in cache for i in range(10))
+    for _ in range(8):
+        cache.get("hot-chunked")
+    assert cache.admits("hot-chunked", 0)
+    assert cache.put("hot-chunked", 2000)
     assert cache.currsize <= cache.max_bytes
+
+
+def test_a_yes_covers_twice_the_size_it_was_weighed_at() -> None:
+    cache = _policy(10 * 1000)
+    for i in range(10):
+        for _ in range(3):
+            cache.get(f"old{i}")
+        cache.put(f"old{i}", 1000)
+    for _ in range(4):
+        cache.get("told")
+    assert cache.admits("told", 1000)  # weighed at 1,000 bytes: wins one victim
+    assert not cache.put("told", 5000)  # 5,000 would need five: contested again, lost
+    cache.promise("image-source")  # an explicit promise holds whatever the size
+    assert cache.put("image-source", 5000)
 
 
 def test_entries_move_from_the_window_into_the_main_space() -> None:

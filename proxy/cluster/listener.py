@@ -30,6 +30,7 @@ from proxy.cluster.registry import watch_registry
 from proxy.deliver import send_error
 from proxy.pipeline import handle
 from proxy.serve.admin_listener import AdminListener, open_side_listener, serve_socket
+from proxy.serve.liveness import alive
 
 if TYPE_CHECKING:
     from proxy.exchange import Receive, Send
@@ -61,19 +62,9 @@ def live_workers(folder: Path) -> list[int]:
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             stem, dot, ext = entry.name.partition(".")
-            if dot and ext == "sock" and stem.isdigit() and _alive(int(stem)):
+            if dot and ext == "sock" and stem.isdigit() and alive(int(stem)):
                 pids.append(int(stem))
     return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive (its socket will refuse us, if not ours)
-    return True
 
 
 class HopApp:

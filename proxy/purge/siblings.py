@@ -27,6 +27,7 @@ from pathlib import Path
 
 from proxy.purge.bus import decode, encode
 from proxy.purge.request import PurgeRequest
+from proxy.serve.liveness import alive
 
 log = logging.getLogger("edgeshield.purge")
 
@@ -69,7 +70,7 @@ class Siblings:
                 pid = name[len(PREFIX) : -len(SUFFIX)]
                 ours = name.startswith(PREFIX) and name.endswith(SUFFIX) and pid.isdigit()
                 ours = ours and _is_socket(entry)  # not a file or folder of that name
-                if ours and int(pid) != self.pid and _alive(int(pid)):
+                if ours and int(pid) != self.pid and alive(int(pid)):
                     found.append(Path(entry.path))
         return found
 
@@ -123,13 +124,3 @@ def _is_socket(entry: os.DirEntry[str]) -> bool:
         return stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode)
     except OSError:
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

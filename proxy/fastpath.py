@@ -25,7 +25,7 @@ from proxy.auth.step import Answer, Guard, check_inline
 from proxy.cache.entry import Entry
 from proxy.cache.keys import url_key, valid_query
 from proxy.cluster.hop import vouched
-from proxy.deliver import SEND_SLICE, Send, fresh_hit_fields, send_sliced
+from proxy.deliver import WHOLE_MAX, Send, fresh_hit_fields, send_sliced
 from proxy.disconnect import CLIENT_GONE, ClientGone, until_disconnect
 from proxy.exchange import Outcome, Receive
 from proxy.http.authority import BadAuthority, parse_authority
@@ -156,7 +156,7 @@ class HitFastPath:
         headers = _hit_headers(found, now)
         await send({"type": "http.response.start", "status": found.status, "headers": headers})
         sent = len(body)
-        if sent <= SEND_SLICE:
+        if sent <= WHOLE_MAX:
             await send({"type": "http.response.body", "body": body})
         elif receive is None:
             await send_sliced(send, body)

@@ -224,15 +224,21 @@ def test_admits_is_binding_even_if_the_victims_got_hot_meanwhile() -> None:
     assert cache.peek("new") == 1000
 
 
-def test_a_size_not_known_at_admits_is_weighed_at_put() -> None:
-    """A yes given without a size (a chunked body) does not let a value larger than the
-    window skip its contest: a crawl of cold chunked objects cannot push the hot set
-    out, and a hot one still gets in."""
+def _full_of_warm_entries() -> WTinyLFU[str, int]:
+    """10,000 bytes holding ten entries of 1,000, each asked for three times."""
     cache = _policy(10 * 1000)
     for i in range(10):
         for _ in range(3):
             cache.get(f"old{i}")
         cache.put(f"old{i}", 1000)
+    return cache
+
+
+def test_a_size_not_known_at_admits_is_weighed_at_put() -> None:
+    """A yes given without a size (a chunked body) does not let a value larger than the
+    window skip its contest: a crawl of cold chunked objects cannot push the hot set
+    out, and a hot one still gets in."""
+    cache = _full_of_warm_entries()
     for i in range(20):
         assert cache.admits(f"crawl{i}", 0)  # no Content-Length: nothing to weigh yet
         assert not cache.put(f"crawl{i}", 2000)
@@ -245,11 +251,7 @@ def test_a_size_not_known_at_admits_is_weighed_at_put() -> None:
 
 
 def test_a_yes_covers_twice_the_size_it_was_weighed_at() -> None:
-    cache = _policy(10 * 1000)
-    for i in range(10):
-        for _ in range(3):
-            cache.get(f"old{i}")
-        cache.put(f"old{i}", 1000)
+    cache = _full_of_warm_entries()
     for _ in range(4):
         cache.get("told")
     assert cache.admits("told", 1000)  # weighed at 1,000 bytes: wins one victim

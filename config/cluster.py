@@ -123,19 +123,17 @@ class ClusterSettings(BaseModel):
     @model_validator(mode="after")
     def _complete(self) -> ClusterSettings:
         if (self.instances_on or self.socket_dir is not None) and self.secret is None:
-            raise ValueError(
-                "cluster.secret: required when peers, registry, dns or socket_dir is set"
-            )
+            raise ValueError("secret: required when peers, registry, dns or socket_dir is set")
         if (self.peers or self.registry) and self.self_url is None:
-            raise ValueError("cluster.self: required with peers or registry (this instance's URL)")
+            raise ValueError("self: required with peers or registry (this instance's URL)")
         if self.dns is not None and self.port is None:
-            raise ValueError("cluster.dns_port: required with dns when self is not set")
+            raise ValueError("dns_port: required with dns when self is not set")
         if self.dns is not None and self.registry:
-            raise ValueError("cluster.dns: membership from dns or from the registry, not both")
+            raise ValueError("dns: membership from dns or from the registry, not both")
         if self.member_ttl <= self.heartbeat_interval:
-            raise ValueError("cluster.member_ttl: must exceed heartbeat_interval")
+            raise ValueError("member_ttl: must exceed heartbeat_interval")
         if self.max_down_seconds < self.down_seconds:
-            raise ValueError("cluster.max_down_seconds: must be at least down_seconds")
+            raise ValueError("max_down_seconds: must be at least down_seconds")
         return self
 
     @field_validator("dns")

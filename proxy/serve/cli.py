@@ -159,13 +159,19 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
         print(f"edgeshield: cannot listen on {problem}", file=sys.stderr)
         return 2
     disk_lock: int | None = None
-    if settings.disk_shared:
+    disk = settings.cache.disk.path
+    if disk is not None:
         # The workers share the directory (proxy/cache/disk.py): this process holds its
-        # lock for all of them, so a second instance on it is refused here.
+        # lock for all of them. Otherwise each worker locks its own, and this is only a
+        # look first. Either way a second instance on it is refused here, with the reason,
+        # not by workers failing to start.
         from proxy.cache.disk import DiskTierBusy, share_directory
 
         try:
-            disk_lock = share_directory(str(settings.cache.disk.path))
+            if settings.disk_shared:
+                disk_lock = share_directory(str(disk))
+            else:
+                _free_disk_directory(disk, server.workers)
         except (DiskTierBusy, OSError) as exc:
             print(f"edgeshield: cache.disk.path: {exc}", file=sys.stderr)
             return 2
@@ -185,6 +191,21 @@ def run(settings: Settings, path: Path | None, overrides: dict[str, Any]) -> int
         if disk_lock is not None:
             os.close(disk_lock)
     return 0
+
+
+def _free_disk_directory(path: Path, workers: int) -> None:
+    """Raise DiskTierBusy unless a worker's disk directory is free: `path` for one
+    worker, else one of <path>/w0... (each worker takes the first it can lock)."""
+    from proxy.cache.disk import DiskTierBusy, lock_directory
+
+    dirs = [path] if workers == 1 else [path / f"w{i}" for i in range(workers)]
+    for folder in dirs[:-1]:
+        try:
+            os.close(lock_directory(str(folder)))
+            return
+        except DiskTierBusy:
+            continue
+    os.close(lock_directory(str(dirs[-1])))
 
 
 def _unbindable(host: str, port: int) -> str | None:

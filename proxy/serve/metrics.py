@@ -127,7 +127,7 @@ SPEC: dict[str, tuple[str, str, Labels]] = {
     "edgeshield_redis_circuit_opened": ("counter", "Times the Redis circuit opened.", ()),
     "edgeshield_purges": (
         "counter",
-        "Purges carried out: accepted here (api) or heard from another instance (bus).",
+        "Purges carried out: accepted here (api) or heard from another instance or worker (bus).",
         ("source",),
     ),
     "edgeshield_purge_duration_seconds": (

@@ -99,3 +99,19 @@ def test_a_second_instance_on_a_shared_directory_is_refused(
     assert result.stderr.strip() == (
         f"edgeshield: cache.disk.path: {disk} is in use by another disk tier"
     )
+
+
+def test_a_second_single_worker_instance_on_a_disk_path_is_refused(
+    origin_server: OriginServer, tmp_path: Path
+) -> None:
+    """Without sharing, the worker locks the directory itself; a second instance is
+    still refused before it starts, with the reason (not by its worker failing)."""
+    disk = tmp_path / "disk"
+    second = tmp_path / "second.toml"
+    second.write_text(disk_tier_config(origin_server.url, disk))
+    with running_proxy(disk_tier_config(origin_server.url, disk)):
+        result = serve_until_exit(second, "--port", str(free_port()))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"edgeshield: cache.disk.path: {disk} is in use by another disk tier"
+    )

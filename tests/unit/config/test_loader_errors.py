@@ -209,6 +209,18 @@ CASES: list[tuple[str, str, str, str]] = [
         "routes[1].origin",
         "unknown origin 'nope'",
     ),
+    (
+        "cluster without a secret",
+        VALID + '[cluster]\nsocket_dir = "/tmp/es-sockets"\n',
+        "cluster.secret",
+        "required when peers, registry, dns or socket_dir is set",
+    ),
+    (
+        "cluster dns without a port",
+        VALID + '[cluster]\ndns = "es.default.svc"\nsecret = "k"\n',
+        "cluster.dns_port",
+        "required with dns",
+    ),
 ]
 
 

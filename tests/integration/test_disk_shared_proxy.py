@@ -20,6 +20,8 @@ from tests.support.proxy_server import (
     serve_until_exit,
 )
 
+# The workers' processes, locks and sockets differ per engine: both are run.
+ON_EVERY_ENGINE = True
 PATHS = [f"/shared-disk/{i}" for i in range(12)]
 BODY = 20_000  # over the memory tier's 4 KiB ceiling: only the disk tier keeps it
 
@@ -52,13 +54,13 @@ def get_all(proxy: ProxyServer) -> list[httpx.Response]:
 
 
 def test_workers_share_one_directory_and_a_restart_with_another_count_finds_it(
-    origin_server: OriginServer, tmp_path: Path
+    origin_server: OriginServer, tmp_path: Path, engine: str | None
 ) -> None:
     origin_server.reset()
     for path in PATHS:
         origin_server.script(path, size=BODY, headers={"cache-control": "max-age=600"})
     disk, sockets = tmp_path / "disk", tmp_path / "sockets"
-    with running_proxy(config(origin_server, disk, sockets), workers=2) as proxy:
+    with running_proxy(config(origin_server, disk, sockets), workers=2, engine=engine) as proxy:
         wait_for_workers(proxy, 2)
         wait_for_buckets(proxy, 2)
         assert all(r.status_code == 200 and len(r.content) == BODY for r in get_all(proxy))
@@ -73,7 +75,9 @@ def test_workers_share_one_directory_and_a_restart_with_another_count_finds_it(
     assert [requests.get(f"GET {p}") for p in PATHS] == [1] * len(PATHS)
 
     for workers in (3, 1):
-        with running_proxy(config(origin_server, disk, sockets), workers=workers) as proxy:
+        with running_proxy(
+            config(origin_server, disk, sockets), workers=workers, engine=engine
+        ) as proxy:
             if workers > 1:
                 wait_for_workers(proxy, workers)
                 wait_for_buckets(proxy, workers)

@@ -185,9 +185,10 @@ class Body(Protocol):
 
 class InMemory:
     """A body held in memory, handed out whole up to WHOLE_MAX, else in pieces of
-    SEND_SLICE bytes, so a stalled client holds a slice, not the body. Pieces are bytes, ASGI's type (a body of
-    one piece is the stored object itself): granian took memoryview slices ten times
-    slower than bytes slices, a 100 MiB hit at 60 MiB/s with its worker's CPU busy."""
+    SEND_SLICE bytes, so a stalled client holds a slice, not the body. Pieces are bytes,
+    ASGI's type (a body of one piece is the stored object itself): granian took
+    memoryview slices ten times slower than bytes slices, a 100 MiB hit at 60 MiB/s with
+    its worker's CPU busy."""
 
     __slots__ = ("data",)
 

@@ -49,18 +49,24 @@ def add_purge_parser(subparsers: Any) -> argparse.ArgumentParser:
     purge.add_argument(
         "--all", action="store_true", help='purge everything, or confirm a prefix "/"'
     )
-    purge.add_argument(
+    add_admin_client_options(purge)
+    return purge
+
+
+def add_admin_client_options(parser: argparse.ArgumentParser) -> None:
+    """--endpoint, --token-env | --token-file, --timeout: how a CLI reaches a running
+    edgeshield's operations endpoints (`purge`, `warm`)."""
+    parser.add_argument(
         "--endpoint", default=DEFAULT_ENDPOINT, help=f"edgeshield base URL ({DEFAULT_ENDPOINT})"
     )
-    source = purge.add_mutually_exclusive_group()
+    source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--token-env",
         help=f"environment variable holding the admin token (default {DEFAULT_TOKEN_ENV}, "
         f"then {SERVER_TOKEN_ENV})",
     )
     source.add_argument("--token-file", type=Path, help="file holding the admin token")
-    purge.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
-    return purge
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
 
 
 def run_purge(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:

@@ -21,14 +21,7 @@ from typing import Any
 
 import orjson
 
-from proxy.purge.cli import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_TOKEN_ENV,
-    SERVER_TOKEN_ENV,
-    _pretty,
-    _speaks_other_scheme,
-    _token,
-)
+from proxy.purge.cli import _pretty, _speaks_other_scheme, _token, add_admin_client_options
 from proxy.warm.sources import lines_of_urls
 
 # A file larger than this is refused before sending (the server's default limit).
@@ -44,17 +37,7 @@ def add_warm_parser(subparsers: Any) -> argparse.ArgumentParser:
         "target", help="a file of URLs, a sitemap or a JSON body; or a playlist's http(s) URL"
     )
     warm.add_argument("--wait", action="store_true", help="follow the job until it is done")
-    warm.add_argument(
-        "--endpoint", default=DEFAULT_ENDPOINT, help=f"edgeshield base URL ({DEFAULT_ENDPOINT})"
-    )
-    source = warm.add_mutually_exclusive_group()
-    source.add_argument(
-        "--token-env",
-        help=f"environment variable holding the admin token (default {DEFAULT_TOKEN_ENV}, "
-        f"then {SERVER_TOKEN_ENV})",
-    )
-    source.add_argument("--token-file", type=Path, help="file holding the admin token")
-    warm.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
+    add_admin_client_options(warm)
     return warm
 
 

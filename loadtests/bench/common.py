@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -21,6 +22,16 @@ from loadtests.bench.loadgen import LoadResult
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def random_ranges(rng: random.Random, count: int, size: int) -> list[tuple[int, int]]:
+    """`count` (start, length) byte ranges of 64 KiB - 2 MiB inside an object of `size`:
+    the seeks a video player makes."""
+    ranges = []
+    for _ in range(count):
+        length = rng.randint(64 * 1024, 2 * 1024 * 1024)
+        ranges.append((rng.randrange(0, size - length), length))
+    return ranges
 
 
 def free_port() -> int:

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from loadtests.bench.common import random_ranges  # noqa: E402
 from tests.support.origin_server import gen_bytes, running_origin  # noqa: E402
 from tests.support.proxy_server import ProxyServer, running_proxy  # noqa: E402
 
@@ -85,11 +86,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--reference-seeks", type=int, default=3)
     args = parser.parse_args()
-    rng = random.Random(args.seed)
-    ranges = []
-    for _ in range(args.seeks):
-        length = rng.randint(64 * 1024, 2 * MIB)
-        ranges.append((rng.randrange(0, SIZE - length), length))
+    ranges = random_ranges(random.Random(args.seed), args.seeks, SIZE)
     print(f"{args.seeks} random seeks of 64 KiB - 2 MiB in a {SIZE // MIB} MiB object, cold")
     with tempfile.TemporaryDirectory(prefix="seek-bench-") as tmp:
         folder = Path(tmp)

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from loadtests.bench.common import random_ranges  # noqa: E402
 from tests.support.origin_server import OriginServer, gen_bytes, running_origin  # noqa: E402
 from tests.support.proxy_server import ProxyServer, running_proxy  # noqa: E402
 
@@ -131,11 +132,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
-    rng = random.Random(args.seed)
-    ranges = []
-    for _ in range(args.ranges):
-        length = rng.randint(64 * 1024, 2 * MIB)
-        ranges.append((rng.randrange(0, SIZE - length), length))
+    ranges = random_ranges(random.Random(args.seed), args.ranges, SIZE)
     with running_origin() as origin, running_proxy(config(origin.url)) as proxy:
         _script(origin)
         with httpx.Client(timeout=args.timeout) as client:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -17,12 +16,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
-import pytest
 import pyvips
 
+from tests.support.cdp import FLAGS, chromium_binary
 from tests.support.proxy_server import running_proxy
 
-CHROMIUM = os.environ.get("EDGESHIELD_CHROMIUM", "/usr/bin/chromium")
 WIDTH, HEIGHT = 1280, 1600
 TOKEN = "admin-page-token-0123456789abcdef"
 # Attacker-controlled text that reaches the page: a query and a Host header.
@@ -30,32 +28,11 @@ XSS_QUERY = b"<img/src=x/onerror=document.title=1>"
 XSS_HOST = b'<script>document.body.dataset.pwned="1"</script>'
 
 
-def _chromium() -> str:
-    found = shutil.which(CHROMIUM)
-    if found is None:
-        pytest.fail(
-            f"headless Chromium is required for this test and {CHROMIUM} was not found: "
-            "install the Debian package (apt-get install -y chromium), or point "
-            "EDGESHIELD_CHROMIUM at a Chromium binary"
-        )
-    return found
-
-
 def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """One headless Chromium run on `url`, with its own profile, nothing but `url` fetched."""
     cmd = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
-        "--disable-gpu",
-        "--disable-quic",
-        "--disable-dev-shm-usage",  # containers' /dev/shm is often 64 MiB
-        "--no-first-run",
-        "--no-proxy-server",  # a proxy from the environment must not see this traffic
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
+        chromium_binary(),
+        *FLAGS,
         f"--user-data-dir={profile}",
         f"--window-size={WIDTH},{HEIGHT}",
         "--virtual-time-budget=5000",  # 5 s of page time: the first fetch and two refreshes
@@ -141,7 +118,7 @@ def _traffic(client: httpx.Client) -> None:
 
 
 def test_admin_page_renders_live_data(tmp_path: Path) -> None:
-    _chromium()  # fail before starting anything when the browser is missing
+    chromium_binary()  # fail before starting anything when the browser is missing
     config = _media(tmp_path / "origin")
     # uvicorn lets a raw `<` through in the request line (granian's parser refuses it
     # with a 400), so the page's escaping of what a client sent is tested there.
@@ -216,7 +193,7 @@ def _check_screenshot(shot: Path) -> None:
 
 
 def test_admin_page_with_a_token(tmp_path: Path) -> None:
-    _chromium()
+    chromium_binary()
     config = _media(tmp_path / "origin") + f'[admin]\ntoken = "{TOKEN}"\n'
     auth = {"authorization": f"Bearer {TOKEN}"}
     with running_proxy(config) as proxy, httpx.Client(base_url=proxy.url) as client:

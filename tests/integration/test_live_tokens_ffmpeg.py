@@ -20,7 +20,7 @@ import pytest
 from proxy.auth.keys import KeyRing
 from proxy.auth.native import sign_url
 from tests.support.live_origin import LiveOrigin, running_live_origin
-from tests.support.proxy_server import ProxyServer, running_proxy
+from tests.support.proxy_server import ProxyServer, native_token_config, running_proxy
 from tests.support.streams import live_hls_encoder
 
 SECRET = "live player secret"
@@ -30,23 +30,7 @@ HANG_GUARD = 45.0
 
 
 def _config(origin_url: str) -> str:
-    return f"""
-[server]
-access_log = "off"
-[auth]
-signing_kid = "k1"
-[auth.keys.k1]
-secret = "{SECRET}"
-[origins.live]
-kind = "http"
-url = "{origin_url}"
-[[routes]]
-origin = "live"
-[routes.auth]
-schemes = ["native"]
-[routes.auth.playlists]
-ttl = 600
-"""
+    return native_token_config({"kind": "http", "url": origin_url}, SECRET, {"ttl": 600})
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from proxy.auth.keys import KeyRing
 from proxy.auth.native import sign_url
-from tests.support.proxy_server import ProxyServer, running_proxy
+from tests.support.proxy_server import ProxyServer, native_token_config, running_proxy
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
@@ -74,22 +74,9 @@ def vod(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(root: Path, playlists: bool) -> str:
-    rewrite = "[routes.auth.playlists]\nttl = 600\n" if playlists else ""
-    return f"""
-[server]
-access_log = "off"
-[auth]
-signing_kid = "k1"
-[auth.keys.k1]
-secret = "{SECRET}"
-[origins.files]
-kind = "fs"
-root = "{root}"
-[[routes]]
-origin = "files"
-[routes.auth]
-schemes = ["native"]
-{rewrite}"""
+    return native_token_config(
+        {"kind": "fs", "root": str(root)}, SECRET, {"ttl": 600} if playlists else None
+    )
 
 
 @pytest.fixture(scope="module")

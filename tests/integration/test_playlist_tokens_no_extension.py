@@ -15,7 +15,7 @@ import pytest
 from proxy.auth.keys import KeyRing
 from proxy.auth.native import sign_url
 from tests.support.origin_server import OriginServer
-from tests.support.proxy_server import ProxyServer, running_proxy
+from tests.support.proxy_server import ProxyServer, native_token_config, running_proxy
 
 SECRET = "extensionless playlist secret"
 PATH = "/v/720p/playlist"
@@ -34,23 +34,7 @@ def proxy(origin_server: OriginServer) -> Iterator[ProxyServer]:
         body=MEDIA,
         headers={"content-type": "application/vnd.apple.mpegurl", "cache-control": "max-age=60"},
     )
-    config = f"""
-[server]
-access_log = "off"
-[auth]
-signing_kid = "k1"
-[auth.keys.k1]
-secret = "{SECRET}"
-[origins.main]
-kind = "http"
-url = "{origin_server.url}"
-[[routes]]
-origin = "main"
-[routes.auth]
-schemes = ["native"]
-[routes.auth.playlists]
-ttl = 600
-"""
+    config = native_token_config({"kind": "http", "url": origin_server.url}, SECRET, {"ttl": 600})
     with running_proxy(config) as server:
         yield server
 

@@ -61,6 +61,22 @@ def proxy_config(
     return "\n".join(lines) + "\n"
 
 
+def native_token_config(
+    origin: Mapping[str, Any], secret: str, playlists: Mapping[str, Any] | None = None
+) -> str:
+    """One origin (its `[origins.main]` fields) behind one route whose requests need a
+    native signed-URL token (key `k1` of `secret`); `playlists`: the route's
+    `[routes.auth.playlists]` fields (child tokens in playlists), None for none."""
+    lines = ["[server]", 'access_log = "off"', "[auth]", 'signing_kid = "k1"']
+    lines += ["[auth.keys.k1]", f"secret = {toml_value(secret)}", "[origins.main]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in origin.items()]
+    lines += ["[[routes]]", 'origin = "main"', "[routes.auth]", 'schemes = ["native"]']
+    if playlists is not None:
+        lines += ["[routes.auth.playlists]"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in playlists.items()]
+    return "\n".join(lines) + "\n"
+
+
 def disk_tier_config(origin_url: str, disk: object) -> str:
     """One http origin behind one route, objects over 4 KiB kept on the disk tier at
     `disk` (memory takes only smaller ones)."""

@@ -13,7 +13,7 @@ import pytest
 from proxy.auth.keys import KeyRing
 from proxy.auth.native import sign_url
 from tests.support.origin_server import OriginServer
-from tests.support.proxy_server import ProxyServer, running_proxy
+from tests.support.proxy_server import ProxyServer, native_token_config, running_proxy
 
 SECRET = "playlist attacks secret"
 HLS = {"content-type": "application/vnd.apple.mpegurl", "cache-control": "max-age=60"}
@@ -21,23 +21,9 @@ HLS = {"content-type": "application/vnd.apple.mpegurl", "cache-control": "max-ag
 
 @pytest.fixture(scope="module")
 def proxy(origin_server: OriginServer) -> Iterator[ProxyServer]:
-    config = f"""
-[server]
-access_log = "off"
-[auth]
-signing_kid = "k1"
-[auth.keys.k1]
-secret = "{SECRET}"
-[origins.main]
-kind = "http"
-url = "{origin_server.url}"
-[[routes]]
-origin = "main"
-[routes.auth]
-schemes = ["native"]
-[routes.auth.playlists]
-max_uris = 1000
-"""
+    config = native_token_config(
+        {"kind": "http", "url": origin_server.url}, SECRET, {"max_uris": 1000}
+    )
     with running_proxy(config) as server:
         yield server
 

@@ -504,7 +504,11 @@ async def test_unreachable_cdn_fails_within_the_deadline(adapters: list[CdnAdapt
     # Two calls (URLs, tags), retried until the deadline: their 20 attempts each would
     # take longer than it (backoff 0.02 s doubling to 0.1 s), so it is what stopped them.
     assert 1 < result.attempts < 2 * 20
-    assert "connection failed" in (result.error or "")
+    # The last attempts end refused, or cut by the deadline on a busy machine: either
+    # way both calls are reported failed.
+    error = result.error or ""
+    assert error.startswith("2 of 2 calls failed; first: "), error
+    assert "connection failed" in error or "no time left to retry" in error, error
 
 
 async def test_a_slow_cdn_times_out_per_attempt(

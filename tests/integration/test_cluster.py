@@ -219,9 +219,12 @@ def metric(proxy: ProxyServer, name: str) -> float:
 
 
 def wait_for_workers(proxy: ProxyServer, n: int) -> None:
-    """Until every worker sees `n` workers in the socket folder (a hang guard only)."""
+    """Until every worker sees `n` workers in the socket folder (a hang guard only). The
+    metric alone is not enough: it merges the snapshots the workers wrote, and one that
+    has not written one yet is not in it; so each of the `n` must also have logged it."""
     deadline = time.monotonic() + 60
-    while metric(proxy, "edgeshield_peer_workers") < n:
+    seen = f"cluster: {n} workers of this instance own keys"
+    while metric(proxy, "edgeshield_peer_workers") < n or (n > 1 and proxy.log().count(seen) < n):
         assert time.monotonic() < deadline, proxy.log()
         time.sleep(0.2)
 

@@ -25,6 +25,13 @@ No server: each trace is replayed through the policies in this process.
   keep, from its first request on, the most requested objects (Static/B: the most
   requested per byte) that fit; knowing this trace's counts, not just the odds, they
   are a little above what any online policy can expect. Belady also knows the order.
+- Online bound (no-scan traces, `--bound-share`; 0 leaves it out) is not a replay but
+  what no online policy can expect to beat: given the requests so far, the chance of a
+  hit is at most the posterior popularity of the best set of objects already asked for
+  that fits the budget, the posterior knowing the trace's exact Zipf prior
+  (loadtests/bench/online_bound.py). An expected object hit ratio; no byte ratio ("-").
+  It takes 20-60 s per trace; a larger `--bound-share` (blocks of n/share requests) is
+  tighter and slower.
 - Object hit ratio: hits / requests; byte hit ratio: bytes served from the cache /
   bytes requested. Both count the scan's requests (all misses for every policy).
 - Hit cost: ns per `get` of a kept key, the policy's against cachetools' LRUCache in
@@ -77,6 +84,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from loadtests.bench.online_bound import Posterior, online_bound  # noqa: E402
 from proxy.cache.admission import WTinyLFU  # noqa: E402
 from proxy.cache.disk import DiskTier  # noqa: E402
 from proxy.cache.entry import Entry  # noqa: E402
@@ -109,6 +117,17 @@ class Score:
     @property
     def byte_ratio(self) -> float:
         return self.hit_bytes / max(1, self.bytes)
+
+
+@dataclass
+class Expected:
+    """A ceiling computed rather than replayed: an expected object hit ratio."""
+
+    object_ratio: float
+    byte_ratio: float | None = None
+
+
+Row = tuple[str, str, Score | Expected, float]
 
 
 def zipf_trace(
@@ -308,8 +327,9 @@ def run(
     scan: int,
     seed: int,
     through: str | None = None,
-) -> list[tuple[str, str, Score, float]]:
-    rows = []
+    bound_share: int = 0,
+) -> list[Row]:
+    rows: list[Row] = []
     for skew in skews:
         for scan_n in (0, scan) if scan else (0,):
             trace, popularity = zipf_trace(random.Random(seed), requests, objects, skew, scan_n)
@@ -322,6 +342,10 @@ def run(
                 t0 = time.perf_counter()
                 score = replay(trace, budget)
                 rows.append((name, policy, score, time.perf_counter() - t0))
+            if bound_share and not scan_n:
+                t0 = time.perf_counter()
+                bound = online_bound(trace, budget, Posterior(popularity.values()), bound_share)
+                rows.append((name, "Online bound", Expected(bound), time.perf_counter() - t0))
     return rows
 
 
@@ -402,8 +426,8 @@ DISK_POLICIES: dict[str, Callable[[Sequence[Request], int], Score]] = {
 
 def run_disk(
     requests: int, objects: int, budget: int, scale: int, scan: int, seed: int
-) -> list[tuple[str, str, Score, float]]:
-    rows = []
+) -> list[Row]:
+    rows: list[Row] = []
     for scan_n in (0, scan) if scan else (0,):
         trace = disk_trace(random.Random(seed), requests, objects, scale, scan_n)
         name = "zipf 1" + (" +scan" if scan_n else "")
@@ -414,13 +438,11 @@ def run_disk(
     return rows
 
 
-def print_rows(rows: Sequence[tuple[str, str, Score, float]]) -> None:
-    print(f"{'trace':<16} {'policy':<11} {'object hit':>10} {'byte hit':>9} {'replay s':>9}")
+def print_rows(rows: Sequence[Row]) -> None:
+    print(f"{'trace':<16} {'policy':<12} {'object hit':>10} {'byte hit':>9} {'seconds':>9}")
     for name, policy, score, seconds in rows:
-        print(
-            f"{name:<16} {policy:<11} {score.object_ratio:>10.3f} {score.byte_ratio:>9.3f}"
-            f" {seconds:>9.2f}"
-        )
+        byte = "-" if score.byte_ratio is None else f"{score.byte_ratio:.3f}"
+        print(f"{name:<16} {policy:<12} {score.object_ratio:>10.3f} {byte:>9} {seconds:>9.2f}")
 
 
 def main_disk(args: argparse.Namespace) -> None:
@@ -445,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skews", default="0.8,1.0,1.2")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--through", default=None, help="auto, or an edgeshield URL")
+    parser.add_argument("--bound-share", type=int, default=256)
     parser.add_argument("--section", choices=("memory", "disk", "all"), default="all")
     parser.add_argument("--disk-requests", type=int, default=6_000)
     parser.add_argument("--disk-objects", type=int, default=1_000)
@@ -458,7 +481,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     skews = [float(s) for s in args.skews.split(",")]
     budget = int(args.memory_mib * MiB)
-    rows = run(skews, args.requests, args.objects, budget, args.scan, args.seed, args.through)
+    rows = run(
+        skews,
+        args.requests,
+        args.objects,
+        budget,
+        args.scan,
+        args.seed,
+        args.through,
+        args.bound_share,
+    )
     print(
         f"{args.requests} requests over {args.objects} objects of 2-64 KiB, "
         f"{args.memory_mib:g} MiB, seed {args.seed}"

@@ -84,20 +84,20 @@ def test_with_equal_odds_and_sizes_the_bound_is_the_share_of_seen_objects_kept()
 
 
 def test_longer_blocks_only_loosen_the_bound() -> None:
-    trace, popularity = zipf_trace(random.Random(3), 2_000, 300, 1.0, 0)
+    trace, popularity = zipf_trace(random.Random(3), 1_000, 200, 1.0, 0)
     prior = Posterior(popularity.values())
-    tight = online_bound(trace, 1024 * KiB, prior, block_share=10**9)
-    loose = online_bound(trace, 1024 * KiB, prior, block_share=8)
+    tight = online_bound(trace, 512 * KiB, prior, block_share=10**9)
+    loose = online_bound(trace, 512 * KiB, prior, block_share=8)
     assert tight < loose
 
 
 def test_online_policies_stay_under_the_bound_and_belady_goes_over_it() -> None:
     """Averaged over seeds (each a fixed trace): the bound is on expected hits, so one
     trace may be lucky; Belady knows the order of requests, not just their odds."""
-    budget = 3 * 1024 * KiB
+    budget = 2 * 1024 * KiB
     sums = {"lru": 0.0, "policy": 0.0, "belady": 0.0, "bound": 0.0}
     for seed in range(4):
-        trace, popularity = zipf_trace(random.Random(seed), 4_000, 600, 1.0, 0)
+        trace, popularity = zipf_trace(random.Random(seed), 3_000, 400, 1.0, 0)
         sums["lru"] += replay_lru(trace, budget).object_ratio
         sums["policy"] += replay_wtinylfu(trace, budget).object_ratio
         sums["belady"] += replay_belady(trace, budget).object_ratio

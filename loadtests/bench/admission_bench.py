@@ -26,10 +26,11 @@ No server: each trace is replayed through the policies in this process.
   requested per byte) that fit; knowing this trace's counts, not just the odds, they
   are a little above what any online policy can expect. Belady also knows the order.
 - Online bound (no-scan traces, `--bound-share`; 0 leaves it out) is not a replay but
-  what no online policy can expect to beat: given the requests so far, the chance of a
-  hit is at most the posterior popularity of the best set of objects already asked for
-  that fits the budget, the posterior knowing the trace's exact Zipf prior
-  (loadtests/bench/online_bound.py). An expected object hit ratio; no byte ratio ("-").
+  what no cache that keeps only objects it was asked for can expect to beat: given the
+  requests so far, the chance of a hit is at most the posterior popularity of the best
+  set of objects already asked for that fits the budget, the posterior knowing the
+  trace's exact Zipf prior (loadtests/bench/online_bound.py). An expected object hit
+  ratio over traces drawn like this one; no byte ratio ("-").
   It takes 20-60 s per trace; a larger `--bound-share` (blocks of n/share requests) is
   tighter and slower.
 - Object hit ratio: hits / requests; byte hit ratio: bytes served from the cache /

@@ -5,18 +5,24 @@ these traces each request is drawn independently, from a Zipf law over a shuffle
 order of the objects, with sizes that say nothing about popularity. So, given every
 request before request i, the chance that request i asks for object x is the mean of
 x's popularity under its posterior: the prior is "x has one of the Zipf weights, each
-as likely", updated by x's count c among the n requests so far. Whatever a policy holds
+as likely", updated by x's count c among the n requests so far. Whatever a cache holds
 before request i is a set of objects already asked for whose sizes fit the budget; its
 chance of a hit is that set's posterior mass, at most the best set's, which a
-fractional knapsack bounds. The sum over the trace bounds the expected hits of every
-online policy, one that knows the trace's exact prior (skew and object count)
-included.
+fractional knapsack bounds. The sum over the trace bounds the expected hits, over
+traces drawn like this one, of every cache that keeps only objects it was asked for
+(no prefetching or warm-up), one that knows the trace's exact prior (skew and object
+count) included. One trace may do better by luck: a bound on expectations.
 
-Approximations, both towards a higher bound: objects' ranks are treated as independent
-(they are a permutation: a count that marks one object as the most popular says a
-little about the others), and requests are taken in blocks of at most n/32, each
-bounded at once by the counts at the block's end and n at its start (the posterior mean
-grows with c and falls with n).
+Where it is approximate (checked against exact computations by a review, 2026-12-06):
+- Requests are taken in blocks of at most n/`block_share`, each bounded at once by the
+  counts at the block's end and n at its start (the posterior mean grows with c and
+  falls with n): above the per-request bound by about 0.0013 at n/256, 0.014 at n/32.
+- Ranks are treated as independent, though they are a permutation (a count that marks
+  one object as the most popular says something about the others). With 10,000 objects
+  that raised the bound by 0.001-0.003 over most of the trace; with a few hundred
+  objects or fewer it can lower it by a few thousandths.
+- Weights within 0.1 % of each other share a term, and terms below e^-50 of the largest
+  are left out: relative error under 2e-7.
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ def best_mass(values: Sequence[float], sizes: Sequence[int], budget: int) -> flo
 
 
 def online_bound(
-    trace: Sequence[tuple[int, int]], budget: int, prior: Posterior, block_share: int = 32
+    trace: Sequence[tuple[int, int]], budget: int, prior: Posterior, block_share: int = 256
 ) -> float:
     """An upper bound on the expected object hit ratio of any policy that has seen only
     the requests before each one (trace: (object, size) pairs)."""

@@ -103,3 +103,23 @@ def test_online_policies_stay_under_the_bound_and_belady_goes_over_it() -> None:
         sums["belady"] += replay_belady(trace, budget).object_ratio
         sums["bound"] += online_bound(trace, budget, Posterior(popularity.values()), 64)
     assert sums["lru"] < sums["policy"] < sums["bound"] < sums["belady"]
+
+
+def test_blocks_of_one_request_are_the_per_request_bound() -> None:
+    """Before each request: the knapsack of the posterior means of what was asked for."""
+    trace, popularity = zipf_trace(random.Random(8), 400, 120, 1.0, 0)
+    prior = Posterior(popularity.values())
+    budget = 256 * KiB
+    counts: dict[int, int] = {}
+    sizes: dict[int, int] = {}
+    expected = 0.0
+    for n, (key, size) in enumerate(trace):
+        if counts:
+            keys = list(counts)
+            values = [prior.mean(counts[k], n) for k in keys]
+            expected += best_mass(values, [sizes[k] for k in keys], budget)
+        counts[key] = counts.get(key, 0) + 1
+        sizes[key] = size
+    got = online_bound(trace, budget, prior, block_share=10**9)
+    assert got == pytest.approx(expected / len(trace), rel=1e-12)
+    assert online_bound(trace, budget, prior) >= got

@@ -1,6 +1,7 @@
 """Key ownership between real edgeshield instances ([cluster], proxy/cluster/): a miss on
 a non-owner is fetched from the owner over a signed hop, once per object for the whole
-cluster; a failing, hanging or garbage peer costs at most its timeout, then the origin
+cluster (two and three instances of two workers); an instance leaving moves only its own
+keys; a failing, hanging or garbage peer costs at most its timeout, then the origin
 answers; an unsigned hop gets 403; two instances that disagree on the peer list never
 forward a request twice. The workers of one instance ([cluster] socket_dir) fetch a cold
 object once and keep one copy."""
@@ -321,10 +322,39 @@ def test_two_instances_of_two_workers_fetch_a_cold_object_once(
         assert [workers_holding(tmp_path / str(i), "/both") for i in (0, 1)] == [1, 1]
 
 
-def registry_config(origin_url: str, port: int, redis_port: int) -> str:
+def test_three_instances_of_two_workers_fetch_each_cold_object_once(
+    origin_server: OriginServer, tmp_path: Path
+) -> None:
+    """Three instances of two workers, an object owned by each instance: 90 requests
+    spread over all three on fresh connections cost one origin fetch per object, and
+    each instance keeps one copy of each."""
+    origin_server.reset()
+    ports = [free_port() for _ in range(3)]
+    paths = [path_owned_by(port, ports, "/three-") for port in ports]
+    for path in paths:
+        origin_server.script(path, size=50_000, delay=0.2, headers={"cache-control": "max-age=60"})
+    with ExitStack() as stack:
+        proxies = []
+        for i, port in enumerate(ports):
+            config = cluster_config(origin_server.url, port, ports) + (
+                f'socket_dir = "{tmp_path / str(i)}"\nhot_copy_requests = 0\n'
+            )
+            proxies.append(stack.enter_context(running_proxy(config, workers=2)))
+        for proxy in proxies:
+            wait_for_workers(proxy, 2)
+        urls = [proxies[i % 3].url + paths[i // 3 % 3] for i in range(90)]
+        answers = asyncio.run(fresh_connections(urls))
+        assert [len(r.content) for r in answers if r.status_code == 200] == [50_000] * 90
+        requests = origin_server.stats()["requests"]
+        assert [requests.get(f"GET {path}") for path in paths] == [1, 1, 1]
+        for path in paths:
+            assert [workers_holding(tmp_path / str(i), path) for i in range(3)] == [1, 1, 1]
+
+
+def registry_config(origin_url: str, port: int, redis_port: int, redis_extra: str = "") -> str:
     return (
         proxy_config(origin_url)
-        + f'[redis]\nurl = "redis://127.0.0.1:{redis_port}/0"\n'
+        + f'[redis]\nurl = "redis://127.0.0.1:{redis_port}/0"\n{redis_extra}'
         + f'[cluster]\nself = "http://127.0.0.1:{port}"\nsecret = "{SECRET}"\n'
         + "registry = true\nheartbeat_interval = 0.2\nmember_ttl = 2.0\n"
     )
@@ -371,6 +401,47 @@ def test_instances_found_in_the_redis_registry_share_their_misses(
             wait_for_peers(a, 1)
             assert get(a, "/gen/700").status_code == 200
         assert "cluster: 2 instances own keys" in a.log()
+
+
+def test_an_instance_leaving_a_ring_of_three_moves_only_its_own_keys(
+    origin_server: OriginServer,
+) -> None:
+    """Three instances in the Redis registry, each object fetched by its owner; the third
+    stops, and asked through the second, only the objects the third owned are fetched
+    from the origin again: the others are still where they were. (Redis keeps no
+    objects here, so only the instances' own tiers can answer.)"""
+    from tests.support.redis_server import running_redis
+
+    origin_server.reset()
+    with running_redis() as redis_server:
+        ports = [free_port() for _ in range(3)]
+        with ExitStack() as stack:
+            proxies = [
+                stack.enter_context(
+                    running_proxy(
+                        registry_config(
+                            origin_server.url, p, redis_server.port, "max_object_bytes = 1\n"
+                        )
+                    )
+                )
+                for p in ports
+            ]
+            for proxy in proxies:
+                wait_for_peers(proxy, 3)
+            paths = [f"/gen/{900 + i}" for i in range(18)]
+            owners = [ports.index(owner_port(path, ports)) for path in paths]
+            assert set(owners) == {0, 1, 2}
+            for path, owner in zip(paths, owners, strict=True):
+                assert get(proxies[owner], path).status_code == 200  # no copy elsewhere
+            proxies[2].stop()  # its entry is no longer renewed: it leaves the ring
+            wait_for_peers(proxies[0], 2)
+            wait_for_peers(proxies[1], 2)
+            for path in paths:
+                assert get(proxies[1], path).status_code == 200
+            requests = origin_server.stats()["requests"]
+            assert [requests.get(f"GET {path}") for path in paths] == [
+                2 if owner == 2 else 1 for owner in owners
+            ]
 
 
 def test_an_unreachable_registry_is_a_warning_and_the_instance_serves(

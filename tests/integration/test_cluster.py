@@ -253,6 +253,24 @@ async def fresh_connections(urls: list[str]) -> list[httpx.Response]:
     return await asyncio.gather(*(one(u) for u in urls))
 
 
+@contextmanager
+def worker_instances(
+    origin: OriginServer, ports: list[int], folder: Path
+) -> Iterator[list[ProxyServer]]:
+    """An instance of two workers on each port, all peers, instance i's workers meeting in
+    `folder`/i, relays keeping no hot copies; once every worker owns its keys."""
+    with ExitStack() as stack:
+        proxies = []
+        for i, port in enumerate(ports):
+            config = cluster_config(origin.url, port, ports) + (
+                f'socket_dir = "{folder / str(i)}"\nhot_copy_requests = 0\n'
+            )
+            proxies.append(stack.enter_context(running_proxy(config, workers=2)))
+        for proxy in proxies:
+            wait_for_workers(proxy, 2)
+        yield proxies
+
+
 def test_the_workers_of_one_instance_fetch_a_cold_object_once_and_keep_one_copy(
     origin_server: OriginServer, tmp_path: Path
 ) -> None:
@@ -306,15 +324,7 @@ def test_two_instances_of_two_workers_fetch_a_cold_object_once(
     origin_server.reset()
     origin_server.script("/both", size=100_000, delay=0.2, headers={"cache-control": "max-age=60"})
     ports = [free_port(), free_port()]
-    with ExitStack() as stack:
-        proxies = []
-        for i, port in enumerate(ports):
-            config = cluster_config(origin_server.url, port, ports) + (
-                f'socket_dir = "{tmp_path / str(i)}"\nhot_copy_requests = 0\n'
-            )
-            proxies.append(stack.enter_context(running_proxy(config, workers=2)))
-        for proxy in proxies:
-            wait_for_workers(proxy, 2)
+    with worker_instances(origin_server, ports, tmp_path) as proxies:
         urls = [proxies[i % 2].url + "/both" for i in range(60)]
         answers = asyncio.run(fresh_connections(urls))
         assert [len(r.content) for r in answers if r.status_code == 200] == [100_000] * 60
@@ -333,15 +343,7 @@ def test_three_instances_of_two_workers_fetch_each_cold_object_once(
     paths = [path_owned_by(port, ports, "/three-") for port in ports]
     for path in paths:
         origin_server.script(path, size=50_000, delay=0.2, headers={"cache-control": "max-age=60"})
-    with ExitStack() as stack:
-        proxies = []
-        for i, port in enumerate(ports):
-            config = cluster_config(origin_server.url, port, ports) + (
-                f'socket_dir = "{tmp_path / str(i)}"\nhot_copy_requests = 0\n'
-            )
-            proxies.append(stack.enter_context(running_proxy(config, workers=2)))
-        for proxy in proxies:
-            wait_for_workers(proxy, 2)
+    with worker_instances(origin_server, ports, tmp_path) as proxies:
         urls = [proxies[i % 3].url + paths[i // 3 % 3] for i in range(90)]
         answers = asyncio.run(fresh_connections(urls))
         assert [len(r.content) for r in answers if r.status_code == 200] == [50_000] * 90
